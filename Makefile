@@ -1,0 +1,73 @@
+# golden: every target works on a fresh Debian 12 machine; `make db` installs what is missing.
+# Run `make help` for the list.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# The local database of `make db`; golden itself uses it when DATABASE_URL is unset (in the
+# environment and in .env).
+LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:54329/golden
+GOLDEN := target/release/golden
+DEMO_DIR := target/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help build db db-stop db-status migrate demo backup verify verify-db test lint fmt schema clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build the release binary (target/release/golden)
+	$(CARGO) build --release --locked
+
+db: ## install PostgreSQL + pgvector if missing and start the local database (idempotent)
+	@bash scripts/db.sh start
+
+db-stop: ## stop the local database
+	@bash scripts/db.sh stop
+
+db-status: ## say whether the local database runs
+	@bash scripts/db.sh status
+
+migrate: db build ## apply pending migrations (to $DATABASE_URL, or the local database)
+	$(GOLDEN) migrate
+
+demo: db build ## start everything, migrate, verify the sample and back up the local database
+	$(GOLDEN) migrate
+	$(GOLDEN) verify data/golden_dataset_backup.json
+	@mkdir -p $(DEMO_DIR)
+	$(GOLDEN) backup --output $(DEMO_DIR)/backup.json --metadata $(DEMO_DIR)/metadata.json
+	$(GOLDEN) verify --against-db $(DEMO_DIR)/backup.json
+
+backup: db build ## back up the database to data/golden_dataset_backup.json
+	$(GOLDEN) backup
+
+verify: build ## check data/golden_dataset_backup.json
+	$(GOLDEN) verify
+
+verify-db: db build ## check data/golden_dataset_backup.json against the database
+	$(GOLDEN) verify --against-db
+
+test: db lint ## start the local database, then run every test against it
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --locked --no-fail-fast; \
+	fi
+
+lint: ## rustfmt and clippy, warnings as errors
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt
+
+schema: export PGOPTIONS = -c client_min_messages=warning
+schema: db ## regenerate src/schema.rs from the migrations (diesel print-schema, local database)
+	@command -v diesel >/dev/null || $(CARGO) install diesel_cli --locked --no-default-features --features postgres
+	@server="$(LOCAL_DATABASE_URL)"; server="$${server%/*}"; url="$$server/golden_print_schema"; \
+	psql -X -q "$$server/postgres" -c "DROP DATABASE IF EXISTS golden_print_schema" -c "CREATE DATABASE golden_print_schema" && \
+	diesel migration run --database-url "$$url" && \
+	diesel print-schema --database-url "$$url" > src/schema.rs && \
+	psql -X -q "$$server/postgres" -c "DROP DATABASE golden_print_schema"
+
+clean: ## remove build output (the local database stays; `make db-stop` and rm -rf .pgdata remove it)
+	$(CARGO) clean

@@ -1,0 +1,205 @@
+//! Writes a backup file as the rows stream in, deterministically and atomically.
+//!
+//! The header comes first in the file but the content checksum is known only at the end, so
+//! the header holds fixed-width placeholders for the checksum and `created_at` that are
+//! patched in place before the temp file is renamed over the destination. When the result
+//! equals the existing file apart from `created_at`, the existing file is kept as it is (same
+//! bytes, same `created_at`), so an unchanged dataset leaves `git status` clean.
+
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tempfile::NamedTempFile;
+
+use super::checksum::{self, ContentHasher};
+use super::record::BackupAnalysis;
+use super::{timestamp, FORMAT_VERSION};
+use crate::atomic;
+
+/// What goes in `metadata` besides what the writer computes.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    pub analyses: u64,
+    pub chunks: u64,
+    pub artifacts: u64,
+}
+
+/// The result of a finished backup.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// False when the destination already held these exact bytes and was left alone.
+    pub changed: bool,
+    pub checksum: String,
+    /// The `created_at` the file at the destination now carries.
+    pub created_at: String,
+    pub totals: Totals,
+}
+
+pub struct BackupWriter {
+    dest: PathBuf,
+    out: BufWriter<NamedTempFile>,
+    hasher: ContentHasher,
+    expected: Totals,
+    written: Totals,
+    created_at: String,
+    created_at_offset: u64,
+    checksum_offset: u64,
+    header_prefix: Vec<u8>,
+}
+
+impl BackupWriter {
+    /// Starts a backup of exactly `expected` rows (counted beforehand in the same snapshot).
+    pub fn create(
+        dest: &Path,
+        created_at: DateTime<Utc>,
+        expected: Totals,
+        status_filter: &str,
+    ) -> io::Result<Self> {
+        let created_at = timestamp::format(&created_at);
+        let mut header = String::new();
+        header.push_str("{\n  \"version\": ");
+        header.push_str(&json_string(FORMAT_VERSION));
+        header.push_str(",\n  \"created_at\": \"");
+        let created_at_offset = header.len() as u64;
+        let header_prefix = header.as_bytes().to_vec();
+        header.push_str(&created_at);
+        header.push_str("\",\n  \"metadata\": {\n");
+        header.push_str(&format!("    \"total_analyses\": {},\n", expected.analyses));
+        header.push_str(&format!("    \"total_chunks\": {},\n", expected.chunks));
+        header.push_str(&format!(
+            "    \"total_artifacts\": {},\n",
+            expected.artifacts
+        ));
+        header.push_str(&format!(
+            "    \"status_filter\": {},\n",
+            json_string(status_filter)
+        ));
+        header.push_str("    \"checksum\": \"");
+        let checksum_offset = header.len() as u64;
+        header.push_str(&"0".repeat(checksum::WRITTEN_WIDTH));
+        header.push_str("\"\n  },\n  \"analyses\": [");
+
+        let mut out = BufWriter::with_capacity(256 * 1024, atomic::temp_file_beside(dest)?);
+        out.write_all(header.as_bytes())?;
+        Ok(BackupWriter {
+            dest: dest.to_path_buf(),
+            out,
+            hasher: ContentHasher::default(),
+            expected,
+            written: Totals {
+                analyses: 0,
+                chunks: 0,
+                artifacts: 0,
+            },
+            created_at,
+            created_at_offset,
+            checksum_offset,
+            header_prefix,
+        })
+    }
+
+    /// Appends one analysis (with its chunks and artifact).
+    pub fn write(&mut self, analysis: &BackupAnalysis) -> io::Result<()> {
+        let separator: &[u8] = if self.written.analyses == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        };
+        self.out.write_all(separator)?;
+        let pretty = to_pretty_json(analysis)?;
+        // Indent the record by four spaces: JSON strings never hold a raw newline, so every
+        // newline in the output is a line break of the layout.
+        for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n    ")?;
+            }
+            self.out.write_all(line)?;
+        }
+        self.hasher.add(analysis);
+        self.written.analyses += 1;
+        self.written.chunks += analysis.chunks.len() as u64;
+        self.written.artifacts += u64::from(analysis.artifact.is_some());
+        Ok(())
+    }
+
+    /// Completes the file and puts it in place, unless the destination already holds it.
+    pub fn finish(mut self) -> io::Result<Written> {
+        let (e, w) = (&self.expected, &self.written);
+        if (e.analyses, e.chunks, e.artifacts) != (w.analyses, w.chunks, w.artifacts) {
+            return Err(io::Error::other(format!(
+                "the snapshot counted {} analyses, {} chunks, {} artifacts but {} , {}, {} were read; nothing was written",
+                e.analyses, e.chunks, e.artifacts, w.analyses, w.chunks, w.artifacts
+            )));
+        }
+        let previous = self.previous_created_at()?;
+        let tail: &[u8] = if self.written.analyses == 0 {
+            b"]\n}\n"
+        } else {
+            b"\n  ]\n}\n"
+        };
+        self.out.write_all(tail)?;
+        let mut temp = self.out.into_inner().map_err(|e| e.into_error())?;
+        let checksum = self.hasher.finish();
+        patch(&mut temp, self.checksum_offset, checksum.as_bytes())?;
+
+        if let Some(previous) = previous {
+            patch(&mut temp, self.created_at_offset, previous.as_bytes())?;
+            if atomic::same_contents(temp.path(), &self.dest)? {
+                return Ok(Written {
+                    changed: false,
+                    checksum,
+                    created_at: previous,
+                    totals: self.written,
+                });
+            }
+            patch(
+                &mut temp,
+                self.created_at_offset,
+                self.created_at.as_bytes(),
+            )?;
+        }
+        atomic::persist(temp, &self.dest)?;
+        Ok(Written {
+            changed: true,
+            checksum,
+            created_at: self.created_at,
+            totals: self.written,
+        })
+    }
+
+    /// The `created_at` of the existing destination, when that file was laid out by this
+    /// writer (same header up to the timestamp); otherwise the file differs anyway.
+    fn previous_created_at(&self) -> io::Result<Option<String>> {
+        let Some(prefix) = atomic::read_at(&self.dest, 0, self.header_prefix.len())? else {
+            return Ok(None);
+        };
+        if prefix != self.header_prefix {
+            return Ok(None);
+        }
+        let Some(bytes) =
+            atomic::read_at(&self.dest, self.created_at_offset, timestamp::WRITTEN_WIDTH)?
+        else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8(bytes)
+            .ok()
+            .filter(|text| timestamp::parse(text).is_ok()))
+    }
+}
+
+fn patch(temp: &mut NamedTempFile, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    let file = temp.as_file_mut();
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)?;
+    file.flush()
+}
+
+fn to_pretty_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(io::Error::other)
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}

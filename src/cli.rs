@@ -1,0 +1,118 @@
+//! The command line: global options, the subcommands, and the one place that turns a
+//! command's result into an exit code. Each subcommand's own arguments live beside its code
+//! in `commands/`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands::{self, backup, migrate, verify};
+use crate::error::{self, Exit};
+use crate::output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "golden",
+    version,
+    about = "Back up a PostgreSQL + pgvector golden dataset to a JSON file in git, verify it, restore it anywhere",
+    long_about = None,
+    propagate_version = true,
+    after_help = "Options also come from the environment and from a .env file in the working folder.\n\
+                  Exit codes: 0 success, 1 failed, 2 usage error or invalid input file, 3 problems found, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL connection URL [default: the local database of `make db`,
+    /// postgres://postgres@127.0.0.1:54329/golden]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Print one JSON object summarising the result on stdout; everything else goes to stderr
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log less (repeat for even less)
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// Log more (repeat for even more); RUST_LOG overrides both
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations (creates the tables on a new database)
+    Migrate(migrate::Args),
+    /// Write the dataset to a JSON backup file, without embedding vectors
+    Backup(backup::Args),
+    /// Check a backup file, and optionally compare it with the database
+    Verify(verify::Args),
+}
+
+/// Runs the tool and returns the process exit code.
+pub fn main() -> ExitCode {
+    // The panic hook of color-eyre: a bug is reported readably, not as a raw panic dump.
+    let _ = color_eyre::install();
+    let dotenv_problem = load_dotenv();
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    if let Some(problem) = dotenv_problem {
+        log::warn!("{problem}");
+    }
+
+    let output = Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet > 0 || cli.global.json,
+    };
+    match commands::run(cli.command, &cli.global, output) {
+        Ok(exit) => exit.into(),
+        Err(report) if error::is_broken_pipe(&report) => Exit::Success.into(),
+        Err(report) => {
+            error::report(&report);
+            error::exit_code_of(&report).into()
+        }
+    }
+}
+
+/// Reads `.env` from the working folder, as diesel_cli does; variables already set win.
+fn load_dotenv() -> Option<String> {
+    match dotenvy::dotenv() {
+        Ok(_) => None,
+        Err(e) if e.not_found() => None,
+        Err(e) => Some(format!("ignoring .env: {e}")),
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let default_filter = match (global.quiet, global.verbose) {
+        (q, _) if q > 0 => "error",
+        (_, 0) => "golden=info,warn",
+        (_, 1) => "golden=debug,info",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .format(|buf, record| match record.level() {
+            log::Level::Info => writeln!(buf, "{}", record.args()),
+            log::Level::Warn => writeln!(buf, "warning: {}", record.args()),
+            log::Level::Error => writeln!(buf, "error: {}", record.args()),
+            level => writeln!(
+                buf,
+                "{}: {}: {}",
+                level.as_str().to_lowercase(),
+                record.target(),
+                record.args()
+            ),
+        })
+        .init();
+}

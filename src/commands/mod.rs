@@ -1,0 +1,20 @@
+//! One module per subcommand, each with its arguments beside its code.
+
+pub mod backup;
+pub mod migrate;
+pub mod verify;
+
+use color_eyre::Result;
+
+use crate::cli::{Command, GlobalArgs};
+use crate::error::Exit;
+use crate::output::Output;
+
+/// Runs one subcommand and returns the exit code it ended with.
+pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    match command {
+        Command::Migrate(args) => migrate::run(args, global, output),
+        Command::Backup(args) => backup::run(args, global, output),
+        Command::Verify(args) => verify::run(args, global, output),
+    }
+}

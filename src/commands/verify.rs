@@ -1,0 +1,107 @@
+//! `golden verify`: checks a backup file (no database needed) and, with `--against-db`,
+//! compares it with the database. Reports every problem with where it is. Exit 0 when clean,
+//! 3 when problems were found, 2 when the file is unreadable or not a backup.
+
+use std::path::PathBuf;
+
+use color_eyre::Result;
+use serde::Serialize;
+
+use crate::backup_file::DEFAULT_BACKUP_PATH;
+use crate::cli::GlobalArgs;
+use crate::commands::backup::ALL_STATUSES;
+use crate::compare;
+use crate::db;
+use crate::error::Exit;
+use crate::output::Output;
+use crate::validate::{self, Counts, Problem};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The backup file to check
+    #[arg(long, short, value_name = "FILE", conflicts_with = "file")]
+    pub input: Option<PathBuf>,
+
+    /// The backup file to check (the same as --input) [default: data/golden_dataset_backup.json]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Also compare the file with the database: missing or differing rows, missing or
+    /// wrong-sized embeddings
+    #[arg(long)]
+    pub against_db: bool,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    ok: bool,
+    problems: &'a [Problem],
+    warnings: &'a [Problem],
+    file: &'a std::path::Path,
+    #[serde(flatten)]
+    counts: Counts,
+    against_db: bool,
+}
+
+pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    let path = args
+        .input
+        .or(args.file)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_PATH));
+    let validation = validate::validate_file(&path).map_err(|e| e.into_report())?;
+    let mut problems = validation.problems;
+    if args.against_db {
+        let status_filter = validation
+            .header
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get("status_filter"))
+            .and_then(|status| status.as_str())
+            .unwrap_or("completed");
+        let status = (status_filter != ALL_STATUSES).then_some(status_filter);
+        let mut conn = db::connect(global)?;
+        problems.extend(compare::compare_with_database(&mut conn, &path, status)?);
+    }
+
+    for warning in &validation.warnings {
+        output.line(format_args!("warning: {warning}"))?;
+    }
+    for problem in &problems {
+        output.line(format_args!("problem: {problem}"))?;
+    }
+    let counts = validation.counts;
+    let checked = if args.against_db {
+        "and the database agree"
+    } else {
+        "is a valid backup"
+    };
+    if problems.is_empty() {
+        output.line(format_args!(
+            "ok: {} {checked} ({} analyses, {} chunks, {} artifacts)",
+            path.display(),
+            counts.analyses,
+            counts.chunks,
+            counts.artifacts
+        ))?;
+    } else {
+        output.line(format_args!(
+            "{} problem{} found in {}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            path.display()
+        ))?;
+    }
+    output.summary(&Summary {
+        ok: problems.is_empty(),
+        problems: &problems,
+        warnings: &validation.warnings,
+        file: &path,
+        counts,
+        against_db: args.against_db,
+    })?;
+    Ok(if problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::ProblemsFound
+    })
+}

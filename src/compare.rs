@@ -1,0 +1,289 @@
+//! `verify --against-db`: compares a backup file with the database. Rows missing on either
+//! side, rows whose content differs, chunks without an embedding or with one of the wrong
+//! dimension. The file is streamed and compared in batches (a few queries per batch, never a
+//! query per row), so it works on datasets of any size.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use color_eyre::Result;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::backup_file::reader::{self, ReadError};
+use crate::backup_file::record::{BackupAnalysis, BackupArtifact, BackupChunk};
+use crate::db::QueryContext;
+use crate::models::chunk::vector_dims;
+use crate::models::{Analysis, Artifact, ChunkEmbeddingState, ChunkText};
+use crate::schema::{analyses, chunks};
+use crate::validate::{Problem, Validator};
+
+const BATCH: usize = 500;
+
+/// Compares the valid records of the file at `path` with the database; `status_filter` is
+/// the status the backup selected (`None`: every analysis), to find rows missing from the file.
+pub fn compare_with_database(
+    conn: &mut PgConnection,
+    path: &Path,
+    status_filter: Option<&str>,
+) -> Result<Vec<Problem>> {
+    let column_dims = embedding_column_dims(conn)?;
+    let mut comparison = Comparison {
+        problems: Vec::new(),
+        column_dims,
+        file_ids: HashSet::new(),
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    // Only records that pass validation are compared; the others are reported by it.
+    let mut validator = Validator::default();
+    reader::read_backup(path, |index, value| {
+        if let Some(record) = validator.check(index, value) {
+            comparison.file_ids.insert(record.id);
+            batch.push(record);
+            if batch.len() == BATCH {
+                comparison.compare_batch(conn, std::mem::take(&mut batch))?;
+            }
+        }
+        Ok(())
+    })
+    .map_err(ReadError::into_report)?;
+    comparison.compare_batch(conn, batch)?;
+    comparison.find_rows_missing_from_file(conn, status_filter)?;
+    Ok(comparison.problems)
+}
+
+struct Comparison {
+    problems: Vec<Problem>,
+    column_dims: Option<i32>,
+    file_ids: HashSet<Uuid>,
+}
+
+impl Comparison {
+    fn compare_batch(&mut self, conn: &mut PgConnection, batch: Vec<BackupAnalysis>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = batch.iter().map(|record| record.id).collect();
+        let rows: Vec<Analysis> = analyses::table
+            .filter(analyses::id.eq_any(&ids))
+            .select(Analysis::as_select())
+            .load(conn)
+            .step("reading analyses to compare")?;
+        let db_chunks = ChunkText::belonging_to(&rows)
+            .select(ChunkText::as_select())
+            .load(conn)
+            .step("reading chunks to compare")?
+            .grouped_by(&rows);
+        let db_artifacts = Artifact::belonging_to(&rows)
+            .select(Artifact::as_select())
+            .load(conn)
+            .step("reading artifacts to compare")?
+            .grouped_by(&rows);
+        let embeddings: HashMap<Uuid, ChunkEmbeddingState> = chunks::table
+            .filter(chunks::analysis_id.eq_any(&ids))
+            .select((
+                chunks::id,
+                vector_dims(chunks::embedding),
+                chunks::embedding_model,
+            ))
+            .load::<ChunkEmbeddingState>(conn)
+            .step("reading embedding states")?
+            .into_iter()
+            .map(|state| (state.id, state))
+            .collect();
+
+        let mut in_db: HashMap<Uuid, (Analysis, Vec<ChunkText>, Option<Artifact>)> = rows
+            .into_iter()
+            .zip(db_chunks)
+            .zip(db_artifacts)
+            .map(|((analysis, chunks), artifacts)| {
+                (
+                    analysis.id,
+                    (analysis, chunks, artifacts.into_iter().next()),
+                )
+            })
+            .collect();
+        for record in batch {
+            let at = format!("analysis {}", record.id);
+            match in_db.remove(&record.id) {
+                None => self.problem(&at, "is in the file but not in the database"),
+                Some((analysis, chunks, artifact)) => {
+                    self.compare_analysis(&at, &record, &analysis);
+                    self.compare_chunks(&at, &record.chunks, chunks, &embeddings);
+                    self.compare_artifact(&at, record.artifact.as_ref(), artifact);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_analysis(&mut self, at: &str, file: &BackupAnalysis, db: &Analysis) {
+        let mut differing = Vec::new();
+        for (field, same) in [
+            ("url", file.url == db.url),
+            ("title", file.title == db.title),
+            ("content_type", file.content_type == db.content_type),
+            ("status", file.status == db.status),
+            ("created_at", file.created_at == db.created_at),
+            ("updated_at", file.updated_at == db.updated_at),
+        ] {
+            if !same {
+                differing.push(field);
+            }
+        }
+        self.report_differences(at, &differing);
+    }
+
+    fn compare_chunks(
+        &mut self,
+        at: &str,
+        file: &[BackupChunk],
+        db: Vec<ChunkText>,
+        embeddings: &HashMap<Uuid, ChunkEmbeddingState>,
+    ) {
+        let mut db_by_id: HashMap<Uuid, ChunkText> =
+            db.into_iter().map(|chunk| (chunk.id, chunk)).collect();
+        for chunk in file {
+            let chunk_at = format!("{at}, chunk {}", chunk.id);
+            let Some(row) = db_by_id.remove(&chunk.id) else {
+                self.problem(&chunk_at, "is in the file but not in the database");
+                continue;
+            };
+            let mut differing = Vec::new();
+            for (field, same) in [
+                ("content", chunk.content == row.content),
+                ("section_title", chunk.section_title == row.section_title),
+                ("section_path", chunk.section_path == row.section_path),
+                ("content_type", chunk.content_type == row.content_type),
+                ("chunk_index", chunk.chunk_index == row.chunk_index),
+            ] {
+                if !same {
+                    differing.push(field);
+                }
+            }
+            self.report_differences(&chunk_at, &differing);
+            self.check_embedding(&chunk_at, embeddings.get(&chunk.id));
+        }
+        let mut extra: Vec<_> = db_by_id.into_values().collect();
+        extra.sort_by_key(|chunk| chunk.chunk_index);
+        for chunk in extra {
+            self.problem(
+                format!("{at}, chunk {}", chunk.id),
+                "is in the database but not in the file",
+            );
+        }
+    }
+
+    fn check_embedding(&mut self, at: &str, state: Option<&ChunkEmbeddingState>) {
+        match state.and_then(|state| state.dims) {
+            None => self.problem(at, "has no embedding in the database (run `golden regenerate-embeddings --only-missing`)"),
+            Some(dims) => {
+                if let Some(expected) = self.column_dims.filter(|&expected| expected != dims) {
+                    self.problem(at, format!("embedding has {dims} dimensions, the column holds {expected}"));
+                }
+            }
+        }
+    }
+
+    fn compare_artifact(&mut self, at: &str, file: Option<&BackupArtifact>, db: Option<Artifact>) {
+        match (file, db) {
+            (None, None) => {}
+            (Some(artifact), None) => self.problem(
+                format!("{at}, artifact {}", artifact.id),
+                "is in the file but not in the database",
+            ),
+            (None, Some(row)) => self.problem(
+                format!("{at}, artifact {}", row.id),
+                "is in the database but not in the file",
+            ),
+            (Some(artifact), Some(row)) => {
+                let mut differing = Vec::new();
+                for (field, same) in [
+                    ("id", artifact.id == row.id),
+                    ("summary", artifact.summary == row.summary),
+                    ("created_at", artifact.created_at == row.created_at),
+                ] {
+                    if !same {
+                        differing.push(field);
+                    }
+                }
+                self.report_differences(&format!("{at}, artifact {}", artifact.id), &differing);
+            }
+        }
+    }
+
+    /// Reports analyses of the backed-up status that the database has and the file lacks.
+    fn find_rows_missing_from_file(
+        &mut self,
+        conn: &mut PgConnection,
+        status: Option<&str>,
+    ) -> Result<()> {
+        let mut after: Option<Uuid> = None;
+        loop {
+            let mut query = analyses::table
+                .select(analyses::id)
+                .order(analyses::id)
+                .limit(10_000)
+                .into_boxed();
+            if let Some(status) = status {
+                query = query.filter(analyses::status.eq(status));
+            }
+            if let Some(after) = after {
+                query = query.filter(analyses::id.gt(after));
+            }
+            let ids: Vec<Uuid> = query
+                .load(conn)
+                .step("listing the analyses of the database")?;
+            let Some(&last) = ids.last() else {
+                return Ok(());
+            };
+            after = Some(last);
+            for id in ids {
+                if !self.file_ids.contains(&id) {
+                    self.problem(
+                        format!("analysis {id}"),
+                        "is in the database but not in the file",
+                    );
+                }
+            }
+        }
+    }
+
+    fn report_differences(&mut self, at: &str, differing: &[&str]) {
+        if !differing.is_empty() {
+            self.problem(
+                at,
+                format!("differs from the database in {}", differing.join(", ")),
+            );
+        }
+    }
+
+    fn problem(&mut self, at: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(Problem {
+            location: at.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+/// The dimension of `chunks.embedding` as declared (`vector(1024)`), or `None` when the
+/// column is an unsized `vector`.
+pub fn embedding_column_dims(conn: &mut PgConnection) -> Result<Option<i32>> {
+    #[derive(QueryableByName)]
+    struct ColumnType {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        column_type: String,
+    }
+    let column: ColumnType = diesel::sql_query(
+        "SELECT format_type(atttypid, atttypmod) AS column_type FROM pg_attribute \
+         WHERE attrelid = 'chunks'::regclass AND attname = 'embedding' AND NOT attisdropped",
+    )
+    .get_result(conn)
+    .step("reading the type of chunks.embedding")?;
+    Ok(column
+        .column_type
+        .strip_prefix("vector(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .and_then(|dims| dims.parse().ok()))
+}

@@ -1,0 +1,163 @@
+//! Connecting to PostgreSQL: which database (flag, environment, `.env`, or the local one of
+//! `make db`), the embedded migrations, and error messages that never show a password.
+
+use color_eyre::eyre::eyre;
+use color_eyre::Result;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::cli::GlobalArgs;
+
+/// The database `make db` starts; used when no URL is given anywhere.
+pub const LOCAL_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/golden";
+
+/// The migrations of `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The database URL the user chose, or the local database.
+pub fn database_url(global: &GlobalArgs) -> String {
+    global
+        .database_url
+        .clone()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| LOCAL_DATABASE_URL.to_string())
+}
+
+/// Opens a connection, with an error that says what to do when it fails.
+pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
+    let url = database_url(global);
+    PgConnection::establish(&url).map_err(|e| {
+        let hint = if global.database_url.is_none() {
+            "start the local database with `make db`, or set DATABASE_URL"
+        } else {
+            "check DATABASE_URL (or --database-url) and that the server is running"
+        };
+        eyre!(
+            "could not connect to the database at {}: {}\n  hint: {hint}",
+            mask_password(&url),
+            mask_password(e.to_string().trim())
+        )
+    })
+}
+
+/// Applies the pending embedded migrations and returns the versions it applied.
+pub fn run_pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| eyre!("applying migrations failed: {e}"))?;
+    Ok(applied.iter().map(|version| version.to_string()).collect())
+}
+
+/// Turns "relation does not exist" into the hint a user needs: the tables are missing.
+pub fn explain_query_error(error: diesel::result::Error, step: &str) -> color_eyre::Report {
+    let text = error.to_string();
+    let report = eyre!("{step}: {}", mask_password(&text));
+    if text.contains("does not exist") && text.contains("relation") {
+        report.wrap_err("the database has no golden tables; run `golden migrate` first")
+    } else {
+        report
+    }
+}
+
+/// Replaces the password of a `postgres://user:password@host` URL, or of a `password=…`
+/// keyword in a key/value connection string, with `***`.
+pub fn mask_password(text: &str) -> String {
+    let mut masked = mask_url_passwords(text);
+    if let Some(start) = masked.find("password=") {
+        let value_start = start + "password=".len();
+        let value_end = masked[value_start..]
+            .find(char::is_whitespace)
+            .map_or(masked.len(), |end| value_start + end);
+        masked.replace_range(value_start..value_end, "***");
+    }
+    masked
+}
+
+fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        out.push_str(&rest[..authority_start]);
+        rest = &rest[authority_start..];
+        let authority_end = rest
+            .find(['/', '?', '#', ' ', '\n', '"', '\''])
+            .unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &rest[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs `f` in a read-only REPEATABLE READ transaction: one consistent snapshot.
+pub fn in_snapshot<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(|conn| f(conn).map_err(SnapshotError::Inner))
+        .map_err(|e| match e {
+            SnapshotError::Inner(report) => report,
+            SnapshotError::Db(e) => eyre!(e).wrap_err("the read-only snapshot transaction failed"),
+        })
+}
+
+/// The error type `in_snapshot` needs: diesel's transaction wants `From<diesel::result::Error>`.
+enum SnapshotError {
+    Inner(color_eyre::Report),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for SnapshotError {
+    fn from(e: diesel::result::Error) -> Self {
+        SnapshotError::Db(e)
+    }
+}
+
+/// Adds `context` to a diesel error, for `?` in code that returns `color_eyre::Result`.
+pub trait QueryContext<T> {
+    fn step(self, step: &str) -> Result<T>;
+}
+
+impl<T> QueryContext<T> for diesel::QueryResult<T> {
+    fn step(self, step: &str) -> Result<T> {
+        self.map_err(|e| explain_query_error(e, step))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn masks_url_and_keyword_passwords() {
+        assert_eq!(
+            mask_password("postgres://alice:s3cret@db:5432/golden"),
+            "postgres://alice:***@db:5432/golden"
+        );
+        assert_eq!(
+            mask_password("host=db user=alice password=s3cret dbname=golden"),
+            "host=db user=alice password=*** dbname=golden"
+        );
+        assert_eq!(
+            mask_password("postgres://alice@db/golden"),
+            "postgres://alice@db/golden"
+        );
+        assert_eq!(
+            mask_password("failed: postgres://u:p@h/d and postgresql://v:q@i/e"),
+            "failed: postgres://u:***@h/d and postgresql://v:***@i/e"
+        );
+    }
+}

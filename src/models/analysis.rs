@@ -1,0 +1,32 @@
+//! `analyses`: one row per source document of the golden dataset.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::schema::analyses;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = analyses)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Analysis {
+    pub id: Uuid,
+    pub url: String,
+    pub title: Option<String>,
+    pub content_type: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = analyses)]
+pub struct NewAnalysis<'a> {
+    pub id: Uuid,
+    pub url: &'a str,
+    pub title: Option<&'a str>,
+    pub content_type: &'a str,
+    pub status: &'a str,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -1,0 +1,28 @@
+//! `artifacts`: the one summary of an analysis.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::Analysis;
+use crate::schema::artifacts;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Associations)]
+#[diesel(table_name = artifacts)]
+#[diesel(belongs_to(Analysis))]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Artifact {
+    pub id: Uuid,
+    pub analysis_id: Uuid,
+    pub summary: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = artifacts)]
+pub struct NewArtifact<'a> {
+    pub id: Uuid,
+    pub analysis_id: Uuid,
+    pub summary: &'a str,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,10 @@
+//! One model file per table, as in crates.io: read structs (`Queryable`/`Selectable`) and
+//! insert structs (`Insertable`) kept apart.
+
+pub mod analysis;
+pub mod artifact;
+pub mod chunk;
+
+pub use analysis::{Analysis, NewAnalysis};
+pub use artifact::{Artifact, NewArtifact};
+pub use chunk::{ChunkEmbeddingState, ChunkText, NewChunk};

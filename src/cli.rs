@@ -62,6 +62,11 @@ pub enum Command {
 
 /// Runs the tool and returns the process exit code.
 pub fn main() -> ExitCode {
+    // Errors are reported as one message with its causes, never with a backtrace, so do not
+    // pay for capturing one on every error when RUST_BACKTRACE is set (panics still show theirs).
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     // The panic hook of color-eyre: a bug is reported readably, not as a raw panic dump.
     let _ = color_eyre::install();
     let dotenv_problem = load_dotenv();

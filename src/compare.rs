@@ -28,10 +28,21 @@ pub fn compare_with_database(
     path: &Path,
     status_filter: Option<&str>,
 ) -> Result<Vec<Problem>> {
-    let column_dims = embedding_column_dims(conn)?;
+    // A `vector(N)` column cannot hold another size; an unsized `vector` column can, and then
+    // the size most chunks have is the one the others are measured against.
+    let expected_dims = match embedding_column_dims(conn)? {
+        Some(dims) => Some(ExpectedDims {
+            dims,
+            source: "the column holds",
+        }),
+        None => most_common_dims(conn)?.map(|dims| ExpectedDims {
+            dims,
+            source: "most chunks have",
+        }),
+    };
     let mut comparison = Comparison {
         problems: Vec::new(),
-        column_dims,
+        expected_dims,
         file_ids: HashSet::new(),
     };
     let mut batch = Vec::with_capacity(BATCH);
@@ -55,8 +66,15 @@ pub fn compare_with_database(
 
 struct Comparison {
     problems: Vec<Problem>,
-    column_dims: Option<i32>,
+    expected_dims: Option<ExpectedDims>,
     file_ids: HashSet<Uuid>,
+}
+
+#[derive(Clone, Copy)]
+struct ExpectedDims {
+    dims: i32,
+    /// How the dimension was found, for the message.
+    source: &'static str,
 }
 
 impl Comparison {
@@ -179,8 +197,9 @@ impl Comparison {
         match state.and_then(|state| state.dims) {
             None => self.problem(at, "has no embedding in the database (run `golden regenerate-embeddings --only-missing`)"),
             Some(dims) => {
-                if let Some(expected) = self.column_dims.filter(|&expected| expected != dims) {
-                    self.problem(at, format!("embedding has {dims} dimensions, the column holds {expected}"));
+                if let Some(expected) = self.expected_dims.filter(|expected| expected.dims != dims) {
+                    let ExpectedDims { dims: want, source } = expected;
+                    self.problem(at, format!("embedding has {dims} dimensions, {source} {want}"));
                 }
             }
         }
@@ -286,4 +305,21 @@ pub fn embedding_column_dims(conn: &mut PgConnection) -> Result<Option<i32>> {
         .strip_prefix("vector(")
         .and_then(|rest| rest.strip_suffix(')'))
         .and_then(|dims| dims.parse().ok()))
+}
+
+/// The dimension most stored embeddings have, if any is stored.
+fn most_common_dims(conn: &mut PgConnection) -> Result<Option<i32>> {
+    #[derive(QueryableByName)]
+    struct Dims {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        dims: i32,
+    }
+    let found: Option<Dims> = diesel::sql_query(
+        "SELECT vector_dims(embedding) AS dims FROM chunks WHERE embedding IS NOT NULL \
+         GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+    )
+    .get_result(conn)
+    .optional()
+    .step("finding the usual embedding dimension")?;
+    Ok(found.map(|found| found.dims))
 }

@@ -1,0 +1,236 @@
+//! Shared test support: a database of its own per test (created on the local server of
+//! `make db`, dropped afterwards, so tests run in parallel), the built binary run as a user
+//! runs it, and the sample dataset loaded the way other tools of a team would write it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use assert_cmd::Command;
+use diesel::prelude::*;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use golden::backup_file::reader::read_backup;
+use golden::backup_file::record::BackupAnalysis;
+use golden::models::{NewAnalysis, NewArtifact, NewChunk};
+use golden::schema::{analyses, artifacts, chunks};
+use pgvector::Vector;
+
+/// The committed sample dataset.
+pub fn sample_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/golden_dataset_backup.json")
+}
+
+/// The server the tests create their databases on; `make test` starts it.
+fn server_url() -> String {
+    std::env::var("GOLDEN_TEST_SERVER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329".into())
+}
+
+/// A database of its own, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new database with the golden tables.
+    pub fn migrated() -> TestDb {
+        let db = TestDb::empty();
+        let mut conn = db.conn();
+        golden::db::run_pending_migrations(&mut conn).expect("migrations apply");
+        db
+    }
+
+    /// A new database without tables (with the vector extension, as `make db` creates them).
+    pub fn empty() -> TestDb {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "golden_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut admin = admin_connection();
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .unwrap();
+        let db = TestDb {
+            url: format!("{}/{name}", server_url()),
+            name,
+        };
+        diesel::sql_query("CREATE EXTENSION IF NOT EXISTS vector")
+            .execute(&mut db.conn())
+            .unwrap();
+        db
+    }
+
+    pub fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url))
+    }
+
+    /// Runs one SQL statement.
+    pub fn execute(&self, sql: &str) -> usize {
+        diesel::sql_query(sql)
+            .execute(&mut self.conn())
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The value of a single-number query.
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT ({sql})::bigint AS n"))
+            .get_result::<Count>(&mut self.conn())
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .n
+    }
+
+    /// Inserts every record of a backup file, with a made-up embedding per chunk when asked.
+    pub fn load(&self, path: &Path, with_embeddings: bool) {
+        let mut records = Vec::new();
+        read_backup(path, |_, value| {
+            records.push(serde_json::from_value::<BackupAnalysis>(value)?);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mut conn = self.conn();
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            for record in &records {
+                insert_record(conn, record, with_embeddings)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let mut admin = admin_connection();
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin);
+    }
+}
+
+fn admin_connection() -> PgConnection {
+    let url = format!("{}/postgres", server_url());
+    PgConnection::establish(&url).unwrap_or_else(|e| {
+        panic!("the test server {url} is not reachable ({e}); start it with `make db`")
+    })
+}
+
+pub fn insert_record(
+    conn: &mut PgConnection,
+    record: &BackupAnalysis,
+    with_embeddings: bool,
+) -> QueryResult<()> {
+    diesel::insert_into(analyses::table)
+        .values(NewAnalysis {
+            id: record.id,
+            url: &record.url,
+            title: record.title.as_deref(),
+            content_type: &record.content_type,
+            status: &record.status,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        })
+        .execute(conn)?;
+    let rows: Vec<NewChunk> = record
+        .chunks
+        .iter()
+        .map(|chunk| NewChunk {
+            id: chunk.id,
+            analysis_id: record.id,
+            content: &chunk.content,
+            section_title: chunk.section_title.as_deref(),
+            section_path: chunk.section_path.as_deref(),
+            content_type: &chunk.content_type,
+            chunk_index: chunk.chunk_index,
+            embedding: with_embeddings.then(|| made_up_embedding(&chunk.content, 1024)),
+            embedding_model: with_embeddings.then_some("test-model"),
+        })
+        .collect();
+    diesel::insert_into(chunks::table)
+        .values(&rows)
+        .execute(conn)?;
+    if let Some(artifact) = &record.artifact {
+        diesel::insert_into(artifacts::table)
+            .values(NewArtifact {
+                id: artifact.id,
+                analysis_id: record.id,
+                summary: &artifact.summary,
+                created_at: artifact.created_at,
+            })
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A deterministic unit vector derived from the text; only its presence and size matter here.
+pub fn made_up_embedding(text: &str, dims: usize) -> Vector {
+    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut values: Vec<f32> = (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let norm = values
+        .iter()
+        .map(|v| v * v)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    values.iter_mut().for_each(|v| *v /= norm);
+    Vector::from(values)
+}
+
+/// The binary, run in `dir` against `db`, with nothing inherited that would change its behaviour.
+pub fn golden(db: Option<&TestDb>, dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_golden"));
+    cmd.current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GOLDEN_") {
+            cmd.env_remove(key);
+        }
+    }
+    if let Some(db) = db {
+        cmd.env("DATABASE_URL", &db.url);
+    }
+    cmd
+}
+
+pub fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Parses the `--json` summary a command printed on stdout.
+pub fn json_of(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", stdout_of(output)))
+}
+
+/// A temp folder for a test's files.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}

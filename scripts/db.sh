@@ -86,7 +86,7 @@ start() {
             exit 1
         }
     fi
-    local psql=("$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER" -d postgres -v ON_ERROR_STOP=1)
+    local psql=(env PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U "$SUPERUSER" -d postgres -v ON_ERROR_STOP=1)
     if [ -z "$("${psql[@]}" -tAc "select 1 from pg_database where datname = '$DB_NAME'")" ]; then
         "${psql[@]}" -c "create database \"$DB_NAME\""
     fi

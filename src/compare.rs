@@ -137,20 +137,17 @@ impl Comparison {
     }
 
     fn compare_analysis(&mut self, at: &str, file: &BackupAnalysis, db: &Analysis) {
-        let mut differing = Vec::new();
-        for (field, same) in [
-            ("url", file.url == db.url),
-            ("title", file.title == db.title),
-            ("content_type", file.content_type == db.content_type),
-            ("status", file.status == db.status),
-            ("created_at", file.created_at == db.created_at),
-            ("updated_at", file.updated_at == db.updated_at),
-        ] {
-            if !same {
-                differing.push(field);
-            }
-        }
-        self.report_differences(at, &differing);
+        self.report_differences(
+            at,
+            &[
+                ("url", file.url == db.url),
+                ("title", file.title == db.title),
+                ("content_type", file.content_type == db.content_type),
+                ("status", file.status == db.status),
+                ("created_at", file.created_at == db.created_at),
+                ("updated_at", file.updated_at == db.updated_at),
+            ],
+        );
     }
 
     fn compare_chunks(
@@ -168,19 +165,16 @@ impl Comparison {
                 self.problem(&chunk_at, "is in the file but not in the database");
                 continue;
             };
-            let mut differing = Vec::new();
-            for (field, same) in [
-                ("content", chunk.content == row.content),
-                ("section_title", chunk.section_title == row.section_title),
-                ("section_path", chunk.section_path == row.section_path),
-                ("content_type", chunk.content_type == row.content_type),
-                ("chunk_index", chunk.chunk_index == row.chunk_index),
-            ] {
-                if !same {
-                    differing.push(field);
-                }
-            }
-            self.report_differences(&chunk_at, &differing);
+            self.report_differences(
+                &chunk_at,
+                &[
+                    ("content", chunk.content == row.content),
+                    ("section_title", chunk.section_title == row.section_title),
+                    ("section_path", chunk.section_path == row.section_path),
+                    ("content_type", chunk.content_type == row.content_type),
+                    ("chunk_index", chunk.chunk_index == row.chunk_index),
+                ],
+            );
             self.check_embedding(&chunk_at, embeddings.get(&chunk.id));
         }
         let mut extra: Vec<_> = db_by_id.into_values().collect();
@@ -217,17 +211,14 @@ impl Comparison {
                 "is in the database but not in the file",
             ),
             (Some(artifact), Some(row)) => {
-                let mut differing = Vec::new();
-                for (field, same) in [
-                    ("id", artifact.id == row.id),
-                    ("summary", artifact.summary == row.summary),
-                    ("created_at", artifact.created_at == row.created_at),
-                ] {
-                    if !same {
-                        differing.push(field);
-                    }
-                }
-                self.report_differences(&format!("{at}, artifact {}", artifact.id), &differing);
+                self.report_differences(
+                    &format!("{at}, artifact {}", artifact.id),
+                    &[
+                        ("id", artifact.id == row.id),
+                        ("summary", artifact.summary == row.summary),
+                        ("created_at", artifact.created_at == row.created_at),
+                    ],
+                );
             }
         }
     }
@@ -269,7 +260,13 @@ impl Comparison {
         }
     }
 
-    fn report_differences(&mut self, at: &str, differing: &[&str]) {
+    /// Reports the fields whose values differ, given as (field, values are equal).
+    fn report_differences(&mut self, at: &str, fields: &[(&str, bool)]) {
+        let differing: Vec<&str> = fields
+            .iter()
+            .filter(|(_, same)| !same)
+            .map(|(field, _)| *field)
+            .collect();
         if !differing.is_empty() {
             self.problem(
                 at,

@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{golden, json_of, sample_path, stderr_of, stdout_of, workdir};
+use common::{golden, json_of, problems_of, sample_path, stderr_of, stdout_of, workdir};
 use serde_json::{json, Value};
 
 fn sample() -> Value {
@@ -23,21 +23,6 @@ fn verify_json(dir: &Path, file: &Value) -> (i32, Value, String) {
         .unwrap();
     let code = output.status.code().unwrap();
     (code, json_of(&output), stderr_of(&output))
-}
-
-/// The (where, problem) pairs of a summary.
-fn problems(summary: &Value) -> Vec<(String, String)> {
-    summary["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["where"].as_str().unwrap().to_string(),
-                p["problem"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn id(value: &Value) -> String {
@@ -107,7 +92,7 @@ fn duplicated_chunk_id_wrong_total_and_placeholder_url_are_each_named() {
     let (code, summary, _) = verify_json(dir.path(), &file);
     assert_eq!(code, 3);
     assert_eq!(summary["ok"], false);
-    let found = problems(&summary);
+    let found = problems_of(&summary);
     assert_eq!(found.len(), 3, "{found:?}");
     assert!(found.contains(&(
         format!("analysis {analysis_1}, chunk {first_chunk}"),
@@ -167,7 +152,7 @@ fn every_kind_of_record_problem_is_reported_with_its_place() {
     let dir = workdir();
     let (code, summary, _) = verify_json(dir.path(), &file);
     assert_eq!(code, 3);
-    let found = problems(&summary);
+    let found = problems_of(&summary);
     let has = |at: String, needle: &str| {
         assert!(
             found.iter().any(|(w, p)| *w == at && p.contains(needle)),
@@ -247,7 +232,7 @@ fn metadata_totals_and_checksum_are_checked() {
     file["metadata"]["total_artifacts"] = json!("many");
     let (code, summary, _) = verify_json(dir.path(), &file);
     assert_eq!(code, 3);
-    let found = problems(&summary);
+    let found = problems_of(&summary);
     assert!(found.contains(&(
         "metadata".into(),
         "total_analyses says 42 but the file holds 43 analyses".into()
@@ -261,8 +246,10 @@ fn metadata_totals_and_checksum_are_checked() {
     edited["analyses"][3]["chunks"][0]["content"] = json!("A sentence nobody reviewed.");
     let (code, summary, _) = verify_json(dir.path(), &edited);
     assert_eq!(code, 3);
-    assert_eq!(problems(&summary).len(), 1);
-    assert!(problems(&summary)[0].1.contains("checksum does not match"));
+    assert_eq!(problems_of(&summary).len(), 1);
+    assert!(problems_of(&summary)[0]
+        .1
+        .contains("checksum does not match"));
 
     // Without a checksum (files of the original tool have none) the edit is accepted.
     edited["metadata"]
@@ -276,7 +263,12 @@ fn metadata_totals_and_checksum_are_checked() {
     no_totals["metadata"] = json!({});
     let (code, summary, _) = verify_json(dir.path(), &no_totals);
     assert_eq!(code, 3);
-    assert_eq!(problems(&summary).len(), 3, "{:?}", problems(&summary));
+    assert_eq!(
+        problems_of(&summary).len(),
+        3,
+        "{:?}",
+        problems_of(&summary)
+    );
 }
 
 #[test]

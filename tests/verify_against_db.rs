@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use common::{golden, json_of, sample_path, stderr_of, workdir, TestDb};
+use common::{golden, json_of, problems_of, sample_path, stderr_of, workdir, TestDb};
 use serde_json::Value;
 
 fn sample() -> Value {
@@ -17,18 +17,7 @@ fn against_db(db: &TestDb, dir: &std::path::Path, file: &str) -> (i32, Vec<(Stri
         .output()
         .unwrap();
     let summary = json_of(&output);
-    let problems = summary["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["where"].as_str().unwrap().to_string(),
-                p["problem"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    (output.status.code().unwrap(), problems)
+    (output.status.code().unwrap(), problems_of(&summary))
 }
 
 #[test]

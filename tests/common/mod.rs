@@ -234,3 +234,18 @@ pub fn json_of(output: &std::process::Output) -> serde_json::Value {
 pub fn workdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// The (where, problem) pairs of a `verify --json` summary.
+pub fn problems_of(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary["problems"]
+        .as_array()
+        .expect("a problems list")
+        .iter()
+        .map(|p| {
+            (
+                p["where"].as_str().unwrap().to_string(),
+                p["problem"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

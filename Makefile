@@ -10,10 +10,10 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup verify verify-db test lint fmt schema clean
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace verify verify-db test lint fmt schema clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 build: ## build the release binary (target/release/golden)
 	$(CARGO) build --release --locked
@@ -30,15 +30,22 @@ db-status: ## say whether the local database runs
 migrate: db build ## apply pending migrations (to $DATABASE_URL, or the local database)
 	$(GOLDEN) migrate
 
-demo: db build ## start everything, migrate, verify the sample and back up the local database
+demo: db build ## start everything; restore the sample offline, back it up, verify it against the database
 	$(GOLDEN) migrate
 	$(GOLDEN) verify data/golden_dataset_backup.json
+	$(GOLDEN) restore --replace --yes --embed-provider hash data/golden_dataset_backup.json
 	@mkdir -p $(DEMO_DIR)
 	$(GOLDEN) backup --output $(DEMO_DIR)/backup.json --metadata $(DEMO_DIR)/metadata.json
 	$(GOLDEN) verify --against-db $(DEMO_DIR)/backup.json
 
 backup: db build ## back up the database to data/golden_dataset_backup.json
 	$(GOLDEN) backup
+
+restore: db build ## add what is missing from data/golden_dataset_backup.json (provider from GOLDEN_EMBED_*)
+	$(GOLDEN) restore
+
+restore-replace: db build ## replace the dataset with data/golden_dataset_backup.json (safety backup first)
+	$(GOLDEN) restore --replace --yes
 
 verify: build ## check data/golden_dataset_backup.json
 	$(GOLDEN) verify

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{self, backup, migrate, verify};
+use crate::commands::{self, backup, migrate, restore, verify};
 use crate::error::{self, Exit};
 use crate::output::Output;
 
@@ -56,6 +56,8 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Write the dataset to a JSON backup file, without embedding vectors
     Backup(backup::Args),
+    /// Load a backup file into the database, computing the embeddings
+    Restore(restore::Args),
     /// Check a backup file, and optionally compare it with the database
     Verify(verify::Args),
 }

@@ -104,26 +104,69 @@ pub fn in_snapshot<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> Result<T>,
 ) -> Result<T> {
-    conn.build_transaction()
+    let result = conn
+        .build_transaction()
         .read_only()
         .repeatable_read()
-        .run(|conn| f(conn).map_err(SnapshotError::Inner))
-        .map_err(|e| match e {
-            SnapshotError::Inner(report) => report,
-            SnapshotError::Db(e) => eyre!(e).wrap_err("the read-only snapshot transaction failed"),
-        })
+        .run(|conn| f(conn).map_err(TransactionError::Inner));
+    result.map_err(|e| e.into_report("the read-only snapshot transaction"))
 }
 
-/// The error type `in_snapshot` needs: diesel's transaction wants `From<diesel::result::Error>`.
-enum SnapshotError {
+/// Runs `f` in a transaction, committed when `f` succeeds and rolled back when it fails.
+pub fn in_transaction<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    let result = conn.transaction(|conn| f(conn).map_err(TransactionError::Inner));
+    result.map_err(|e| e.into_report("the transaction"))
+}
+
+/// The error type diesel's transactions need: one that `From<diesel::result::Error>` builds.
+enum TransactionError {
     Inner(color_eyre::Report),
     Db(diesel::result::Error),
 }
 
-impl From<diesel::result::Error> for SnapshotError {
-    fn from(e: diesel::result::Error) -> Self {
-        SnapshotError::Db(e)
+impl TransactionError {
+    fn into_report(self, what: &str) -> color_eyre::Report {
+        match self {
+            TransactionError::Inner(report) => report,
+            TransactionError::Db(e) => eyre!("{what} failed: {}", mask_password(&e.to_string())),
+        }
     }
+}
+
+impl From<diesel::result::Error> for TransactionError {
+    fn from(e: diesel::result::Error) -> Self {
+        TransactionError::Db(e)
+    }
+}
+
+/// The advisory lock that keeps two writing runs of golden (restore, regenerate) from
+/// interleaving on one database: "golden" in ASCII.
+const DATASET_LOCK_KEY: i64 = 0x676f_6c64_656e;
+
+/// Takes the dataset lock for this session, waiting (and saying so) while another run holds
+/// it. PostgreSQL releases it when the connection closes, however the process ends.
+pub fn lock_dataset(conn: &mut PgConnection) -> Result<()> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+        .bind::<diesel::sql_types::BigInt, _>(DATASET_LOCK_KEY)
+        .get_result(conn)
+        .step("taking the dataset lock")?;
+    if !got.locked {
+        log::warn!("another golden run is writing to this database; waiting for it to finish");
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(DATASET_LOCK_KEY)
+            .execute(conn)
+            .step("waiting for the dataset lock")?;
+    }
+    Ok(())
 }
 
 /// Adds `context` to a diesel error, for `?` in code that returns `color_eyre::Result`.

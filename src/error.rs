@@ -42,7 +42,12 @@ pub fn invalid_input(message: impl Into<String>) -> color_eyre::Report {
 
 /// The exit code an error stands for.
 pub fn exit_code_of(report: &color_eyre::Report) -> Exit {
-    if report.chain().any(|cause| cause.is::<InvalidInput>()) {
+    if report
+        .chain()
+        .any(|cause| cause.is::<crate::interrupt::Interrupted>())
+    {
+        Exit::Interrupted
+    } else if report.chain().any(|cause| cause.is::<InvalidInput>()) {
         Exit::InvalidInput
     } else {
         Exit::Failed

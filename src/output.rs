@@ -39,3 +39,8 @@ impl Output {
         !self.quiet
     }
 }
+
+/// "1 retry", "2 retries": a count with its noun.
+pub fn counted(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}

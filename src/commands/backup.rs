@@ -24,6 +24,7 @@ use crate::backup_file::{sidecar, DEFAULT_BACKUP_PATH, DEFAULT_METADATA_PATH};
 use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
 use crate::error::Exit;
+use crate::interrupt;
 use crate::models::{Analysis, Artifact, ChunkText};
 use crate::output::Output;
 use crate::schema::{analyses, artifacts, chunks};
@@ -64,6 +65,7 @@ struct Summary<'a> {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    interrupt::install();
     let mut conn = db::connect(global)?;
     let status = (args.status != ALL_STATUSES).then_some(args.status.as_str());
     let progress = progress_bar(output);
@@ -100,8 +102,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Writes a backup of the analyses with `status` (every analysis for `None`) to `dest`.
-/// Also used for the safety backup before a destructive restore.
+/// Writes a backup of the analyses with `status` (every analysis for `None`) to `dest`,
+/// from one read-only snapshot.
 pub fn write_backup(
     conn: &mut PgConnection,
     dest: &Path,
@@ -110,30 +112,42 @@ pub fn write_backup(
     progress: &ProgressBar,
 ) -> Result<Written> {
     db::in_snapshot(conn, |conn| {
-        let totals = count(conn, status)?;
-        progress.set_length(totals.analyses);
-        let mut writer =
-            BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
-                .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
-        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
-        loop {
-            let page = analyses_page(conn, status, after, page_size)?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.created_at, last.id));
-            let page_len = page.len() as u64;
-            for record in assemble(conn, page)? {
-                writer.write(&record).wrap_err_with(|| {
-                    format!("writing analysis {} to {}", record.id, dest.display())
-                })?;
-            }
-            progress.inc(page_len);
+        write_backup_in(conn, dest, status, page_size, progress)
+    })
+}
+
+/// [`write_backup`] inside a transaction the caller holds: the safety backup of a restore
+/// reads exactly the rows its own transaction is about to replace.
+pub fn write_backup_in(
+    conn: &mut PgConnection,
+    dest: &Path,
+    status: Option<&str>,
+    page_size: i64,
+    progress: &ProgressBar,
+) -> Result<Written> {
+    let totals = count(conn, status)?;
+    progress.set_length(totals.analyses);
+    let mut writer = BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
+        .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
+    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    loop {
+        interrupt::check()?;
+        let page = analyses_page(conn, status, after, page_size)?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_at, last.id));
+        let page_len = page.len() as u64;
+        for record in assemble(conn, page)? {
+            writer.write(&record).wrap_err_with(|| {
+                format!("writing analysis {} to {}", record.id, dest.display())
+            })?;
         }
-        writer.finish().wrap_err_with(|| {
-            format!(
-                "finishing {}; the previous file is untouched",
-                dest.display()
-            )
-        })
+        progress.inc(page_len);
+    }
+    writer.finish().wrap_err_with(|| {
+        format!(
+            "finishing {}; the previous file is untouched",
+            dest.display()
+        )
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod migrate;
+pub mod restore;
 pub mod verify;
 
 use color_eyre::Result;
@@ -16,5 +17,6 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Migrate(args) => migrate::run(args, global, output),
         Command::Backup(args) => backup::run(args, global, output),
         Command::Verify(args) => verify::run(args, global, output),
+        Command::Restore(args) => restore::run(args, global, output),
     }
 }

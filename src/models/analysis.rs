@@ -21,6 +21,8 @@ pub struct Analysis {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = analyses)]
+// Binary COPY (`copy_from`) needs every column given, NULL included.
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAnalysis<'a> {
     pub id: Uuid,
     pub url: &'a str,

@@ -20,6 +20,8 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = artifacts)]
+// Binary COPY (`copy_from`) wants plain column values, not "value or DEFAULT".
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewArtifact<'a> {
     pub id: Uuid,
     pub analysis_id: Uuid,

@@ -41,6 +41,7 @@ pub struct ChunkEmbeddingState {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = chunks)]
+// Binary COPY (`copy_from`) needs every column given, NULL included.
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewChunk<'a> {
     pub id: Uuid,

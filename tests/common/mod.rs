@@ -3,6 +3,8 @@
 //! runs it, and the sample dataset loaded the way other tools of a team would write it.
 #![allow(dead_code)]
 
+pub mod embed_server;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -90,6 +92,36 @@ impl TestDb {
             .get_result::<Count>(&mut self.conn())
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .n
+    }
+
+    /// A digest of every row of the three tables, vectors included: equal digests, equal data.
+    pub fn digest(&self) -> String {
+        #[derive(QueryableByName)]
+        struct Digest {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            digest: String,
+        }
+        diesel::sql_query(
+            "SELECT md5(
+                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM analyses t), '') || '#' ||
+                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM chunks t), '') || '#' ||
+                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM artifacts t), '')) AS digest",
+        )
+        .get_result::<Digest>(&mut self.conn())
+        .unwrap()
+        .digest
+    }
+
+    /// The stored embedding of a chunk, if any.
+    pub fn embedding_of(&self, chunk_id: &str) -> Option<Vec<f32>> {
+        use golden::schema::chunks;
+        let id: uuid::Uuid = chunk_id.parse().unwrap();
+        chunks::table
+            .find(id)
+            .select(chunks::embedding)
+            .first::<Option<Vector>>(&mut self.conn())
+            .unwrap()
+            .map(|v| v.to_vec())
     }
 
     /// Inserts every record of a backup file, with a made-up embedding per chunk when asked.

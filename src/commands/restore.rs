@@ -1,0 +1,308 @@
+//! `golden restore`: loads a backup file into the database with freshly computed embeddings.
+//!
+//! The whole file is validated before anything is written. Without `--replace` it adds what
+//! is missing and skips ids that exist (idempotent, resumable). With `--replace` it asks on a
+//! terminal, writes a safety backup, and swaps the dataset in one transaction.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use color_eyre::Result;
+use serde::Serialize;
+
+use crate::backup_file::DEFAULT_BACKUP_PATH;
+use crate::cli::GlobalArgs;
+use crate::compare::embedding_column_dims;
+use crate::db;
+use crate::embed::{EmbedArgs, EmbeddingClient};
+use crate::error::{invalid_input, Exit};
+use crate::interrupt;
+use crate::output::{counted, Output};
+use crate::progress::Progress;
+use crate::restore::{self, load, plan, Mode};
+use crate::validate::{self, Counts};
+
+/// Where safety backups go unless `--safety-backup` says otherwise (git-ignored).
+pub const SAFETY_BACKUP_FOLDER: &str = "data/safety";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The backup file to restore
+    #[arg(long, short, value_name = "FILE", conflicts_with = "file")]
+    pub input: Option<PathBuf>,
+
+    /// The backup file to restore (the same as --input) [default: data/golden_dataset_backup.json]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Replace the whole dataset (all statuses) with the file's, in one transaction, after a
+    /// safety backup of the current data
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Do not ask before --replace
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Validate and print what would be done; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Where --replace writes the safety backup [default: data/safety/before-restore-<time>.json]
+    #[arg(long, value_name = "FILE")]
+    pub safety_backup: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    file: PathBuf,
+    analyses_inserted: u64,
+    analyses_skipped: u64,
+    chunks_inserted: u64,
+    chunks_skipped: u64,
+    artifacts_inserted: u64,
+    artifacts_skipped: u64,
+    embedding_requests: u64,
+    embeddings_computed: u64,
+    embeddings_reused: u64,
+    replaced: bool,
+    safety_backup: Option<PathBuf>,
+    deleted: Option<Counts>,
+    provider: String,
+    model: String,
+    dims: usize,
+    seconds: f64,
+}
+
+pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    let started = Instant::now();
+    let path = args
+        .input
+        .clone()
+        .or(args.file.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_PATH));
+    let expected = validate_whole_file(&path)?;
+    let mode = if args.replace {
+        Mode::Replace
+    } else {
+        Mode::Append
+    };
+    if args.dry_run {
+        return dry_run(&args, global, output, &path, mode);
+    }
+    let client = args.embed.client()?;
+    interrupt::install();
+    let mut conn = db::connect(global)?;
+    check_dimensions(&mut conn, &client)?;
+    db::lock_dataset(&mut conn)?;
+
+    let progress = Progress::new("restore", expected.analyses, output);
+    let mut summary = Summary {
+        file: path.clone(),
+        provider: client.info().provider.to_string(),
+        model: client.info().model.clone(),
+        dims: client.info().dims,
+        replaced: args.replace,
+        ..Summary::default()
+    };
+    let loaded = match mode {
+        Mode::Append => {
+            let lookup = db::connect(global)?;
+            restore::append(&mut conn, lookup, &path, &client, &progress)?
+        }
+        Mode::Replace => {
+            let current = load::table_counts(&mut conn)?;
+            confirm_replace(
+                &args,
+                &current,
+                &db::mask_password(&db::database_url(global)),
+            )?;
+            let safety_path = args
+                .safety_backup
+                .clone()
+                .unwrap_or_else(default_safety_path);
+            let replaced =
+                restore::replace(&mut conn, &path, expected, &safety_path, &client, &progress)?;
+            summary.safety_backup = replaced.safety_backup;
+            summary.deleted = Some(replaced.deleted);
+            replaced.loaded
+        }
+    };
+    progress.finish();
+
+    let (inserted, total) = (loaded.counts.inserted, loaded.counts.total);
+    summary.analyses_inserted = inserted.analyses;
+    summary.analyses_skipped = total.analyses - inserted.analyses;
+    summary.chunks_inserted = inserted.chunks;
+    summary.chunks_skipped = total.chunks - inserted.chunks;
+    summary.artifacts_inserted = inserted.artifacts;
+    summary.artifacts_skipped = total.artifacts - inserted.artifacts;
+    summary.embedding_requests = client.requests();
+    summary.embeddings_computed = loaded.embeddings_computed;
+    summary.seconds = started.elapsed().as_secs_f64();
+    report(&summary, &client, output)?;
+    Ok(Exit::Success)
+}
+
+/// Every check of `verify`, before anything is written; problems are exit 2.
+fn validate_whole_file(path: &Path) -> Result<Counts> {
+    let validation = validate::validate_file(path).map_err(|e| e.into_report())?;
+    if !validation.is_ok() {
+        for problem in &validation.problems {
+            eprintln!("problem: {problem}");
+        }
+        return Err(invalid_input(format!(
+            "{} is not a valid backup ({} problem{} above); nothing was written",
+            path.display(),
+            validation.problems.len(),
+            if validation.problems.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        )));
+    }
+    Ok(validation.counts)
+}
+
+/// The provider must make vectors of the column's size; say how to get there if not.
+fn check_dimensions(conn: &mut diesel::PgConnection, client: &EmbeddingClient) -> Result<()> {
+    let info = client.info();
+    match embedding_column_dims(conn)? {
+        Some(column) if column as usize != info.dims => Err(invalid_input(format!(
+            "chunks.embedding holds vectors of {column} dimensions but the configured {info} makes {}: \
+             pass --embed-dims {column} if the model can produce that size, or migrate the column to {} \
+             dimensions first; nothing was written",
+            info.dims, info.dims
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// On a terminal, --replace asks first (unless --yes); scripts are not asked.
+fn confirm_replace(args: &Args, current: &Counts, database: &str) -> Result<()> {
+    if args.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(());
+    }
+    eprint!(
+        "This replaces {} analyses, {} chunks and {} artifacts in {database} with the contents of the file \
+         (a safety backup is written first). Continue? [y/N] ",
+        current.analyses, current.chunks, current.artifacts
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(invalid_input(
+            "not confirmed; nothing was written (pass --yes to skip the question)",
+        ))
+    }
+}
+
+fn default_safety_path() -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    Path::new(SAFETY_BACKUP_FOLDER).join(format!("before-restore-{stamp}.json"))
+}
+
+fn dry_run(
+    args: &Args,
+    global: &GlobalArgs,
+    output: Output,
+    path: &Path,
+    mode: Mode,
+) -> Result<Exit> {
+    let config = args.embed.config()?;
+    let mut conn = db::connect(global)?;
+    let plan = plan::plan(&mut conn, path, mode, config.as_ref().map(|c| c.batch_size))?;
+    output.line(format_args!(
+        "plan for restoring {} ({}):",
+        path.display(),
+        if args.replace { "replace" } else { "append" }
+    ))?;
+    if let Some(delete) = &plan.rows_to_delete {
+        output.line(format_args!(
+            "  delete    {} analyses, {} chunks, {} artifacts now in the database (after a safety backup)",
+            delete.analyses, delete.chunks, delete.artifacts
+        ))?;
+    }
+    for (table, insert, skip) in [
+        ("analyses", plan.analyses_to_insert, plan.analyses_to_skip),
+        ("chunks", plan.chunks_to_insert, plan.chunks_to_skip),
+        (
+            "artifacts",
+            plan.artifacts_to_insert,
+            plan.artifacts_to_skip,
+        ),
+    ] {
+        output.line(format_args!(
+            "  {table:<9} {insert} to insert, {skip} to skip"
+        ))?;
+    }
+    match (&config, plan.embedding_requests_needed) {
+        (Some(config), Some(requests)) => output.line(format_args!(
+            "  embed     {} chunks in {} of up to {} ({} model {})",
+            plan.embeddings_needed,
+            counted(requests, "request", "requests"),
+            config.batch_size,
+            config.kind,
+            config.model
+        ))?,
+        _ => output.line(format_args!(
+            "  embed     {} chunks (no provider configured: set --embed-provider to restore)",
+            plan.embeddings_needed
+        ))?,
+    }
+    output.line("nothing was written (--dry-run)")?;
+    #[derive(Serialize)]
+    struct DryRun<'a> {
+        dry_run: bool,
+        file: &'a Path,
+        replace: bool,
+        #[serde(flatten)]
+        plan: &'a plan::Plan,
+    }
+    output.summary(&DryRun {
+        dry_run: true,
+        file: path,
+        replace: args.replace,
+        plan: &plan,
+    })?;
+    Ok(Exit::Success)
+}
+
+fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result<()> {
+    if let (Some(deleted), true) = (&summary.deleted, summary.replaced) {
+        output.line(format_args!(
+            "replaced {} analyses, {} chunks, {} artifacts{}",
+            deleted.analyses,
+            deleted.chunks,
+            deleted.artifacts,
+            summary
+                .safety_backup
+                .as_ref()
+                .map(|path| format!(" (safety backup: {})", path.display()))
+                .unwrap_or_default()
+        ))?;
+    }
+    output.line(format_args!(
+        "restored {} analyses, {} chunks, {} artifacts from {} ({} already present, skipped); \
+         {} in {} to {} in {:.1} s",
+        summary.analyses_inserted,
+        summary.chunks_inserted,
+        summary.artifacts_inserted,
+        summary.file.display(),
+        summary.analyses_skipped + summary.chunks_skipped + summary.artifacts_skipped,
+        counted(summary.embeddings_computed, "embedding", "embeddings"),
+        counted(summary.embedding_requests, "request", "requests"),
+        client.info(),
+        summary.seconds
+    ))?;
+    output.summary(summary)?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The embedding options every embedding command shares (CONTRACT.md), their per-provider
+//! defaults, and the checks that turn them into a ready provider.
+
+use std::fmt;
+use std::time::Duration;
+
+use color_eyre::Result;
+
+use super::{client::EmbeddingClient, ModelInfo, Provider};
+use super::{
+    hash::HashProvider, ollama::OllamaProvider, openai::OpenAiProvider, voyage::VoyageProvider,
+};
+use crate::error::invalid_input;
+
+/// The vector size when none is configured, as in CONTRACT.md.
+pub const DEFAULT_DIMS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// Voyage AI
+    Voyage,
+    /// OpenAI or any OpenAI-compatible server (text-embeddings-inference, vLLM, llama.cpp, LM Studio, LocalAI)
+    Openai,
+    /// Ollama
+    Ollama,
+    /// Built in, offline, deterministic: feature hashing of words and word pairs
+    Hash,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Voyage => "voyage",
+            ProviderKind::Openai => "openai",
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::Hash => "hash",
+        })
+    }
+}
+
+impl ProviderKind {
+    fn default_url(self) -> &'static str {
+        match self {
+            ProviderKind::Voyage => "https://api.voyageai.com",
+            ProviderKind::Openai => "https://api.openai.com",
+            ProviderKind::Ollama => "http://127.0.0.1:11434",
+            ProviderKind::Hash => "",
+        }
+    }
+
+    fn default_model(self) -> &'static str {
+        match self {
+            ProviderKind::Voyage => "voyage-3.5",
+            ProviderKind::Openai => "text-embedding-3-small",
+            ProviderKind::Ollama => "mxbai-embed-large",
+            ProviderKind::Hash => super::hash::MODEL,
+        }
+    }
+
+    /// Inputs per request when the user does not say.
+    fn default_batch_size(self) -> usize {
+        match self {
+            ProviderKind::Voyage | ProviderKind::Openai => 128,
+            ProviderKind::Ollama => 32,
+            ProviderKind::Hash => 256,
+        }
+    }
+
+    /// The most inputs the provider's API accepts in one request.
+    fn max_batch_size(self) -> usize {
+        match self {
+            ProviderKind::Voyage => 1000,
+            ProviderKind::Openai => 2048,
+            ProviderKind::Ollama | ProviderKind::Hash => 100_000,
+        }
+    }
+
+    /// The environment variable holding the API key, if the provider takes one.
+    pub fn key_variable(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Voyage => Some("VOYAGE_API_KEY"),
+            ProviderKind::Openai => Some("OPENAI_API_KEY"),
+            ProviderKind::Ollama | ProviderKind::Hash => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Embedding")]
+pub struct EmbedArgs {
+    /// Embedding provider (no default: choose one)
+    #[arg(long, env = "GOLDEN_EMBED_PROVIDER", value_enum)]
+    pub embed_provider: Option<ProviderKind>,
+
+    /// Base URL of the embedding server, with or without a trailing /v1 [default: the provider's]
+    #[arg(long, env = "GOLDEN_EMBED_URL", value_name = "URL")]
+    pub embed_url: Option<String>,
+
+    /// Model name [default: voyage-3.5, text-embedding-3-small, mxbai-embed-large, golden-hash-v1]
+    #[arg(long, env = "GOLDEN_EMBED_MODEL", value_name = "NAME")]
+    pub embed_model: Option<String>,
+
+    /// Vector dimension [default: 1024]
+    #[arg(long, env = "GOLDEN_EMBED_DIMS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=16000))]
+    pub embed_dims: Option<u32>,
+
+    /// Most inputs in one request [default: 128; 32 for ollama; 256 for hash]
+    #[arg(long, env = "GOLDEN_EMBED_BATCH_SIZE", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub embed_batch_size: Option<u32>,
+
+    /// Most requests in flight at once
+    #[arg(long, env = "GOLDEN_EMBED_CONCURRENCY", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub embed_concurrency: u32,
+
+    /// Retries of one request (429, 5xx, timeouts, dropped connections) before the command fails
+    #[arg(
+        long,
+        env = "GOLDEN_EMBED_MAX_RETRIES",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub embed_max_retries: u32,
+
+    /// Seconds one request may take
+    #[arg(long, env = "GOLDEN_EMBED_TIMEOUT", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub embed_timeout: u64,
+
+    /// Allow sending an API key over plain http:// to a host other than this machine
+    #[arg(long, env = "GOLDEN_EMBED_ALLOW_HTTP")]
+    pub embed_allow_http: bool,
+}
+
+/// Everything a provider needs, with defaults applied. Never printed with its key.
+#[derive(Clone)]
+pub struct EmbedConfig {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub model: String,
+    pub dims: usize,
+    /// Whether the user chose the dimension (OpenAI then sends `dimensions`).
+    pub dims_explicit: bool,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub timeout: Duration,
+    pub api_key: Option<String>,
+}
+
+impl fmt::Debug for EmbedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbedConfig")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("dims", &self.dims)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbedArgs {
+    /// The configuration, or `None` when no provider was chosen.
+    pub fn config(&self) -> Result<Option<EmbedConfig>> {
+        let Some(kind) = self.embed_provider else {
+            return Ok(None);
+        };
+        let batch_size = self
+            .embed_batch_size
+            .map_or(kind.default_batch_size(), |n| n as usize);
+        if batch_size > kind.max_batch_size() {
+            return Err(invalid_input(format!(
+                "--embed-batch-size {batch_size} is more than {kind} accepts in one request ({})",
+                kind.max_batch_size()
+            )));
+        }
+        let api_key = kind
+            .key_variable()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|key| !key.trim().is_empty());
+        if kind == ProviderKind::Voyage && api_key.is_none() {
+            return Err(invalid_input(
+                "the voyage provider needs an API key: set VOYAGE_API_KEY in the environment (or in .env)",
+            ));
+        }
+        let base_url = self
+            .embed_url
+            .clone()
+            .unwrap_or_else(|| kind.default_url().to_string());
+        if kind != ProviderKind::Hash {
+            check_base_url(&base_url, api_key.is_some(), self.embed_allow_http)?;
+        }
+        Ok(Some(EmbedConfig {
+            kind,
+            base_url,
+            model: self
+                .embed_model
+                .clone()
+                .unwrap_or_else(|| kind.default_model().to_string()),
+            dims: self.embed_dims.map_or(DEFAULT_DIMS, |n| n as usize),
+            dims_explicit: self.embed_dims.is_some(),
+            batch_size,
+            concurrency: self.embed_concurrency as usize,
+            max_retries: self.embed_max_retries,
+            timeout: Duration::from_secs(self.embed_timeout),
+            api_key,
+        }))
+    }
+
+    /// The configuration, or an error that says how to choose a provider.
+    pub fn required_config(&self) -> Result<EmbedConfig> {
+        self.config()?.ok_or_else(|| {
+            invalid_input(
+                "no embedding provider is configured: pass --embed-provider or set GOLDEN_EMBED_PROVIDER \
+                 to voyage (needs VOYAGE_API_KEY), openai (any OpenAI-compatible server, OPENAI_API_KEY), \
+                 ollama, or hash (built in, offline); nothing was written",
+            )
+        })
+    }
+
+    /// A ready client for the configured provider.
+    pub fn client(&self) -> Result<EmbeddingClient> {
+        let config = self.required_config()?;
+        EmbeddingClient::new(build_provider(&config)?, &config)
+    }
+}
+
+/// The provider a configuration describes.
+pub fn build_provider(config: &EmbedConfig) -> Result<Box<dyn Provider>> {
+    let info = ModelInfo {
+        provider: config.kind,
+        model: config.model.clone(),
+        dims: config.dims,
+    };
+    Ok(match config.kind {
+        ProviderKind::Hash => Box::new(HashProvider::new(info)),
+        ProviderKind::Voyage => Box::new(VoyageProvider::new(info, config)),
+        ProviderKind::Openai => Box::new(OpenAiProvider::new(info, config)),
+        ProviderKind::Ollama => Box::new(OllamaProvider::new(info, config)),
+    })
+}
+
+/// An http(s) URL; plain http with a key only to this machine, unless explicitly allowed.
+fn check_base_url(url: &str, has_key: bool, allow_http: bool) -> Result<()> {
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(rest) = lower.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        if has_key && !allow_http && !is_loopback(rest) {
+            return Err(invalid_input(format!(
+                "refusing to send an API key over plain http to {url}: use https, or pass --embed-allow-http \
+                 if this network is trusted"
+            )));
+        }
+        rest
+    } else {
+        return Err(invalid_input(format!(
+            "--embed-url {url:?} is not an http:// or https:// URL"
+        )));
+    };
+    if rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err(invalid_input(format!("--embed-url {url:?} has no host")));
+    }
+    Ok(())
+}
+
+fn is_loopback(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_base_url;
+
+    #[test]
+    fn plain_http_with_a_key_only_to_this_machine() {
+        assert!(check_base_url("https://api.voyageai.com", true, false).is_ok());
+        assert!(check_base_url("http://127.0.0.1:8080/v1", true, false).is_ok());
+        assert!(check_base_url("http://localhost:11434", true, false).is_ok());
+        assert!(check_base_url("http://[::1]:80", true, false).is_ok());
+        assert!(check_base_url("http://gpu-box:8080", true, false).is_err());
+        assert!(check_base_url("http://gpu-box:8080", true, true).is_ok());
+        assert!(check_base_url("http://gpu-box:8080", false, false).is_ok());
+        assert!(check_base_url("ftp://host", false, false).is_err());
+        assert!(check_base_url("https://", false, false).is_err());
+    }
+}

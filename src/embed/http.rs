@@ -1,0 +1,232 @@
+//! The HTTP plumbing the remote providers share: one blocking ureq agent with timeouts, a
+//! JSON POST, and the classification of every failure into retry, split or stop. Error
+//! messages carry the server's own words but never the API key.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::args::EmbedConfig;
+use super::ProviderError;
+
+/// The largest answer read: 2048 vectors of 4096 numbers as JSON text fit well within it.
+const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// How much of an error body goes into a message.
+const EXCERPT_CHARS: usize = 300;
+
+pub struct JsonEndpoint {
+    agent: ureq::Agent,
+    url: String,
+    api_key: Option<String>,
+    /// "voyage model voyage-3.5", for messages.
+    label: String,
+    key_variable: Option<&'static str>,
+    timeout: Duration,
+}
+
+impl JsonEndpoint {
+    /// An endpoint at `path` below the configured base URL. A base written with a trailing
+    /// `/v1`, as OpenAI SDKs write it, is accepted for paths that start with `/v1`.
+    pub fn new(config: &EmbedConfig, path: &str) -> Self {
+        let mut base = config.base_url.trim_end_matches('/').to_string();
+        if path.starts_with("/v1/") && base.ends_with("/v1") {
+            base.truncate(base.len() - "/v1".len());
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.timeout.min(Duration::from_secs(10))))
+            .max_idle_connections_per_host(config.concurrency.max(1))
+            .user_agent(concat!("golden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        JsonEndpoint {
+            agent,
+            url: format!("{base}{path}"),
+            api_key: config.api_key.clone(),
+            label: format!("{} model {}", config.kind, config.model),
+            key_variable: config.kind.key_variable(),
+            timeout: config.timeout,
+        }
+    }
+
+    /// POSTs `body` as JSON and parses the answer as `T`.
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, body: &B) -> Result<T, ProviderError> {
+        let mut request = self.agent.post(&self.url);
+        if let Some(key) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let mut response = match request.send_json(body) {
+            Ok(response) => response,
+            Err(error) => return Err(self.transport_error(error)),
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let bytes = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_RESPONSE_BYTES)
+                .read_to_vec()
+                .map_err(|error| self.transport_error(error))?;
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                if e.is_eof() {
+                    // The body ended early: the connection dropped in the middle of the answer.
+                    ProviderError::Transient {
+                        message: format!(
+                            "{} at {}: the answer was cut short ({e})",
+                            self.label, self.url
+                        ),
+                        retry_after: None,
+                    }
+                } else {
+                    self.fatal(format!("answered with unexpected JSON: {e}"))
+                }
+            });
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .lossy_utf8(true)
+            .read_to_string()
+            .unwrap_or_default();
+        Err(self.status_error(status, &text, retry_after))
+    }
+
+    fn status_error(
+        &self,
+        status: u16,
+        body: &str,
+        retry_after: Option<Duration>,
+    ) -> ProviderError {
+        let said = self.excerpt(body);
+        match status {
+            429 => ProviderError::Transient {
+                message: format!("{} is rate limiting (HTTP 429): {said}", self.label),
+                retry_after,
+            },
+            500..=599 => ProviderError::Transient {
+                message: format!(
+                    "{} failed on the server (HTTP {status}): {said}",
+                    self.label
+                ),
+                retry_after,
+            },
+            413 => ProviderError::TooLarge {
+                message: format!("{} found the request too large (HTTP 413)", self.label),
+            },
+            400 | 422 if looks_like_batch_too_large(body) => ProviderError::TooLarge {
+                message: format!(
+                    "{} found the batch too large (HTTP {status}): {said}",
+                    self.label
+                ),
+            },
+            401 | 403 => self.fatal(format!(
+                "refused the API key (HTTP {status}): {said}; check {}",
+                self.key_variable.unwrap_or("the server's authentication")
+            )),
+            404 => self.fatal(format!(
+                "answered 404 Not Found at {}: check --embed-url and --embed-model ({said})",
+                self.url
+            )),
+            _ => self.fatal(format!("rejected the request (HTTP {status}): {said}")),
+        }
+    }
+
+    fn transport_error(&self, error: ureq::Error) -> ProviderError {
+        let message = self.redact(&error.to_string());
+        match error {
+            ureq::Error::Timeout(_) => ProviderError::Transient {
+                message: format!(
+                    "{} did not answer within {} s ({message})",
+                    self.label,
+                    self.timeout.as_secs()
+                ),
+                retry_after: None,
+            },
+            ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_)
+            | ureq::Error::BodyStalled
+            | ureq::Error::Decompress(..) => ProviderError::Transient {
+                message: format!(
+                    "{} at {}: connection failed or dropped ({message})",
+                    self.label, self.url
+                ),
+                retry_after: None,
+            },
+            _ => self.fatal(format!("at {}: {message}", self.url)),
+        }
+    }
+
+    fn fatal(&self, what: String) -> ProviderError {
+        ProviderError::Fatal {
+            message: format!("{} {}", self.label, self.redact(&what)),
+        }
+    }
+
+    fn excerpt(&self, body: &str) -> String {
+        let body = body.trim();
+        let mut excerpt: String = body.chars().take(EXCERPT_CHARS).collect();
+        if body.chars().count() > EXCERPT_CHARS {
+            excerpt.push('…');
+        }
+        if excerpt.is_empty() {
+            excerpt.push_str("(no message)");
+        }
+        self.redact(&excerpt)
+    }
+
+    /// Removes the API key from text that came back from the server or the HTTP stack.
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(key) if !key.is_empty() => text.replace(key.as_str(), "***"),
+            _ => text.to_string(),
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds (HTTP dates are rare from APIs and treated as absent).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Servers that reject a batch for its size without a 413 (text-embeddings-inference answers
+/// 422 "batch size … > maximum allowed batch size", others 400 "too many inputs").
+fn looks_like_batch_too_large(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    (lower.contains("batch")
+        && (lower.contains("size") || lower.contains("large") || lower.contains("max")))
+        || lower.contains("too many inputs")
+        || lower.contains("too large")
+        || lower.contains("maximum context length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_and_batch_errors() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert!(looks_like_batch_too_large(
+            r#"{"error":"batch size 64 > maximum allowed batch size 32","error_type":"Validation"}"#
+        ));
+        assert!(!looks_like_batch_too_large(
+            r#"{"error":"model not found"}"#
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! Writing restored rows. Append mode inserts each batch of ten analyses in a transaction of
+//! its own, skipping ids that exist; replace mode empties the tables, drops the vector
+//! indexes, COPYs every batch and builds the indexes once at the end, all inside the one
+//! transaction the caller holds, so a failure anywhere leaves the old data as it was.
+
+use std::collections::HashMap;
+
+use color_eyre::eyre::{bail, WrapErr};
+use color_eyre::Result;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use pgvector::Vector;
+use uuid::Uuid;
+
+use crate::backup_file::record::BackupAnalysis;
+use crate::db::QueryContext;
+use crate::models::{NewAnalysis, NewArtifact, NewChunk};
+use crate::schema::{analyses, artifacts, chunks};
+use crate::validate::Counts;
+
+/// libpq takes at most 65 535 bind parameters in one statement; a chunk row has nine.
+const CHUNK_ROWS_PER_INSERT: usize = 5_000;
+/// Memory for building the vector indexes once: far faster than the 64 MB default, with
+/// which pgvector warns that the HNSW graph no longer fits.
+const INDEX_BUILD_MEMORY: &str = "1GB";
+
+/// A batch of analyses with the vectors of the chunks to insert (a chunk without a vector
+/// here already exists and is skipped).
+pub struct EmbeddedBatch {
+    pub records: Vec<BackupAnalysis>,
+    pub vectors: HashMap<Uuid, Vector>,
+}
+
+/// Rows inserted, and rows the batch held, per table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchCounts {
+    pub inserted: Counts,
+    pub total: Counts,
+}
+
+impl std::ops::AddAssign for BatchCounts {
+    fn add_assign(&mut self, other: Self) {
+        for (mine, theirs) in [
+            (&mut self.inserted, other.inserted),
+            (&mut self.total, other.total),
+        ] {
+            mine.analyses += theirs.analyses;
+            mine.chunks += theirs.chunks;
+            mine.artifacts += theirs.artifacts;
+        }
+    }
+}
+
+struct Rows<'a> {
+    analyses: Vec<NewAnalysis<'a>>,
+    chunks: Vec<NewChunk<'a>>,
+    artifacts: Vec<NewArtifact<'a>>,
+    total: Counts,
+}
+
+fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Rows<'a> {
+    let mut rows = Rows {
+        analyses: Vec::new(),
+        chunks: Vec::new(),
+        artifacts: Vec::new(),
+        total: Counts::default(),
+    };
+    for record in &batch.records {
+        rows.total.analyses += 1;
+        rows.analyses.push(NewAnalysis {
+            id: record.id,
+            url: &record.url,
+            title: record.title.as_deref(),
+            content_type: &record.content_type,
+            status: &record.status,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        });
+        for chunk in &record.chunks {
+            rows.total.chunks += 1;
+            let Some(vector) = batch.vectors.get(&chunk.id) else {
+                continue;
+            };
+            rows.chunks.push(NewChunk {
+                id: chunk.id,
+                analysis_id: record.id,
+                content: &chunk.content,
+                section_title: chunk.section_title.as_deref(),
+                section_path: chunk.section_path.as_deref(),
+                content_type: &chunk.content_type,
+                chunk_index: chunk.chunk_index,
+                embedding: Some(vector.clone()),
+                embedding_model: Some(model),
+            });
+        }
+        if let Some(artifact) = &record.artifact {
+            rows.total.artifacts += 1;
+            rows.artifacts.push(NewArtifact {
+                id: artifact.id,
+                analysis_id: record.id,
+                summary: &artifact.summary,
+                created_at: artifact.created_at,
+            });
+        }
+    }
+    rows
+}
+
+fn describe(batch: &EmbeddedBatch) -> String {
+    match (batch.records.first(), batch.records.last()) {
+        (Some(first), Some(last)) if batch.records.len() > 1 => {
+            format!("the batch of analyses {} … {}", first.id, last.id)
+        }
+        (Some(only), _) => format!("analysis {}", only.id),
+        _ => "an empty batch".into(),
+    }
+}
+
+/// Inserts one batch in its own transaction, skipping ids that exist; checks that every
+/// analysis of the batch is now there and every inserted chunk has a vector of `dims`.
+pub fn append_batch(
+    conn: &mut PgConnection,
+    batch: &EmbeddedBatch,
+    model: &str,
+    dims: usize,
+) -> Result<BatchCounts> {
+    let rows = rows(batch, model);
+    crate::db::in_transaction(conn, |conn| {
+        let analyses_inserted = diesel::insert_into(analyses::table)
+            .values(&rows.analyses)
+            .on_conflict(analyses::id)
+            .do_nothing()
+            .execute(conn)
+            .step("inserting analyses")?;
+        let mut chunks_inserted = 0;
+        for part in rows.chunks.chunks(CHUNK_ROWS_PER_INSERT) {
+            chunks_inserted += diesel::insert_into(chunks::table)
+                .values(part)
+                .on_conflict(chunks::id)
+                .do_nothing()
+                .execute(conn)
+                .step("inserting chunks")?;
+        }
+        let artifacts_inserted = diesel::insert_into(artifacts::table)
+            .values(&rows.artifacts)
+            .on_conflict(artifacts::id)
+            .do_nothing()
+            .execute(conn)
+            .step("inserting artifacts")?;
+
+        let ids: Vec<Uuid> = rows.analyses.iter().map(|row| row.id).collect();
+        let present: i64 = analyses::table
+            .filter(analyses::id.eq_any(&ids))
+            .count()
+            .get_result(conn)
+            .step("checking the batch")?;
+        if present != ids.len() as i64 {
+            bail!(
+                "after the insert {present} of the batch's {} analyses are in the database",
+                ids.len()
+            );
+        }
+        let chunk_ids: Vec<Uuid> = rows.chunks.iter().map(|row| row.id).collect();
+        let bad = chunks_with_bad_embeddings(conn, Some(&chunk_ids), dims)?;
+        if bad > 0 {
+            bail!("{bad} restored chunks have no embedding of {dims} dimensions");
+        }
+        Ok(BatchCounts {
+            inserted: Counts {
+                analyses: analyses_inserted as u64,
+                chunks: chunks_inserted as u64,
+                artifacts: artifacts_inserted as u64,
+            },
+            total: rows.total,
+        })
+    })
+    .wrap_err_with(|| format!("restoring {}; that batch was rolled back", describe(batch)))
+}
+
+/// COPYs one batch into the emptied tables (replace mode, inside the caller's transaction).
+pub fn copy_batch(
+    conn: &mut PgConnection,
+    batch: &EmbeddedBatch,
+    model: &str,
+) -> Result<BatchCounts> {
+    let rows = rows(batch, model);
+    let analyses_copied = diesel::copy_from(analyses::table)
+        .from_insertable(&rows.analyses)
+        .execute(conn)
+        .step("copying analyses")?;
+    let chunks_copied = diesel::copy_from(chunks::table)
+        .from_insertable(&rows.chunks)
+        .execute(conn)
+        .step("copying chunks")?;
+    let artifacts_copied = diesel::copy_from(artifacts::table)
+        .from_insertable(&rows.artifacts)
+        .execute(conn)
+        .step("copying artifacts")?;
+    let inserted = Counts {
+        analyses: analyses_copied as u64,
+        chunks: chunks_copied as u64,
+        artifacts: artifacts_copied as u64,
+    };
+    Ok(BatchCounts {
+        inserted,
+        total: rows.total,
+    })
+}
+
+/// The rows of the three tables.
+pub fn table_counts(conn: &mut PgConnection) -> Result<Counts> {
+    let analyses: i64 = analyses::table
+        .count()
+        .get_result(conn)
+        .step("counting analyses")?;
+    let chunks: i64 = chunks::table
+        .count()
+        .get_result(conn)
+        .step("counting chunks")?;
+    let artifacts: i64 = artifacts::table
+        .count()
+        .get_result(conn)
+        .step("counting artifacts")?;
+    Ok(Counts {
+        analyses: analyses as u64,
+        chunks: chunks as u64,
+        artifacts: artifacts as u64,
+    })
+}
+
+/// Empties the three tables and drops the vector indexes on `chunks` (inside the caller's
+/// transaction). Returns the statements that build the indexes again.
+pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
+    // TRUNCATE is instant, but refuses when another table references these; then DELETE,
+    // whose cascades and restrictions the schema decides.
+    let truncated = conn.transaction(|conn| {
+        diesel::sql_query("TRUNCATE chunks, artifacts, analyses").execute(conn)
+    });
+    if let Err(e) = truncated {
+        log::debug!("TRUNCATE refused ({e}); deleting instead");
+        for table in ["chunks", "artifacts", "analyses"] {
+            diesel::sql_query(format!("DELETE FROM {table}"))
+                .execute(conn)
+                .step(&format!("deleting the old {table}"))?;
+        }
+    }
+    let indexes = vector_indexes(conn)?;
+    for index in &indexes {
+        diesel::sql_query(format!("DROP INDEX {}", quote_identifier(&index.name)))
+            .execute(conn)
+            .step("dropping the vector index before the bulk load")?;
+    }
+    Ok(indexes.into_iter().map(|index| index.definition).collect())
+}
+
+/// Builds the vector indexes again, once, with memory to do it fast.
+pub fn build_indexes(conn: &mut PgConnection, definitions: &[String]) -> Result<()> {
+    diesel::sql_query(format!(
+        "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+    ))
+    .execute(conn)
+    .step("raising maintenance_work_mem for the index build")?;
+    for definition in definitions {
+        diesel::sql_query(definition.as_str())
+            .execute(conn)
+            .step("building the vector index")?;
+    }
+    Ok(())
+}
+
+/// Chunks (of `ids`, or all) whose embedding is missing or not of `dims` dimensions.
+pub fn chunks_with_bad_embeddings(
+    conn: &mut PgConnection,
+    ids: Option<&[Uuid]>,
+    dims: usize,
+) -> Result<i64> {
+    use crate::models::chunk::vector_dims;
+    let bad = chunks::embedding
+        .is_null()
+        .or(vector_dims(chunks::embedding).ne(dims as i32));
+    let count = match ids {
+        Some(ids) => chunks::table
+            .filter(chunks::id.eq_any(ids))
+            .filter(bad)
+            .count()
+            .get_result(conn),
+        None => chunks::table.filter(bad).count().get_result(conn),
+    };
+    count.step("checking the restored embeddings")
+}
+
+struct VectorIndex {
+    name: String,
+    definition: String,
+}
+
+fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexname: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexdef: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT indexname, indexdef FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = 'chunks' AND indexdef ~* 'USING (hnsw|ivfflat)'",
+    )
+    .load(conn)
+    .step("listing the vector indexes")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| VectorIndex {
+            name: row.indexname,
+            definition: row.indexdef,
+        })
+        .collect())
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,275 @@
+//! Restoring a backup file: the file is streamed again after validation, its chunks are
+//! embedded a window of batches at a time on a second thread (so the provider works while
+//! the database writes), and the batches of ten analyses are written in order.
+//!
+//! Append mode commits each batch, skipping ids that exist, so an interrupted restore
+//! finishes when run again and embeds only what is missing. Replace mode runs the deletion
+//! and the whole load in one transaction: a failure at any point leaves the old data.
+
+pub mod existing;
+pub mod load;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+
+use color_eyre::eyre::{bail, eyre};
+use color_eyre::Result;
+use diesel::pg::PgConnection;
+use diesel::RunQueryDsl;
+use pgvector::Vector;
+use uuid::Uuid;
+
+use self::load::{BatchCounts, EmbeddedBatch};
+use crate::backup_file::reader::{read_backup, ReadError};
+use crate::backup_file::record::BackupAnalysis;
+use crate::db::QueryContext;
+use crate::embed::{EmbeddingClient, InputKind};
+use crate::interrupt;
+use crate::progress::Progress;
+use crate::validate::{Counts, Validator};
+
+/// Analyses written per transaction in append mode.
+pub const BATCH_ANALYSES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Append,
+    Replace,
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Loaded {
+    pub counts: BatchCounts,
+    pub embeddings_computed: u64,
+}
+
+/// What a replace did besides loading.
+#[derive(Debug)]
+pub struct Replaced {
+    pub loaded: Loaded,
+    pub deleted: Counts,
+    pub safety_backup: Option<std::path::PathBuf>,
+}
+
+/// Appends the file's rows that the database lacks, one committed batch at a time.
+/// `lookup` is a second connection, used to find the rows that already exist.
+pub fn append(
+    conn: &mut PgConnection,
+    lookup: PgConnection,
+    path: &Path,
+    client: &EmbeddingClient,
+    progress: &Progress,
+) -> Result<Loaded> {
+    load_file(conn, Some(lookup), path, Mode::Append, client, progress)
+}
+
+/// Replaces the whole dataset with the file's, in one transaction: lock, safety backup of
+/// the rows about to go, clear, bulk load, index build, checks. Any failure rolls it all back.
+pub fn replace(
+    conn: &mut PgConnection,
+    path: &Path,
+    expected: Counts,
+    safety_path: &Path,
+    client: &EmbeddingClient,
+    progress: &Progress,
+) -> Result<Replaced> {
+    let dims = client.info().dims;
+    crate::db::in_transaction(conn, |conn| {
+        diesel::sql_query("LOCK TABLE analyses, chunks, artifacts IN ACCESS EXCLUSIVE MODE")
+            .execute(conn)
+            .step("locking the tables")?;
+        let deleted = load::table_counts(conn)?;
+        let safety_backup = if deleted.analyses + deleted.chunks + deleted.artifacts > 0 {
+            progress.step("writing the safety backup");
+            crate::commands::backup::write_backup_in(
+                conn,
+                safety_path,
+                None,
+                500,
+                &indicatif::ProgressBar::hidden(),
+            )?;
+            log::info!(
+                "safety backup of the current data: {}",
+                safety_path.display()
+            );
+            Some(safety_path.to_path_buf())
+        } else {
+            None
+        };
+        let index_definitions = load::clear_for_replace(conn)?;
+        let loaded = load_file(conn, None, path, Mode::Replace, client, progress)?;
+        interrupt::check()?;
+        progress.step("building the vector index");
+        load::build_indexes(conn, &index_definitions)?;
+
+        let after = load::table_counts(conn)?;
+        if after != expected {
+            bail!(
+                "after the load the tables hold {} analyses, {} chunks, {} artifacts but the file has {}, {}, {}; rolled back",
+                after.analyses, after.chunks, after.artifacts, expected.analyses, expected.chunks, expected.artifacts
+            );
+        }
+        let bad = load::chunks_with_bad_embeddings(conn, None, dims)?;
+        if bad > 0 {
+            bail!(
+                "{bad} chunks have no embedding of {dims} dimensions after the load; rolled back"
+            );
+        }
+        Ok(Replaced {
+            loaded,
+            deleted,
+            safety_backup,
+        })
+    })
+}
+
+fn load_file(
+    conn: &mut PgConnection,
+    lookup: Option<PgConnection>,
+    path: &Path,
+    mode: Mode,
+    client: &EmbeddingClient,
+    progress: &Progress,
+) -> Result<Loaded> {
+    let model = client.info().model.clone();
+    let dims = client.info().dims;
+    let stop = AtomicBool::new(false);
+    let computed = AtomicU64::new(0);
+    let producer_state = Producer {
+        path,
+        lookup,
+        client,
+        window_chunks: client.batch_size() * client.concurrency(),
+        stop: &stop,
+        computed: &computed,
+        progress,
+    };
+    std::thread::scope(|scope| {
+        // Two batches of slack: the provider works on the next window while this one is written.
+        let (sender, receiver) = mpsc::sync_channel::<Result<EmbeddedBatch>>(2);
+        let producer = scope.spawn(move || producer_state.run(sender));
+
+        let mut counts = BatchCounts::default();
+        let mut consume = || -> Result<()> {
+            for message in receiver.iter() {
+                let batch = message?;
+                interrupt::check()?;
+                let written = match mode {
+                    Mode::Append => load::append_batch(conn, &batch, &model, dims)?,
+                    Mode::Replace => load::copy_batch(conn, &batch, &model)?,
+                };
+                progress.written(written.total.analyses, written.total.chunks);
+                counts += written;
+            }
+            Ok(())
+        };
+        let result = consume();
+        if result.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        drop(receiver);
+        if producer.join().is_err() {
+            bail!("the embedding thread panicked; nothing more was written");
+        }
+        result.map(|()| Loaded {
+            counts,
+            embeddings_computed: computed.load(Ordering::Relaxed),
+        })
+    })
+}
+
+/// Reads the file and embeds a window of batches at a time, on its own thread.
+struct Producer<'a> {
+    path: &'a Path,
+    lookup: Option<PgConnection>,
+    client: &'a EmbeddingClient,
+    window_chunks: usize,
+    stop: &'a AtomicBool,
+    computed: &'a AtomicU64,
+    progress: &'a Progress,
+}
+
+impl Producer<'_> {
+    fn run(mut self, sender: SyncSender<Result<EmbeddedBatch>>) {
+        let mut window: Vec<BackupAnalysis> = Vec::new();
+        let mut window_chunks = 0;
+        let mut validator = Validator::default();
+        let path = self.path;
+        let read = read_backup(path, |index, value| {
+            if self.stop.load(Ordering::SeqCst) {
+                bail!("stopped");
+            }
+            let record = validator.check(index, value).ok_or_else(|| {
+                eyre!("analysis #{} of {} no longer passes the checks: was the file changed during the restore?", index + 1, path.display())
+            })?;
+            window_chunks += record.chunks.len();
+            window.push(record);
+            if window.len() % BATCH_ANALYSES == 0 && window_chunks >= self.window_chunks {
+                self.flush(std::mem::take(&mut window), &sender)?;
+                window_chunks = 0;
+            }
+            Ok(())
+        });
+        let result = read
+            .map_err(ReadError::into_report)
+            .and_then(|_| self.flush(std::mem::take(&mut window), &sender));
+        if let Err(report) = result {
+            if !self.stop.load(Ordering::SeqCst) {
+                let _ = sender.send(Err(report));
+            }
+        }
+    }
+
+    /// Embeds the chunks of `records` that the database lacks and sends them as batches.
+    fn flush(
+        &mut self,
+        records: Vec<BackupAnalysis>,
+        sender: &SyncSender<Result<EmbeddedBatch>>,
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let existing = match &mut self.lookup {
+            Some(conn) => existing::existing_ids(conn, &records)
+                .step("looking up the rows that already exist")?,
+            None => existing::ExistingIds::default(),
+        };
+        let missing: Vec<(Uuid, &str)> = records
+            .iter()
+            .flat_map(|record| record.chunks.iter())
+            .filter(|chunk| !existing.chunks.contains(&chunk.id))
+            .map(|chunk| (chunk.id, chunk.content.as_str()))
+            .collect();
+        let texts: Vec<&str> = missing.iter().map(|(_, text)| *text).collect();
+        let vectors = self.client.embed_all(&texts, InputKind::Document)?;
+        self.computed
+            .fetch_add(vectors.len() as u64, Ordering::Relaxed);
+        self.progress.embedded(vectors.len() as u64);
+        let mut by_chunk: HashMap<Uuid, Vector> = missing
+            .iter()
+            .map(|(id, _)| *id)
+            .zip(vectors.into_iter().map(Vector::from))
+            .collect();
+
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let batch: Vec<BackupAnalysis> = records.by_ref().take(BATCH_ANALYSES).collect();
+            let vectors = batch
+                .iter()
+                .flat_map(|record| record.chunks.iter())
+                .filter_map(|chunk| by_chunk.remove_entry(&chunk.id))
+                .collect();
+            sender
+                .send(Ok(EmbeddedBatch {
+                    records: batch,
+                    vectors,
+                }))
+                .map_err(|_| eyre!("stopped"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! A real HTTP embedding server on 127.0.0.1 for the tests, speaking the OpenAI, Voyage or
+//! Ollama protocol, with faults to inject: statuses (429 with Retry-After, 5xx, 401, …),
+//! slow answers, dropped connections, and wrong answers (too few vectors, wrong size,
+//! shuffled or duplicate indexes, numbers that are not finite). Its vectors are those of
+//! golden's `hash` embedder for the same text, so runs with and without faults compare.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tiny_http::{Header, Response, Server, StatusCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Voyage,
+    Ollama,
+}
+
+/// What the server does to one request instead of answering it well.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer this status with this body and, if given, a Retry-After header.
+    Status(u16, &'static str, Option<&'static str>),
+    /// Wait this long, then answer well.
+    Delay(Duration),
+    /// Start a 200 answer and close the connection in the middle of the body.
+    Drop,
+    /// One vector fewer than inputs.
+    MissingVector,
+    /// Vectors of this size instead of the asked one.
+    Dims(usize),
+    /// The right vectors, listed in reverse order with their indexes.
+    Reversed,
+    /// Two vectors claim index 0.
+    DuplicateIndex,
+    /// A number too large for an f32.
+    Infinite,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    faults: VecDeque<Fault>,
+    /// A fault for every request after the first `n` (a provider that goes down).
+    fail_after: Option<(usize, Fault)>,
+    /// Requests with more inputs than this get 413.
+    max_batch: Option<usize>,
+    delay: Duration,
+    dims: Option<usize>,
+    requests: Vec<Recorded>,
+}
+
+pub struct EmbedServer {
+    pub url: String,
+    protocol: Protocol,
+    state: Arc<Mutex<State>>,
+    server: Arc<Server>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbedServer {
+    pub fn start(protocol: Protocol) -> EmbedServer {
+        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
+        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(20)) {
+                        let state = state.clone();
+                        std::thread::spawn(move || handle(protocol, &state, request));
+                    }
+                }
+            })
+        };
+        EmbedServer {
+            url: format!("http://127.0.0.1:{port}"),
+            protocol,
+            state,
+            server,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Faults for the next requests, in order.
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) -> &Self {
+        self.state.lock().unwrap().faults.extend(faults);
+        self
+    }
+
+    /// After `n` requests, every request gets `fault`.
+    pub fn fail_after(&self, n: usize, fault: Fault) -> &Self {
+        self.state.lock().unwrap().fail_after = Some((n, fault));
+        self
+    }
+
+    pub fn heal(&self) -> &Self {
+        let mut state = self.state.lock().unwrap();
+        state.fail_after = None;
+        state.faults.clear();
+        self
+    }
+
+    pub fn max_batch(&self, n: usize) -> &Self {
+        self.state.lock().unwrap().max_batch = Some(n);
+        self
+    }
+
+    pub fn delay(&self, delay: Duration) -> &Self {
+        self.state.lock().unwrap().delay = delay;
+        self
+    }
+
+    /// Answer vectors of this size whatever is asked (a model with a fixed size).
+    pub fn dims(&self, dims: usize) -> &Self {
+        self.state.lock().unwrap().dims = Some(dims);
+        self
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+}
+
+impl Drop for EmbedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(protocol: Protocol, state: &Mutex<State>, mut request: tiny_http::Request) {
+    let mut body = String::new();
+    let _ = request.as_reader().read_to_string(&mut body);
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.to_string());
+    let path = request.url().to_string();
+    let (fault, max_batch, delay, fixed_dims) = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(Recorded {
+            path: path.clone(),
+            authorization,
+            body: body.clone(),
+        });
+        let seen = state.requests.len();
+        let fault = match &state.fail_after {
+            Some((n, fault)) if seen > *n => Some(fault.clone()),
+            _ => state.faults.pop_front(),
+        };
+        (fault, state.max_batch, state.delay, state.dims)
+    };
+    std::thread::sleep(delay);
+
+    let expected_path = match protocol {
+        Protocol::OpenAi | Protocol::Voyage => "/v1/embeddings",
+        Protocol::Ollama => "/api/embed",
+    };
+    if path != expected_path {
+        let _ = request.respond(json_response(
+            404,
+            json!({"error": format!("no route {path}")}),
+        ));
+        return;
+    }
+    let inputs: Vec<String> = body["input"]
+        .as_array()
+        .map(|inputs| {
+            inputs
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dims = fixed_dims
+        .or_else(|| body["output_dimension"].as_u64().map(|d| d as usize))
+        .or_else(|| body["dimensions"].as_u64().map(|d| d as usize))
+        .unwrap_or(1024);
+    if max_batch.is_some_and(|max| inputs.len() > max) {
+        let _ = request.respond(json_response(413, json!({"error": "payload too large"})));
+        return;
+    }
+    let mut vectors: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|text| golden::embed::hash::embed_text(text, dims))
+        .collect();
+    let mut order: Vec<usize> = (0..vectors.len()).collect();
+    match fault {
+        None => {}
+        Some(Fault::Status(status, message, retry_after)) => {
+            let mut response = json_response(status, json!({"error": message}));
+            if let Some(seconds) = retry_after {
+                response.add_header(Header::from_bytes("Retry-After", seconds).unwrap());
+            }
+            let _ = request.respond(response);
+            return;
+        }
+        Some(Fault::Delay(extra)) => std::thread::sleep(extra),
+        Some(Fault::Drop) => {
+            let headers = vec![
+                Header::from_bytes("Content-Type", "application/json").unwrap(),
+                Header::from_bytes("Connection", "close").unwrap(),
+            ];
+            let partial = Cursor::new(b"{\"data\": [{\"embedding\": [0.1, ".to_vec());
+            let _ = request.respond(Response::new(
+                StatusCode(200),
+                headers,
+                partial,
+                Some(100_000),
+                None,
+            ));
+            return;
+        }
+        Some(Fault::MissingVector) => {
+            vectors.pop();
+            order.pop();
+        }
+        Some(Fault::Dims(wrong)) => vectors.iter_mut().for_each(|v| v.resize(wrong, 0.0)),
+        Some(Fault::Reversed) => order.reverse(),
+        Some(Fault::DuplicateIndex) if order.len() > 1 => order[1] = 0,
+        Some(Fault::DuplicateIndex) => {}
+        Some(Fault::Infinite) => {
+            // A marker value, replaced in the JSON text by a number no f32 can hold.
+            if let Some(first) = vectors.first_mut().and_then(|v| v.first_mut()) {
+                *first = 12345.5;
+            }
+        }
+    }
+    let answer = match protocol {
+        Protocol::Ollama => {
+            json!({ "model": body["model"], "embeddings": order.iter().map(|&i| &vectors[i]).collect::<Vec<_>>() })
+        }
+        Protocol::OpenAi | Protocol::Voyage => json!({
+            "object": "list",
+            "model": body["model"],
+            "data": order.iter().map(|&i| json!({"object": "embedding", "index": i, "embedding": vectors[i]})).collect::<Vec<_>>(),
+            "usage": {"total_tokens": inputs.len()},
+        }),
+    };
+    let text = serde_json::to_string(&answer)
+        .unwrap()
+        .replacen("12345.5", "1e39", 1);
+    let response = Response::from_string(text)
+        .with_header(Header::from_bytes("Content-Type", "application/json").unwrap());
+    let _ = request.respond(response);
+}
+
+fn json_response(status: u16, body: Value) -> Response<Cursor<Vec<u8>>> {
+    Response::from_data(serde_json::to_vec(&body).unwrap())
+        .with_status_code(StatusCode(status))
+        .with_header(Header::from_bytes("Content-Type", "application/json").unwrap())
+}

@@ -72,7 +72,13 @@ pub struct EmbedServer {
 
 impl EmbedServer {
     pub fn start(protocol: Protocol) -> EmbedServer {
-        let server = Arc::new(Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
+        EmbedServer::start_on("127.0.0.1:0", protocol)
+    }
+
+    /// A server on a given address (the benchmarks use a fixed port).
+    pub fn start_on(address: &str, protocol: Protocol) -> EmbedServer {
+        let server =
+            Arc::new(Server::http(address).unwrap_or_else(|e| panic!("bind {address}: {e}")));
         let port = server.server_addr().to_ip().expect("an IP listener").port();
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -165,6 +171,11 @@ fn handle(protocol: Protocol, state: &Mutex<State>, mut request: tiny_http::Requ
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.to_string());
     let path = request.url().to_string();
+    if path == "/stats" {
+        let requests = state.lock().unwrap().requests.len();
+        let _ = request.respond(json_response(200, json!({ "requests": requests })));
+        return;
+    }
     let (fault, max_batch, delay, fixed_dims) = {
         let mut state = state.lock().unwrap();
         state.requests.push(Recorded {

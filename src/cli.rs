@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{self, backup, migrate, restore, verify};
+use crate::commands::{self, backup, cache, migrate, regenerate, restore, verify};
 use crate::error::{self, Exit};
 use crate::output::Output;
 
@@ -58,6 +58,10 @@ pub enum Command {
     Backup(backup::Args),
     /// Load a backup file into the database, computing the embeddings
     Restore(restore::Args),
+    /// Re-embed the chunks in the database (a new model, a new dimension, or missing vectors)
+    RegenerateEmbeddings(regenerate::Args),
+    /// Inspect or trim the embedding cache
+    Cache(cache::Args),
     /// Check a backup file, and optionally compare it with the database
     Verify(verify::Args),
 }

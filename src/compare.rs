@@ -43,6 +43,7 @@ pub fn compare_with_database(
     let mut comparison = Comparison {
         problems: Vec::new(),
         expected_dims,
+        usual_model: most_common_model(conn)?,
         file_ids: HashSet::new(),
     };
     let mut batch = Vec::with_capacity(BATCH);
@@ -67,6 +68,8 @@ pub fn compare_with_database(
 struct Comparison {
     problems: Vec<Problem>,
     expected_dims: Option<ExpectedDims>,
+    /// The model most chunks were embedded by; a vector of another model does not compare.
+    usual_model: Option<String>,
     file_ids: HashSet<Uuid>,
 }
 
@@ -195,6 +198,17 @@ impl Comparison {
                     let ExpectedDims { dims: want, source } = expected;
                     self.problem(at, format!("embedding has {dims} dimensions, {source} {want}"));
                 }
+                let model = state.and_then(|state| state.model.as_deref());
+                if let Some(usual) = self.usual_model.as_deref().filter(|usual| model != Some(*usual)) {
+                    self.problem(
+                        at,
+                        format!(
+                            "embedded by model {} while most chunks are embedded by {usual} \
+                             (run `golden regenerate-embeddings` to align them)",
+                            model.unwrap_or("(unknown)")
+                        ),
+                    );
+                }
             }
         }
     }
@@ -319,4 +333,21 @@ fn most_common_dims(conn: &mut PgConnection) -> Result<Option<i32>> {
     .optional()
     .step("finding the usual embedding dimension")?;
     Ok(found.map(|found| found.dims))
+}
+
+/// The embedding model most chunks record, if any does.
+fn most_common_model(conn: &mut PgConnection) -> Result<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Model {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        model: String,
+    }
+    let found: Option<Model> = diesel::sql_query(
+        "SELECT embedding_model AS model FROM chunks WHERE embedding_model IS NOT NULL \
+         GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+    )
+    .get_result(conn)
+    .optional()
+    .step("finding the usual embedding model")?;
+    Ok(found.map(|found| found.model))
 }

@@ -44,7 +44,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use pgvector::sql_types::*;
+
+    embedding_cache (provider, model, dims, text_sha256) {
+        provider -> Text,
+        model -> Text,
+        dims -> Int4,
+        text_sha256 -> Bytea,
+        embedding -> Vector,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use pgvector::sql_types::*;
+
+    pending_embeddings (chunk_id) {
+        chunk_id -> Uuid,
+        embedding -> Vector,
+        model -> Text,
+        dims -> Int4,
+    }
+}
+
 diesel::joinable!(artifacts -> analyses (analysis_id));
 diesel::joinable!(chunks -> analyses (analysis_id));
+diesel::joinable!(pending_embeddings -> chunks (chunk_id));
 
-diesel::allow_tables_to_appear_in_same_query!(analyses, artifacts, chunks,);
+diesel::allow_tables_to_appear_in_same_query!(
+    analyses,
+    artifacts,
+    chunks,
+    embedding_cache,
+    pending_embeddings,
+);

@@ -1,7 +1,9 @@
 //! One module per subcommand, each with its arguments beside its code.
 
 pub mod backup;
+pub mod cache;
 pub mod migrate;
+pub mod regenerate;
 pub mod restore;
 pub mod verify;
 
@@ -18,5 +20,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Backup(args) => backup::run(args, global, output),
         Command::Verify(args) => verify::run(args, global, output),
         Command::Restore(args) => restore::run(args, global, output),
+        Command::RegenerateEmbeddings(args) => regenerate::run(args, global, output),
+        Command::Cache(args) => cache::run(args, global, output),
     }
 }

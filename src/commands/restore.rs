@@ -15,6 +15,7 @@ use crate::backup_file::DEFAULT_BACKUP_PATH;
 use crate::cli::GlobalArgs;
 use crate::compare::embedding_column_dims;
 use crate::db;
+use crate::embed::cache::CachedEmbedder;
 use crate::embed::{EmbedArgs, EmbeddingClient};
 use crate::error::{invalid_input, Exit};
 use crate::interrupt;
@@ -109,11 +110,15 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         replaced: args.replace,
         ..Summary::default()
     };
+    let embedding = restore::Embedding {
+        embedder: CachedEmbedder {
+            client: &client,
+            use_cache: !args.embed.embed_no_cache,
+        },
+        side: db::connect(global)?,
+    };
     let loaded = match mode {
-        Mode::Append => {
-            let lookup = db::connect(global)?;
-            restore::append(&mut conn, lookup, &path, &client, &progress)?
-        }
+        Mode::Append => restore::append(&mut conn, &path, embedding, &progress)?,
         Mode::Replace => {
             let current = load::table_counts(&mut conn)?;
             confirm_replace(
@@ -125,8 +130,14 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 .safety_backup
                 .clone()
                 .unwrap_or_else(default_safety_path);
-            let replaced =
-                restore::replace(&mut conn, &path, expected, &safety_path, &client, &progress)?;
+            let replaced = restore::replace(
+                &mut conn,
+                &path,
+                expected,
+                &safety_path,
+                embedding,
+                &progress,
+            )?;
             summary.safety_backup = replaced.safety_backup;
             summary.deleted = Some(replaced.deleted);
             replaced.loaded
@@ -143,6 +154,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     summary.artifacts_skipped = total.artifacts - inserted.artifacts;
     summary.embedding_requests = client.requests();
     summary.embeddings_computed = loaded.embeddings_computed;
+    summary.embeddings_reused = loaded.embeddings_reused;
     summary.seconds = started.elapsed().as_secs_f64();
     report(&summary, &client, output)?;
     Ok(Exit::Success)
@@ -175,9 +187,10 @@ fn check_dimensions(conn: &mut diesel::PgConnection, client: &EmbeddingClient) -
     match embedding_column_dims(conn)? {
         Some(column) if column as usize != info.dims => Err(invalid_input(format!(
             "chunks.embedding holds vectors of {column} dimensions but the configured {info} makes {}: \
-             pass --embed-dims {column} if the model can produce that size, or migrate the column to {} \
-             dimensions first; nothing was written",
-            info.dims, info.dims
+             pass --embed-dims {column} if the model can produce that size, or move the column to {} \
+             dimensions first with `golden regenerate-embeddings --embed-dims {}` and the same provider \
+             options; nothing was written",
+            info.dims, info.dims, info.dims
         ))),
         _ => Ok(()),
     }
@@ -292,7 +305,7 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
     }
     output.line(format_args!(
         "restored {} analyses, {} chunks, {} artifacts from {} ({} already present, skipped); \
-         {} in {} to {} in {:.1} s",
+         {} computed in {} to {}, {} from the cache, in {:.1} s",
         summary.analyses_inserted,
         summary.chunks_inserted,
         summary.artifacts_inserted,
@@ -301,6 +314,7 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
         counted(summary.embeddings_computed, "embedding", "embeddings"),
         counted(summary.embedding_requests, "request", "requests"),
         client.info(),
+        summary.embeddings_reused,
         summary.seconds
     ))?;
     output.summary(summary)?;

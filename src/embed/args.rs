@@ -129,6 +129,10 @@ pub struct EmbedArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub embed_timeout: u64,
 
+    /// Always ask the provider: neither read nor fill the embedding cache
+    #[arg(long, env = "GOLDEN_EMBED_NO_CACHE")]
+    pub embed_no_cache: bool,
+
     /// Allow sending an API key over plain http:// to a host other than this machine
     #[arg(long, env = "GOLDEN_EMBED_ALLOW_HTTP")]
     pub embed_allow_http: bool,

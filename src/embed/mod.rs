@@ -7,6 +7,7 @@
 //! [`client::EmbeddingClient`], so each provider stays a page of protocol code.
 
 pub mod args;
+pub mod cache;
 pub mod client;
 pub mod hash;
 mod http;

@@ -244,11 +244,17 @@ pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
                 .step(&format!("deleting the old {table}"))?;
         }
     }
+    drop_vector_indexes(conn)
+}
+
+/// Drops the vector indexes on `chunks` (inside the caller's transaction) before a bulk
+/// write, and returns the statements that build them again.
+pub fn drop_vector_indexes(conn: &mut PgConnection) -> Result<Vec<String>> {
     let indexes = vector_indexes(conn)?;
     for index in &indexes {
         diesel::sql_query(format!("DROP INDEX {}", quote_identifier(&index.name)))
             .execute(conn)
-            .step("dropping the vector index before the bulk load")?;
+            .step("dropping the vector index before the bulk write")?;
     }
     Ok(indexes.into_iter().map(|index| index.definition).collect())
 }

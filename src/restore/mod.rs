@@ -26,7 +26,8 @@ use self::load::{BatchCounts, EmbeddedBatch};
 use crate::backup_file::reader::{read_backup, ReadError};
 use crate::backup_file::record::BackupAnalysis;
 use crate::db::QueryContext;
-use crate::embed::{EmbeddingClient, InputKind};
+use crate::embed::cache::CachedEmbedder;
+use crate::embed::InputKind;
 use crate::interrupt;
 use crate::progress::Progress;
 use crate::validate::{Counts, Validator};
@@ -45,6 +46,7 @@ pub enum Mode {
 pub struct Loaded {
     pub counts: BatchCounts,
     pub embeddings_computed: u64,
+    pub embeddings_reused: u64,
 }
 
 /// What a replace did besides loading.
@@ -55,16 +57,21 @@ pub struct Replaced {
     pub safety_backup: Option<std::path::PathBuf>,
 }
 
+/// How the chunks get their vectors: the client, with or without the cache, through a
+/// second connection (which also finds the rows that already exist in append mode).
+pub struct Embedding<'a> {
+    pub embedder: CachedEmbedder<'a>,
+    pub side: PgConnection,
+}
+
 /// Appends the file's rows that the database lacks, one committed batch at a time.
-/// `lookup` is a second connection, used to find the rows that already exist.
 pub fn append(
     conn: &mut PgConnection,
-    lookup: PgConnection,
     path: &Path,
-    client: &EmbeddingClient,
+    embedding: Embedding,
     progress: &Progress,
 ) -> Result<Loaded> {
-    load_file(conn, Some(lookup), path, Mode::Append, client, progress)
+    load_file(conn, path, Mode::Append, embedding, progress)
 }
 
 /// Replaces the whole dataset with the file's, in one transaction: lock, safety backup of
@@ -74,10 +81,10 @@ pub fn replace(
     path: &Path,
     expected: Counts,
     safety_path: &Path,
-    client: &EmbeddingClient,
+    embedding: Embedding,
     progress: &Progress,
 ) -> Result<Replaced> {
-    let dims = client.info().dims;
+    let dims = embedding.embedder.client.info().dims;
     crate::db::in_transaction(conn, |conn| {
         diesel::sql_query("LOCK TABLE analyses, chunks, artifacts IN ACCESS EXCLUSIVE MODE")
             .execute(conn)
@@ -101,7 +108,7 @@ pub fn replace(
             None
         };
         let index_definitions = load::clear_for_replace(conn)?;
-        let loaded = load_file(conn, None, path, Mode::Replace, client, progress)?;
+        let loaded = load_file(conn, path, Mode::Replace, embedding, progress)?;
         interrupt::check()?;
         progress.step("building the vector index");
         load::build_indexes(conn, &index_definitions)?;
@@ -129,23 +136,25 @@ pub fn replace(
 
 fn load_file(
     conn: &mut PgConnection,
-    lookup: Option<PgConnection>,
     path: &Path,
     mode: Mode,
-    client: &EmbeddingClient,
+    embedding: Embedding,
     progress: &Progress,
 ) -> Result<Loaded> {
+    let client = embedding.embedder.client;
     let model = client.info().model.clone();
     let dims = client.info().dims;
     let stop = AtomicBool::new(false);
     let computed = AtomicU64::new(0);
+    let reused = AtomicU64::new(0);
     let producer_state = Producer {
         path,
-        lookup,
-        client,
+        mode,
+        embedding,
         window_chunks: client.batch_size() * client.concurrency(),
         stop: &stop,
         computed: &computed,
+        reused: &reused,
         progress,
     };
     std::thread::scope(|scope| {
@@ -178,6 +187,7 @@ fn load_file(
         result.map(|()| Loaded {
             counts,
             embeddings_computed: computed.load(Ordering::Relaxed),
+            embeddings_reused: reused.load(Ordering::Relaxed),
         })
     })
 }
@@ -185,11 +195,12 @@ fn load_file(
 /// Reads the file and embeds a window of batches at a time, on its own thread.
 struct Producer<'a> {
     path: &'a Path,
-    lookup: Option<PgConnection>,
-    client: &'a EmbeddingClient,
+    mode: Mode,
+    embedding: Embedding<'a>,
     window_chunks: usize,
     stop: &'a AtomicBool,
     computed: &'a AtomicU64,
+    reused: &'a AtomicU64,
     progress: &'a Progress,
 }
 
@@ -233,10 +244,11 @@ impl Producer<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        let existing = match &mut self.lookup {
-            Some(conn) => existing::existing_ids(conn, &records)
+        let existing = match self.mode {
+            Mode::Append => existing::existing_ids(&mut self.embedding.side, &records)
                 .step("looking up the rows that already exist")?,
-            None => existing::ExistingIds::default(),
+            // The tables were emptied in the restore's own transaction.
+            Mode::Replace => existing::ExistingIds::default(),
         };
         let missing: Vec<(Uuid, &str)> = records
             .iter()
@@ -245,14 +257,18 @@ impl Producer<'_> {
             .map(|chunk| (chunk.id, chunk.content.as_str()))
             .collect();
         let texts: Vec<&str> = missing.iter().map(|(_, text)| *text).collect();
-        let vectors = self.client.embed_all(&texts, InputKind::Document)?;
+        let embedded =
+            self.embedding
+                .embedder
+                .embed(&mut self.embedding.side, &texts, InputKind::Document)?;
         self.computed
-            .fetch_add(vectors.len() as u64, Ordering::Relaxed);
-        self.progress.embedded(vectors.len() as u64);
+            .fetch_add(embedded.computed, Ordering::Relaxed);
+        self.reused.fetch_add(embedded.reused, Ordering::Relaxed);
+        self.progress.embedded(embedded.computed + embedded.reused);
         let mut by_chunk: HashMap<Uuid, Vector> = missing
             .iter()
             .map(|(id, _)| *id)
-            .zip(vectors.into_iter().map(Vector::from))
+            .zip(embedded.vectors)
             .collect();
 
         let mut records = records.into_iter().peekable();

@@ -1,0 +1,2 @@
+DROP TABLE pending_embeddings;
+DROP TABLE embedding_cache;

@@ -10,7 +10,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace verify verify-db test lint fmt schema clean
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate dump load verify verify-db test lint fmt schema clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ restore: db build ## add what is missing from data/golden_dataset_backup.json (p
 
 restore-replace: db build ## replace the dataset with data/golden_dataset_backup.json (safety backup first)
 	$(GOLDEN) restore --replace --yes
+
+regenerate: db build ## re-embed the chunks the configured model has not embedded (provider from GOLDEN_EMBED_*)
+	$(GOLDEN) regenerate-embeddings
+
+dump: db build ## SQL snapshot with embeddings (pg_dump) to data/golden_dataset_dump.sql (git-ignored)
+	$(GOLDEN) dump
+
+load: db build ## load data/golden_dataset_dump.sql (psql, one transaction; empty tables, or LOAD_ARGS=--replace)
+	$(GOLDEN) load $(LOAD_ARGS)
 
 verify: build ## check data/golden_dataset_backup.json
 	$(GOLDEN) verify

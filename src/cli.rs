@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{self, backup, cache, migrate, regenerate, restore, verify};
+use crate::commands::{self, backup, cache, dump, load, migrate, regenerate, restore, verify};
 use crate::error::{self, Exit};
 use crate::output::Output;
 
@@ -62,6 +62,10 @@ pub enum Command {
     RegenerateEmbeddings(regenerate::Args),
     /// Inspect or trim the embedding cache
     Cache(cache::Args),
+    /// Write an SQL snapshot of the data with its embeddings (pg_dump)
+    Dump(dump::Args),
+    /// Load an SQL snapshot of `golden dump` (psql, one transaction)
+    Load(load::Args),
     /// Check a backup file, and optionally compare it with the database
     Verify(verify::Args),
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod interrupt;
 pub mod models;
 pub mod output;
+pub mod pg_tools;
 pub mod progress;
 pub mod regenerate;
 pub mod restore;

@@ -15,6 +15,8 @@ const PLAIN_LINE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
     verb: &'static str,
+    /// What the bar counts: "analyses" for a restore, "chunks" for a regeneration.
+    unit: &'static str,
     bar: Option<ProgressBar>,
     plain: bool,
     total: u64,
@@ -26,13 +28,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(verb: &'static str, total_analyses: u64, output: Output) -> Progress {
+    /// A progress of `total` `unit`s ("analyses" or "chunks").
+    pub fn new(verb: &'static str, total: u64, unit: &'static str, output: Output) -> Progress {
         let shown = output.progress_allowed();
         let terminal = shown && std::io::stderr().is_terminal();
         let bar = terminal.then(|| {
-            let bar = ProgressBar::new(total_analyses);
+            let bar = ProgressBar::new(total);
             if let Ok(style) = ProgressStyle::with_template(&format!(
-                "{verb} {{bar:30}} {{pos}}/{{len}} analyses · {{msg}} · {{eta}} left"
+                "{verb} {{bar:30}} {{pos}}/{{len}} {unit} · {{msg}} · {{eta}} left"
             )) {
                 bar.set_style(style);
             }
@@ -40,9 +43,10 @@ impl Progress {
         });
         Progress {
             verb,
+            unit,
             bar,
             plain: shown && !terminal,
-            total: total_analyses,
+            total,
             started: Instant::now(),
             last_line: Mutex::new(Instant::now()),
             analyses: AtomicU64::new(0),
@@ -84,9 +88,16 @@ impl Progress {
         let chunks = self.chunks.load(Ordering::Relaxed);
         let embeddings = self.embeddings.load(Ordering::Relaxed);
         let rate = embeddings as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-        let message = format!("{chunks} chunks · {rate:.0} embeddings/s");
+        let (position, message) = if self.unit == "chunks" {
+            (chunks, format!("{rate:.0} embeddings/s"))
+        } else {
+            (
+                analyses,
+                format!("{chunks} chunks · {rate:.0} embeddings/s"),
+            )
+        };
         if let Some(bar) = &self.bar {
-            bar.set_position(analyses);
+            bar.set_position(position);
             bar.set_message(message);
         } else if self.plain {
             let Ok(mut last) = self.last_line.lock() else {
@@ -95,9 +106,10 @@ impl Progress {
             if last.elapsed() >= PLAIN_LINE_EVERY {
                 *last = Instant::now();
                 log::info!(
-                    "{}: {analyses}/{} analyses, {message}",
+                    "{}: {position}/{} {}, {message}",
                     self.verb,
-                    self.total
+                    self.total,
+                    self.unit
                 );
             }
         }

@@ -2,6 +2,8 @@
 
 pub mod backup;
 pub mod cache;
+pub mod dump;
+pub mod load;
 pub mod migrate;
 pub mod regenerate;
 pub mod restore;
@@ -22,5 +24,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Restore(args) => restore::run(args, global, output),
         Command::RegenerateEmbeddings(args) => regenerate::run(args, global, output),
         Command::Cache(args) => cache::run(args, global, output),
+        Command::Dump(args) => dump::run(args, global, output),
+        Command::Load(args) => load::run(args, global, output),
     }
 }

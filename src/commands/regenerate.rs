@@ -77,7 +77,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         commit_every: args.commit_every as usize,
         column_dims: embedding_column_dims(&mut conn)?,
     };
-    let progress = Progress::new("regenerate", total as u64, output);
+    let progress = Progress::new("regenerate", total as u64, "chunks", output);
     let outcome = regeneration.run(&mut conn, &progress)?;
     progress.finish();
 

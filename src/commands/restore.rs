@@ -101,7 +101,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     check_dimensions(&mut conn, &client)?;
     db::lock_dataset(&mut conn)?;
 
-    let progress = Progress::new("restore", expected.analyses, output);
+    let progress = Progress::new("restore", expected.analyses, "analyses", output);
     let mut summary = Summary {
         file: path.clone(),
         provider: client.info().provider.to_string(),

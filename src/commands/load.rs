@@ -1,0 +1,139 @@
+//! `golden load`: restores an SQL snapshot of `golden dump` with `psql`, in a single
+//! transaction that stops at the first error. Non-empty tables are refused unless
+//! `--replace`, which deletes the old rows in that same transaction. The vector index is
+//! dropped before the rows go in and built once after, as `restore --replace` does.
+
+use std::path::PathBuf;
+
+use color_eyre::Result;
+use serde::Serialize;
+
+use super::dump::{current_schema, DEFAULT_DUMP_PATH};
+use crate::cli::GlobalArgs;
+use crate::db::{self, QueryContext};
+use crate::error::{invalid_input, Exit};
+use crate::output::Output;
+use crate::pg_tools::PgTool;
+use crate::restore::load;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SQL file to load
+    #[arg(long, short, default_value = DEFAULT_DUMP_PATH)]
+    pub input: PathBuf,
+
+    /// Delete the current rows first (in the same transaction)
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Folder of the psql to use [default: PATH, then /usr/lib/postgresql/<server version>/bin]
+    #[arg(long, env = "GOLDEN_PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+}
+
+pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    if !args.input.is_file() {
+        return Err(invalid_input(format!(
+            "cannot read {}: no such file (write one with `golden dump`)",
+            args.input.display()
+        )));
+    }
+    let url = db::database_url(global);
+    let mut conn = db::connect(global)?;
+    let psql = PgTool::find("psql", args.pg_bin.as_deref(), &mut conn, &url)?;
+    let before = load::table_counts(&mut conn)?;
+    if !args.replace && before.analyses + before.chunks + before.artifacts > 0 {
+        return Err(invalid_input(format!(
+            "the database already holds {} analyses, {} chunks, {} artifacts; load into empty tables, \
+             or pass --replace to delete them first (in the same transaction)",
+            before.analyses, before.chunks, before.artifacts
+        )));
+    }
+    let index_definitions = vector_index_definitions(&mut conn)?;
+    let schema = current_schema(&mut conn)?;
+    drop(conn);
+
+    let mut before_load = String::new();
+    if args.replace {
+        before_load.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM analyses; ");
+    }
+    for (name, _) in &index_definitions {
+        before_load.push_str(&format!("DROP INDEX \"{schema}\".\"{name}\"; "));
+    }
+    // pg_dump's file empties search_path; the index definitions name the extension's operator
+    // class unqualified, as pg_indexes shows them.
+    let mut after_load =
+        String::from("RESET search_path; SET LOCAL maintenance_work_mem = '1GB'; ");
+    for (_, definition) in &index_definitions {
+        after_load.push_str(definition);
+        after_load.push_str("; ");
+    }
+    let mut command = psql.command();
+    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
+    if !before_load.is_empty() {
+        command.arg("-c").arg(&before_load);
+    }
+    command
+        .arg("-f")
+        .arg(&args.input)
+        .arg("-c")
+        .arg(&after_load);
+    command.env("PGOPTIONS", "-c client_min_messages=warning");
+    psql.run(
+        command,
+        &format!("loading {} with psql (rolled back)", args.input.display()),
+    )?;
+
+    let mut conn = db::connect(global)?;
+    let after = load::table_counts(&mut conn)?;
+    output.line(format_args!(
+        "loaded {} analyses, {} chunks, {} artifacts from {}{}",
+        after.analyses,
+        after.chunks,
+        after.artifacts,
+        args.input.display(),
+        if args.replace {
+            " (replacing the previous rows)"
+        } else {
+            ""
+        }
+    ))?;
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        file: &'a std::path::Path,
+        analyses: u64,
+        chunks: u64,
+        artifacts: u64,
+        replaced: bool,
+    }
+    output.summary(&Summary {
+        file: &args.input,
+        analyses: after.analyses,
+        chunks: after.chunks,
+        artifacts: after.artifacts,
+        replaced: args.replace,
+    })?;
+    Ok(Exit::Success)
+}
+
+/// (name, CREATE INDEX statement) of the vector indexes on `chunks`.
+fn vector_index_definitions(conn: &mut diesel::PgConnection) -> Result<Vec<(String, String)>> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexname: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexdef: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT indexname, indexdef FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = 'chunks' AND indexdef ~* 'USING (hnsw|ivfflat)'",
+    )
+    .load(conn)
+    .step("listing the vector indexes")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.indexname, row.indexdef))
+        .collect())
+}

@@ -1,0 +1,181 @@
+//! Running PostgreSQL's own `pg_dump` and `psql` for the SQL snapshot (`dump`/`load`): the
+//! binary of the server's major version, the connection without the password on the command
+//! line (it goes in PGPASSWORD, out of `ps`), and errors that say what to install.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use color_eyre::eyre::{bail, eyre};
+use color_eyre::Result;
+use diesel::pg::PgConnection;
+use diesel::RunQueryDsl;
+
+use crate::db::{mask_password, QueryContext};
+
+/// A PostgreSQL client program of the right version, ready to connect.
+pub struct PgTool {
+    pub program: PathBuf,
+    url_without_password: String,
+    password: Option<String>,
+}
+
+impl PgTool {
+    /// Finds `name` (pg_dump, psql) of the server's major version: in `bin_dir` if given,
+    /// else on PATH, else in Debian's /usr/lib/postgresql/N/bin.
+    pub fn find(
+        name: &str,
+        bin_dir: Option<&Path>,
+        conn: &mut PgConnection,
+        url: &str,
+    ) -> Result<PgTool> {
+        let server = server_major(conn)?;
+        let candidates: Vec<PathBuf> = match bin_dir {
+            Some(dir) => vec![dir.join(name)],
+            None => vec![
+                PathBuf::from(name),
+                PathBuf::from(format!("/usr/lib/postgresql/{server}/bin/{name}")),
+            ],
+        };
+        let mut found_versions = Vec::new();
+        for candidate in &candidates {
+            let Some(major) = client_major(candidate) else {
+                continue;
+            };
+            if major == server {
+                let (url_without_password, password) = split_password(url);
+                return Ok(PgTool {
+                    program: candidate.clone(),
+                    url_without_password,
+                    password,
+                });
+            }
+            found_versions.push(format!("{} is version {major}", candidate.display()));
+        }
+        if found_versions.is_empty() {
+            bail!(
+                "{name} was not found ({}); install the PostgreSQL {server} client (Debian: postgresql-client-{server}) \
+                 or point --pg-bin at its folder",
+                candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        bail!(
+            "the server is PostgreSQL {server} but {}; install postgresql-client-{server} or point --pg-bin at a \
+             folder with {name} {server}",
+            found_versions.join(", ")
+        )
+    }
+
+    /// A command for the program, connected to the database.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.arg("--dbname").arg(&self.url_without_password);
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
+        command
+    }
+
+    /// Runs `command` and fails with its stderr (passwords masked) when it fails.
+    pub fn run(&self, mut command: Command, what: &str) -> Result<()> {
+        let output = command
+            .output()
+            .map_err(|e| eyre!("{what}: cannot run {}: {e}", self.program.display()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            bail!(
+                "{what} failed ({}): {}",
+                output.status,
+                mask_password(stderr.trim())
+            );
+        }
+        Ok(())
+    }
+}
+
+fn server_major(conn: &mut PgConnection) -> Result<u32> {
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        version: i32,
+    }
+    let version: Version =
+        diesel::sql_query("SELECT current_setting('server_version_num')::int AS version")
+            .get_result(conn)
+            .step("asking the server's version")?;
+    Ok(version.version as u32 / 10_000)
+}
+
+/// The major version a client program reports ("pg_dump (PostgreSQL) 15.18 (Debian …)").
+fn client_major(program: &Path) -> Option<u32> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find_map(|word| word.split('.').next().and_then(|major| major.parse().ok()))
+}
+
+/// `postgres://user:secret@host/db` → (`postgres://user@host/db`, Some("secret")), with the
+/// password's percent-encoding undone, as libpq would.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (Some(at), Some(colon)) = (authority.rfind('@'), authority.find(':')) else {
+        return (url.to_string(), None);
+    };
+    if colon > at {
+        return (url.to_string(), None);
+    }
+    let password = percent_decode(&authority[colon + 1..at]);
+    let without = format!(
+        "{}{}{}",
+        &url[..scheme_end + 3],
+        &authority[..colon],
+        &rest[at..]
+    );
+    (without, Some(password))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_password;
+
+    #[test]
+    fn passwords_leave_the_url() {
+        assert_eq!(
+            split_password("postgres://alice:s%40cret@db:5432/golden"),
+            (
+                "postgres://alice@db:5432/golden".into(),
+                Some("s@cret".into())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://alice@db/golden"),
+            ("postgres://alice@db/golden".into(), None)
+        );
+        assert_eq!(
+            split_password("host=db dbname=x"),
+            ("host=db dbname=x".into(), None)
+        );
+    }
+}

@@ -10,7 +10,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate dump load verify verify-db test lint fmt schema clean
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,13 +30,14 @@ db-status: ## say whether the local database runs
 migrate: db build ## apply pending migrations (to $DATABASE_URL, or the local database)
 	$(GOLDEN) migrate
 
-demo: db build ## start everything; restore the sample offline, back it up, verify it against the database
+demo: db build ## start everything; restore the sample offline, back it up, verify it, evaluate retrieval
 	$(GOLDEN) migrate
 	$(GOLDEN) verify data/golden_dataset_backup.json
 	$(GOLDEN) restore --replace --yes --embed-provider hash data/golden_dataset_backup.json
 	@mkdir -p $(DEMO_DIR)
 	$(GOLDEN) backup --output $(DEMO_DIR)/backup.json --metadata $(DEMO_DIR)/metadata.json
 	$(GOLDEN) verify --against-db $(DEMO_DIR)/backup.json
+	$(GOLDEN) evaluate --embed-provider hash
 
 backup: db build ## back up the database to data/golden_dataset_backup.json
 	$(GOLDEN) backup
@@ -49,6 +50,9 @@ restore-replace: db build ## replace the dataset with data/golden_dataset_backup
 
 regenerate: db build ## re-embed the chunks the configured model has not embedded (provider from GOLDEN_EMBED_*)
 	$(GOLDEN) regenerate-embeddings
+
+evaluate: db build ## retrieval metrics of the golden queries (provider from GOLDEN_EMBED_*; EVAL_ARGS="--k 10")
+	$(GOLDEN) evaluate $(EVAL_ARGS)
 
 dump: db build ## SQL snapshot with embeddings (pg_dump) to data/golden_dataset_dump.sql (git-ignored)
 	$(GOLDEN) dump

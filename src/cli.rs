@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
 
-use crate::commands::{self, backup, cache, dump, load, migrate, regenerate, restore, verify};
+use crate::commands::{
+    self, backup, cache, dump, evaluate, load, migrate, regenerate, restore, verify,
+};
 use crate::error::{self, Exit};
 use crate::output::Output;
 
@@ -60,6 +62,8 @@ pub enum Command {
     Restore(restore::Args),
     /// Re-embed the chunks in the database (a new model, a new dimension, or missing vectors)
     RegenerateEmbeddings(regenerate::Args),
+    /// Measure retrieval against the golden queries (Recall@k, MRR, nDCG, …)
+    Evaluate(evaluate::Args),
     /// Inspect or trim the embedding cache
     Cache(cache::Args),
     /// Write an SQL snapshot of the data with its embeddings (pg_dump)

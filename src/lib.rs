@@ -12,6 +12,7 @@ pub mod compare;
 pub mod db;
 pub mod embed;
 pub mod error;
+pub mod evaluate;
 pub mod interrupt;
 pub mod models;
 pub mod output;

@@ -70,6 +70,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use pgvector::sql_types::*;
+
+    queries (id) {
+        id -> Text,
+        query -> Text,
+        expected_chunk_ids -> Array<Nullable<Uuid>>,
+        category -> Nullable<Text>,
+        difficulty -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(artifacts -> analyses (analysis_id));
 diesel::joinable!(chunks -> analyses (analysis_id));
 diesel::joinable!(pending_embeddings -> chunks (chunk_id));
@@ -80,4 +94,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     chunks,
     embedding_cache,
     pending_embeddings,
+    queries,
 );

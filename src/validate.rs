@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::backup_file::checksum::{self, ContentHasher};
 use crate::backup_file::reader::{self, Header, ReadError};
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupQuery};
 use crate::backup_file::timestamp;
 
 /// One thing wrong, and where.
@@ -34,6 +34,7 @@ pub struct Counts {
     pub analyses: u64,
     pub chunks: u64,
     pub artifacts: u64,
+    pub queries: u64,
 }
 
 /// The outcome of validating a whole file.
@@ -45,6 +46,8 @@ pub struct Validation {
     pub warnings: Vec<Problem>,
     pub counts: Counts,
     pub header: Header,
+    /// The golden queries of the file that passed their checks (a few hundred at most).
+    pub queries: Vec<BackupQuery>,
 }
 
 impl Validation {
@@ -130,11 +133,21 @@ impl Validator {
 
     /// Checks the metadata against what was read and returns the verdict.
     pub fn finish(mut self, header: Header) -> Validation {
+        let queries = self.check_queries(&header);
+        if !self.any_invalid {
+            if let Some(hasher) = self.hasher.as_mut() {
+                hasher.add_queries(&queries);
+            } else {
+                let mut hasher = ContentHasher::default();
+                hasher.add_queries(&queries);
+                self.hasher = Some(hasher);
+            }
+        }
         self.check_metadata(&header);
         if let Some(created_at) = &header.created_at {
-            if !created_at
+            if created_at
                 .as_str()
-                .is_some_and(|text| timestamp::parse(text).is_ok())
+                .is_none_or(|text| timestamp::parse(text).is_err())
             {
                 self.problem(
                     "file",
@@ -147,7 +160,75 @@ impl Validator {
             warnings: self.warnings,
             counts: self.counts,
             header,
+            queries,
         }
+    }
+
+    /// The optional `queries` list: unique ids, text, expected chunks that are in the file.
+    fn check_queries(&mut self, header: &Header) -> Vec<BackupQuery> {
+        let Some(list) = &header.queries else {
+            return Vec::new();
+        };
+        let Value::Array(list) = list else {
+            self.problem("queries", "is not a list");
+            self.any_invalid = true;
+            return Vec::new();
+        };
+        let mut ids = HashSet::new();
+        let mut valid = Vec::new();
+        for (position, value) in list.iter().enumerate() {
+            self.counts.queries += 1;
+            let before = self.problems.len();
+            let Value::Object(query) = value else {
+                self.problem(format!("query #{}", position + 1), "is not a JSON object");
+                self.any_invalid = true;
+                continue;
+            };
+            let at = match query.get("id") {
+                Some(Value::String(id)) if !id.trim().is_empty() => format!("query {id}"),
+                _ => format!("query #{}", position + 1),
+            };
+            match self.required_text(&at, query, "id") {
+                Some(id) if !ids.insert(id.to_string()) => self.problem(&at, "duplicate query id"),
+                _ => {}
+            }
+            self.required_text(&at, query, "query");
+            match query.get("expected_chunk_ids") {
+                None => self.problem(
+                    &at,
+                    "missing \"expected_chunk_ids\" (a list, empty when nothing answers it)",
+                ),
+                Some(Value::Array(expected)) => {
+                    for item in expected {
+                        match item.as_str().map(Uuid::parse_str) {
+                            Some(Ok(id)) if self.chunk_ids.contains(&id) => {}
+                            Some(Ok(id)) => {
+                                self.problem(&at, format!("expected chunk {id} is not in the file"))
+                            }
+                            _ => self.problem(&at, format!("expected chunk {item} is not a UUID")),
+                        }
+                    }
+                }
+                Some(other) => self.problem(
+                    &at,
+                    format!("\"expected_chunk_ids\" must be a list, not {}", kind(other)),
+                ),
+            }
+            self.optional_text(&at, query, "category");
+            self.optional_text(&at, query, "difficulty");
+            if self.problems.len() != before {
+                self.any_invalid = true;
+                continue;
+            }
+            match serde_json::from_value::<BackupQuery>(value.clone()) {
+                Ok(query) => valid.push(query),
+                Err(e) => {
+                    self.problem(&at, format!("cannot be read: {e}"));
+                    self.any_invalid = true;
+                }
+            }
+        }
+        valid
     }
 
     fn check_metadata(&mut self, header: &Header) {
@@ -166,8 +247,11 @@ impl Validator {
             ("total_analyses", self.counts.analyses, "analyses"),
             ("total_chunks", self.counts.chunks, "chunks"),
             ("total_artifacts", self.counts.artifacts, "artifacts"),
+            ("total_queries", self.counts.queries, "queries"),
         ] {
             match metadata.get(key) {
+                // Files from before queries existed have no total_queries and no queries.
+                None if key == "total_queries" && actual == 0 => {}
                 None => self.problem("metadata", format!("missing \"{key}\"")),
                 Some(value) => match value.as_u64() {
                     Some(claimed) if claimed == actual => {}

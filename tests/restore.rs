@@ -164,7 +164,7 @@ fn replace_swaps_the_dataset_after_a_safety_backup() {
     assert_eq!(summary["replaced"], true);
     assert_eq!(
         summary["deleted"],
-        json!({"analyses": 44, "chunks": 188, "artifacts": 43})
+        json!({"analyses": 44, "chunks": 188, "artifacts": 43, "queries": 48})
     );
     assert_eq!(summary["analyses_inserted"], 43);
     assert_eq!(summary["chunks_inserted"], 188);

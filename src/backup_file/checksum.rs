@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::record::BackupAnalysis;
+use super::record::{BackupAnalysis, BackupQuery};
 
 /// The prefix that names the algorithm, so another one can be added later.
 pub const PREFIX: &str = "sha256:";
@@ -23,6 +23,20 @@ impl ContentHasher {
         serde_json::to_writer(HashWriter(&mut self.hasher), analysis)
             .expect("serialising a backup record to a hasher cannot fail");
         self.hasher.update(b"\n");
+    }
+
+    /// Adds the queries, after every analysis. A file without queries hashes as before
+    /// queries existed.
+    pub fn add_queries(&mut self, queries: &[BackupQuery]) {
+        if queries.is_empty() {
+            return;
+        }
+        self.hasher.update(b"queries\n");
+        for query in queries {
+            serde_json::to_writer(HashWriter(&mut self.hasher), query)
+                .expect("serialising a query to a hasher cannot fail");
+            self.hasher.update(b"\n");
+        }
     }
 
     pub fn finish(self) -> String {

@@ -23,6 +23,8 @@ pub struct Header {
     pub version: Option<String>,
     pub created_at: Option<Value>,
     pub metadata: Option<Value>,
+    /// The optional list of golden queries (small: kept whole).
+    pub queries: Option<Value>,
     pub analyses_seen: usize,
 }
 
@@ -180,6 +182,7 @@ where
                 }
                 "created_at" => self.header.created_at = Some(map.next_value()?),
                 "metadata" => self.header.metadata = Some(map.next_value()?),
+                "queries" => self.header.queries = Some(map.next_value()?),
                 "analyses" => {
                     if analyses_found {
                         return Err(de::Error::custom("the \"analyses\" key appears twice"));

@@ -41,6 +41,30 @@ pub struct BackupArtifact {
     pub created_at: DateTime<Utc>,
 }
 
+/// A golden query: what a user asks and the chunks that answer it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupQuery {
+    pub id: String,
+    pub query: String,
+    pub expected_chunk_ids: Vec<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<String>,
+}
+
+impl From<crate::models::Query> for BackupQuery {
+    fn from(query: crate::models::Query) -> Self {
+        BackupQuery {
+            id: query.id,
+            query: query.query,
+            expected_chunk_ids: query.expected_chunk_ids.into_iter().flatten().collect(),
+            category: query.category,
+            difficulty: query.difficulty,
+        }
+    }
+}
+
 impl BackupAnalysis {
     /// Assembles a record from its rows; `chunks` must already be in `chunk_index` order.
     pub fn from_rows(

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tempfile::NamedTempFile;
 
 use super::checksum::{self, ContentHasher};
-use super::record::BackupAnalysis;
+use super::record::{BackupAnalysis, BackupQuery};
 use super::{timestamp, FORMAT_VERSION};
 use crate::atomic;
 
@@ -24,6 +24,7 @@ pub struct Totals {
     pub analyses: u64,
     pub chunks: u64,
     pub artifacts: u64,
+    pub queries: u64,
 }
 
 /// The result of a finished backup.
@@ -72,6 +73,7 @@ impl BackupWriter {
             "    \"total_artifacts\": {},\n",
             expected.artifacts
         ));
+        header.push_str(&format!("    \"total_queries\": {},\n", expected.queries));
         header.push_str(&format!(
             "    \"status_filter\": {},\n",
             json_string(status_filter)
@@ -92,6 +94,7 @@ impl BackupWriter {
                 analyses: 0,
                 chunks: 0,
                 artifacts: 0,
+                queries: 0,
             },
             created_at,
             created_at_offset,
@@ -102,21 +105,7 @@ impl BackupWriter {
 
     /// Appends one analysis (with its chunks and artifact).
     pub fn write(&mut self, analysis: &BackupAnalysis) -> io::Result<()> {
-        let separator: &[u8] = if self.written.analyses == 0 {
-            b"\n    "
-        } else {
-            b",\n    "
-        };
-        self.out.write_all(separator)?;
-        let pretty = to_pretty_json(analysis)?;
-        // Indent the record by four spaces: JSON strings never hold a raw newline, so every
-        // newline in the output is a line break of the layout.
-        for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                self.out.write_all(b"\n    ")?;
-            }
-            self.out.write_all(line)?;
-        }
+        self.write_element(self.written.analyses == 0, analysis)?;
         self.hasher.add(analysis);
         self.written.analyses += 1;
         self.written.chunks += analysis.chunks.len() as u64;
@@ -124,22 +113,51 @@ impl BackupWriter {
         Ok(())
     }
 
-    /// Completes the file and puts it in place, unless the destination already holds it.
-    pub fn finish(mut self) -> io::Result<Written> {
+    /// One element of a list, indented by four spaces: JSON strings never hold a raw
+    /// newline, so every newline of the pretty form is a line break of the layout.
+    fn write_element<T: Serialize>(&mut self, first: bool, value: &T) -> io::Result<()> {
+        self.out
+            .write_all(if first { b"\n    " } else { b",\n    " })?;
+        let pretty = to_pretty_json(value)?;
+        for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n    ")?;
+            }
+            self.out.write_all(line)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queries after the analyses, completes the file and puts it in place,
+    /// unless the destination already holds it.
+    pub fn finish(mut self, queries: &[BackupQuery]) -> io::Result<Written> {
+        self.written.queries = queries.len() as u64;
         let (e, w) = (&self.expected, &self.written);
-        if (e.analyses, e.chunks, e.artifacts) != (w.analyses, w.chunks, w.artifacts) {
+        if (e.analyses, e.chunks, e.artifacts, e.queries)
+            != (w.analyses, w.chunks, w.artifacts, w.queries)
+        {
             return Err(io::Error::other(format!(
-                "the snapshot counted {} analyses, {} chunks, {} artifacts but {} , {}, {} were read; nothing was written",
-                e.analyses, e.chunks, e.artifacts, w.analyses, w.chunks, w.artifacts
+                "the snapshot counted {} analyses, {} chunks, {} artifacts, {} queries but {}, {}, {}, {} were read; \
+                 nothing was written",
+                e.analyses, e.chunks, e.artifacts, e.queries, w.analyses, w.chunks, w.artifacts, w.queries
             )));
         }
         let previous = self.previous_created_at()?;
-        let tail: &[u8] = if self.written.analyses == 0 {
+        self.out.write_all(if self.written.analyses == 0 {
+            b"]"
+        } else {
+            b"\n  ]"
+        })?;
+        self.out.write_all(b",\n  \"queries\": [")?;
+        for (i, query) in queries.iter().enumerate() {
+            self.write_element(i == 0, query)?;
+        }
+        self.hasher.add_queries(queries);
+        self.out.write_all(if queries.is_empty() {
             b"]\n}\n"
         } else {
             b"\n  ]\n}\n"
-        };
-        self.out.write_all(tail)?;
+        })?;
         let mut temp = self.out.into_inner().map_err(|e| e.into_error())?;
         let checksum = self.hasher.finish();
         patch(&mut temp, self.checksum_offset, checksum.as_bytes())?;

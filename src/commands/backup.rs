@@ -18,16 +18,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupQuery};
 use crate::backup_file::writer::{BackupWriter, Totals, Written};
 use crate::backup_file::{sidecar, DEFAULT_BACKUP_PATH, DEFAULT_METADATA_PATH};
 use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
 use crate::error::Exit;
 use crate::interrupt;
-use crate::models::{Analysis, Artifact, ChunkText};
+use crate::models::{Analysis, Artifact, ChunkText, Query};
 use crate::output::Output;
-use crate::schema::{analyses, artifacts, chunks};
+use crate::schema::{analyses, artifacts, chunks, queries};
 
 /// The status filter value that selects every analysis.
 pub const ALL_STATUSES: &str = "all";
@@ -56,6 +56,7 @@ struct Summary<'a> {
     analyses: u64,
     chunks: u64,
     artifacts: u64,
+    queries: u64,
     file: &'a Path,
     changed: bool,
     metadata_file: &'a Path,
@@ -81,10 +82,15 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     }
     let t = &written.totals;
     output.line(format_args!(
-        "{} analyses, {} chunks, {} artifacts → {}{}",
+        "{} analyses, {} chunks, {} artifacts{} → {}{}",
         t.analyses,
         t.chunks,
         t.artifacts,
+        if t.queries > 0 {
+            format!(", {} queries", t.queries)
+        } else {
+            String::new()
+        },
         args.output.display(),
         if written.changed { "" } else { " (unchanged)" }
     ))?;
@@ -92,6 +98,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         analyses: t.analyses,
         chunks: t.chunks,
         artifacts: t.artifacts,
+        queries: t.queries,
         file: &args.output,
         changed: written.changed,
         metadata_file: &args.metadata,
@@ -125,7 +132,8 @@ pub fn write_backup_in(
     page_size: i64,
     progress: &ProgressBar,
 ) -> Result<Written> {
-    let totals = count(conn, status)?;
+    let queries = queries_to_back_up(conn, status)?;
+    let totals = count(conn, status, queries.len() as u64)?;
     progress.set_length(totals.analyses);
     let mut writer = BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
         .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
@@ -143,7 +151,7 @@ pub fn write_backup_in(
         }
         progress.inc(page_len);
     }
-    writer.finish().wrap_err_with(|| {
+    writer.finish(&queries).wrap_err_with(|| {
         format!(
             "finishing {}; the previous file is untouched",
             dest.display()
@@ -151,13 +159,51 @@ pub fn write_backup_in(
     })
 }
 
-fn count(conn: &mut PgConnection, status: Option<&str>) -> Result<Totals> {
+/// The golden queries (few: read whole, in id order, in the same snapshot) whose expected
+/// chunks are all in this backup. A query expecting a chunk that is left out (another status,
+/// or deleted) would make the file fail its own checks, so it is left out, with a warning.
+fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<Vec<BackupQuery>> {
+    #[derive(QueryableByName)]
+    struct Orphan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    let all: Vec<Query> = queries::table
+        .select(Query::as_select())
+        .order(queries::id)
+        .load(conn)
+        .step("reading the golden queries")?;
+    let orphans: Vec<Orphan> = diesel::sql_query(
+        "SELECT DISTINCT q.id FROM queries q, unnest(q.expected_chunk_ids) AS e(chunk_id) \
+         LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN analyses a ON a.id = c.analysis_id \
+         WHERE a.id IS NULL OR ($1::text IS NOT NULL AND a.status <> $1) ORDER BY q.id",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(status)
+    .load(conn)
+    .step("checking the queries' expected chunks")?;
+    if !orphans.is_empty() {
+        let ids: Vec<&str> = orphans.iter().map(|orphan| orphan.id.as_str()).collect();
+        log::warn!(
+            "left out {} queries whose expected chunks are not in this backup (another status, or deleted): {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|query| !orphans.iter().any(|orphan| orphan.id == query.id))
+        .map(BackupQuery::from)
+        .collect())
+}
+
+fn count(conn: &mut PgConnection, status: Option<&str>, queries: u64) -> Result<Totals> {
     let (analyses, chunks, artifacts) =
         count_rows(conn, status).step("counting the rows to back up")?;
     Ok(Totals {
         analyses: analyses as u64,
         chunks: chunks as u64,
         artifacts: artifacts as u64,
+        queries,
     })
 }
 

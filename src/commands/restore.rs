@@ -11,6 +11,7 @@ use std::time::Instant;
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::backup_file::record::BackupQuery;
 use crate::backup_file::DEFAULT_BACKUP_PATH;
 use crate::cli::GlobalArgs;
 use crate::compare::embedding_column_dims;
@@ -67,6 +68,8 @@ struct Summary {
     chunks_skipped: u64,
     artifacts_inserted: u64,
     artifacts_skipped: u64,
+    queries_inserted: u64,
+    queries_skipped: u64,
     embedding_requests: u64,
     embeddings_computed: u64,
     embeddings_reused: u64,
@@ -86,7 +89,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         .clone()
         .or(args.file.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_PATH));
-    let expected = validate_whole_file(&path)?;
+    let (expected, queries) = validate_whole_file(&path)?;
     let mode = if args.replace {
         Mode::Replace
     } else {
@@ -118,7 +121,13 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         side: db::connect(global)?,
     };
     let loaded = match mode {
-        Mode::Append => restore::append(&mut conn, &path, embedding, &progress)?,
+        Mode::Append => {
+            let mut loaded = restore::append(&mut conn, &path, embedding, &progress)?;
+            loaded.queries_inserted = db::in_transaction(&mut conn, |conn| {
+                load::insert_queries(conn, &queries, false)
+            })?;
+            loaded
+        }
         Mode::Replace => {
             let current = load::table_counts(&mut conn)?;
             confirm_replace(
@@ -134,6 +143,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 &mut conn,
                 &path,
                 expected,
+                &queries,
                 &safety_path,
                 embedding,
                 &progress,
@@ -152,6 +162,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     summary.chunks_skipped = total.chunks - inserted.chunks;
     summary.artifacts_inserted = inserted.artifacts;
     summary.artifacts_skipped = total.artifacts - inserted.artifacts;
+    summary.queries_inserted = loaded.queries_inserted;
+    summary.queries_skipped = expected.queries - loaded.queries_inserted;
     summary.embedding_requests = client.requests();
     summary.embeddings_computed = loaded.embeddings_computed;
     summary.embeddings_reused = loaded.embeddings_reused;
@@ -161,7 +173,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
 }
 
 /// Every check of `verify`, before anything is written; problems are exit 2.
-fn validate_whole_file(path: &Path) -> Result<Counts> {
+fn validate_whole_file(path: &Path) -> Result<(Counts, Vec<BackupQuery>)> {
     let validation = validate::validate_file(path).map_err(|e| e.into_report())?;
     if !validation.is_ok() {
         for problem in &validation.problems {
@@ -178,7 +190,7 @@ fn validate_whole_file(path: &Path) -> Result<Counts> {
             }
         )));
     }
-    Ok(validation.counts)
+    Ok((validation.counts, validation.queries))
 }
 
 /// The provider must make vectors of the column's size; say how to get there if not.

@@ -77,11 +77,16 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     };
     if problems.is_empty() {
         output.line(format_args!(
-            "ok: {} {checked} ({} analyses, {} chunks, {} artifacts)",
+            "ok: {} {checked} ({} analyses, {} chunks, {} artifacts{})",
             path.display(),
             counts.analyses,
             counts.chunks,
-            counts.artifacts
+            counts.artifacts,
+            if counts.queries > 0 {
+                format!(", {} queries", counts.queries)
+            } else {
+                String::new()
+            }
         ))?;
     } else {
         output.line(format_args!(

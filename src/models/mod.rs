@@ -6,9 +6,11 @@ pub mod artifact;
 pub mod chunk;
 pub mod embedding_cache;
 pub mod pending_embedding;
+pub mod query;
 
 pub use analysis::{Analysis, NewAnalysis};
 pub use artifact::{Artifact, NewArtifact};
 pub use chunk::{ChunkEmbeddingState, ChunkText, NewChunk};
 pub use embedding_cache::NewCacheEntry;
 pub use pending_embedding::NewPendingEmbedding;
+pub use query::{NewQuery, Query};

@@ -12,10 +12,10 @@ use diesel::prelude::*;
 use pgvector::Vector;
 use uuid::Uuid;
 
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupQuery};
 use crate::db::QueryContext;
-use crate::models::{NewAnalysis, NewArtifact, NewChunk};
-use crate::schema::{analyses, artifacts, chunks};
+use crate::models::{NewAnalysis, NewArtifact, NewChunk, NewQuery};
+use crate::schema::{analyses, artifacts, chunks, queries};
 use crate::validate::Counts;
 
 /// libpq takes at most 65 535 bind parameters in one statement; a chunk row has nine.
@@ -47,6 +47,7 @@ impl std::ops::AddAssign for BatchCounts {
             mine.analyses += theirs.analyses;
             mine.chunks += theirs.chunks;
             mine.artifacts += theirs.artifacts;
+            mine.queries += theirs.queries;
         }
     }
 }
@@ -170,6 +171,7 @@ pub fn append_batch(
                 analyses: analyses_inserted as u64,
                 chunks: chunks_inserted as u64,
                 artifacts: artifacts_inserted as u64,
+                queries: 0,
             },
             total: rows.total,
         })
@@ -200,6 +202,7 @@ pub fn copy_batch(
         analyses: analyses_copied as u64,
         chunks: chunks_copied as u64,
         artifacts: artifacts_copied as u64,
+        queries: 0,
     };
     Ok(BatchCounts {
         inserted,
@@ -207,8 +210,46 @@ pub fn copy_batch(
     })
 }
 
-/// The rows of the three tables.
+/// Inserts the golden queries, skipping ids that exist; returns how many were inserted.
+/// With `replace`, the old queries are deleted first (inside the caller's transaction).
+pub fn insert_queries(
+    conn: &mut PgConnection,
+    queries: &[BackupQuery],
+    replace: bool,
+) -> Result<u64> {
+    if replace {
+        diesel::delete(queries::table)
+            .execute(conn)
+            .step("deleting the old queries")?;
+    }
+    let rows: Vec<NewQuery> = queries
+        .iter()
+        .map(|query| NewQuery {
+            id: &query.id,
+            query: &query.query,
+            expected_chunk_ids: query.expected_chunk_ids.iter().copied().map(Some).collect(),
+            category: query.category.as_deref(),
+            difficulty: query.difficulty.as_deref(),
+        })
+        .collect();
+    let mut inserted = 0;
+    for part in rows.chunks(1_000) {
+        inserted += diesel::insert_into(queries::table)
+            .values(part)
+            .on_conflict(queries::id)
+            .do_nothing()
+            .execute(conn)
+            .step("inserting the golden queries")?;
+    }
+    Ok(inserted as u64)
+}
+
+/// The rows of the dataset's tables.
 pub fn table_counts(conn: &mut PgConnection) -> Result<Counts> {
+    let queries: i64 = queries::table
+        .count()
+        .get_result(conn)
+        .step("counting queries")?;
     let analyses: i64 = analyses::table
         .count()
         .get_result(conn)
@@ -225,6 +266,7 @@ pub fn table_counts(conn: &mut PgConnection) -> Result<Counts> {
         analyses: analyses as u64,
         chunks: chunks as u64,
         artifacts: artifacts as u64,
+        queries: queries as u64,
     })
 }
 

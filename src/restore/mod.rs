@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use self::load::{BatchCounts, EmbeddedBatch};
 use crate::backup_file::reader::{read_backup, ReadError};
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupQuery};
 use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
@@ -47,6 +47,7 @@ pub struct Loaded {
     pub counts: BatchCounts,
     pub embeddings_computed: u64,
     pub embeddings_reused: u64,
+    pub queries_inserted: u64,
 }
 
 /// What a replace did besides loading.
@@ -80,6 +81,7 @@ pub fn replace(
     conn: &mut PgConnection,
     path: &Path,
     expected: Counts,
+    queries: &[BackupQuery],
     safety_path: &Path,
     embedding: Embedding,
     progress: &Progress,
@@ -108,7 +110,8 @@ pub fn replace(
             None
         };
         let index_definitions = load::clear_for_replace(conn)?;
-        let loaded = load_file(conn, path, Mode::Replace, embedding, progress)?;
+        let mut loaded = load_file(conn, path, Mode::Replace, embedding, progress)?;
+        loaded.queries_inserted = load::insert_queries(conn, queries, true)?;
         interrupt::check()?;
         progress.step("building the vector index");
         load::build_indexes(conn, &index_definitions)?;
@@ -116,8 +119,16 @@ pub fn replace(
         let after = load::table_counts(conn)?;
         if after != expected {
             bail!(
-                "after the load the tables hold {} analyses, {} chunks, {} artifacts but the file has {}, {}, {}; rolled back",
-                after.analyses, after.chunks, after.artifacts, expected.analyses, expected.chunks, expected.artifacts
+                "after the load the tables hold {} analyses, {} chunks, {} artifacts, {} queries but the file has \
+                 {}, {}, {}, {}; rolled back",
+                after.analyses,
+                after.chunks,
+                after.artifacts,
+                after.queries,
+                expected.analyses,
+                expected.chunks,
+                expected.artifacts,
+                expected.queries
             );
         }
         let bad = load::chunks_with_bad_embeddings(conn, None, dims)?;
@@ -188,6 +199,7 @@ fn load_file(
             counts,
             embeddings_computed: computed.load(Ordering::Relaxed),
             embeddings_reused: reused.load(Ordering::Relaxed),
+            queries_inserted: 0,
         })
     })
 }

@@ -127,15 +127,35 @@ impl TestDb {
     /// Inserts every record of a backup file, with a made-up embedding per chunk when asked.
     pub fn load(&self, path: &Path, with_embeddings: bool) {
         let mut records = Vec::new();
-        read_backup(path, |_, value| {
+        let header = read_backup(path, |_, value| {
             records.push(serde_json::from_value::<BackupAnalysis>(value)?);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let queries: Vec<golden::backup_file::record::BackupQuery> = header
+            .queries
+            .map(|q| serde_json::from_value(q).unwrap())
+            .unwrap_or_default();
         let mut conn = self.conn();
         conn.transaction::<_, diesel::result::Error, _>(|conn| {
             for record in &records {
                 insert_record(conn, record, with_embeddings)?;
+            }
+            for query in &queries {
+                diesel::insert_into(golden::schema::queries::table)
+                    .values(golden::models::NewQuery {
+                        id: &query.id,
+                        query: &query.query,
+                        expected_chunk_ids: query
+                            .expected_chunk_ids
+                            .iter()
+                            .copied()
+                            .map(Some)
+                            .collect(),
+                        category: query.category.as_deref(),
+                        difficulty: query.difficulty.as_deref(),
+                    })
+                    .execute(conn)?;
             }
             Ok(())
         })

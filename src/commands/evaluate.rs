@@ -14,7 +14,7 @@ use crate::evaluate::metrics::Summary;
 use crate::evaluate::{self, Evaluation, QueryResult};
 use crate::output::Output;
 
-/// Queries listed as the worst.
+/// Queries listed as the worst, before the table (which comes last, as a summary does).
 const WORST: usize = 5;
 
 #[derive(Debug, clap::Args)]
@@ -148,40 +148,8 @@ fn print_table(
     output: Output,
 ) -> Result<()> {
     let k = evaluation.k;
-    let unscored = evaluation.results.len() - evaluation.overall.queries;
-    output.line(format_args!(
-        "evaluation of {} queries ({} scored, {unscored} without an expected answer) at k = {k}, {model}, {}",
-        evaluation.results.len(),
-        evaluation.overall.queries,
-        if evaluation.exact { "exact search" } else { "HNSW index" }
-    ))?;
-    output.line("")?;
-    output.line(format_args!(
-        "{:<28} {:>7} {:>9} {:>12} {:>7} {:>8} {:>9}",
-        "",
-        "queries",
-        format!("recall@{k}"),
-        format!("precision@{k}"),
-        "MRR",
-        format!("nDCG@{k}"),
-        "hit rate"
-    ))?;
-    let row = |label: String, s: &Summary| {
-        format!(
-            "{label:<28} {:>7} {:>9.3} {:>12.3} {:>7.3} {:>8.3} {:>9.3}",
-            s.queries, s.recall, s.precision, s.mrr, s.ndcg, s.hit_rate
-        )
-    };
-    output.line(row("overall".into(), &evaluation.overall))?;
-    for (category, summary) in &evaluation.by_category {
-        output.line(row(format!("category {category}"), summary))?;
-    }
-    for (difficulty, summary) in &evaluation.by_difficulty {
-        output.line(row(format!("difficulty {difficulty}"), summary))?;
-    }
     if !worst.is_empty() {
-        output.line("")?;
-        output.line("worst queries:")?;
+        output.line("worst queries (what came back instead; * marks an expected chunk):")?;
     }
     for result in worst {
         let scores = result.scores.unwrap_or_default();
@@ -217,6 +185,40 @@ fn print_table(
                 got.id
             ))?;
         }
+    }
+    let unscored = evaluation.results.len() - evaluation.overall.queries;
+    if !worst.is_empty() {
+        output.line("")?;
+    }
+    output.line(format_args!(
+        "evaluation of {} queries ({} scored, {unscored} without an expected answer) at k = {k}, {model}, {}",
+        evaluation.results.len(),
+        evaluation.overall.queries,
+        if evaluation.exact { "exact search" } else { "HNSW index" }
+    ))?;
+    output.line("")?;
+    output.line(format_args!(
+        "{:<28} {:>7} {:>9} {:>12} {:>7} {:>8} {:>9}",
+        "",
+        "queries",
+        format!("recall@{k}"),
+        format!("precision@{k}"),
+        "MRR",
+        format!("nDCG@{k}"),
+        "hit rate"
+    ))?;
+    let row = |label: String, s: &Summary| {
+        format!(
+            "{label:<28} {:>7} {:>9.3} {:>12.3} {:>7.3} {:>8.3} {:>9.3}",
+            s.queries, s.recall, s.precision, s.mrr, s.ndcg, s.hit_rate
+        )
+    };
+    output.line(row("overall".into(), &evaluation.overall))?;
+    for (category, summary) in &evaluation.by_category {
+        output.line(row(format!("category {category}"), summary))?;
+    }
+    for (difficulty, summary) in &evaluation.by_difficulty {
+        output.line(row(format!("difficulty {difficulty}"), summary))?;
     }
     Ok(())
 }

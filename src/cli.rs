@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, dump, evaluate, load, migrate, regenerate, restore, verify,
+    self, backup, cache, dump, evaluate, generate, load, migrate, regenerate, restore, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -70,6 +70,9 @@ pub enum Command {
     Dump(dump::Args),
     /// Load an SQL snapshot of `golden dump` (psql, one transaction)
     Load(load::Args),
+    /// Fill the database with a generated dataset shaped like the seed's (benchmarks)
+    #[command(hide = true)]
+    Generate(generate::Args),
     /// Check a backup file, and optionally compare it with the database
     Verify(verify::Args),
 }

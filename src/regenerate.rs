@@ -15,6 +15,7 @@ use diesel::dsl::{exists, not};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use pgvector::Vector;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::db::{self, QueryContext};
@@ -173,11 +174,12 @@ impl Regeneration<'_> {
         let rows: Vec<NewPendingEmbedding> = work
             .iter()
             .zip(&embedded.vectors)
-            .map(|((id, _), vector)| NewPendingEmbedding {
+            .map(|((id, text), vector)| NewPendingEmbedding {
                 chunk_id: *id,
                 embedding: vector,
                 model,
                 dims: self.dims() as i32,
+                text_sha256: Sha256::digest(text.as_bytes()).to_vec(),
             })
             .collect();
         for step in rows.chunks(self.commit_every.max(1)) {
@@ -214,7 +216,8 @@ impl Regeneration<'_> {
             }
             let swapped = diesel::sql_query(
                 "UPDATE chunks SET embedding = p.embedding, embedding_model = p.model \
-                 FROM pending_embeddings p WHERE chunks.id = p.chunk_id",
+                 FROM pending_embeddings p WHERE chunks.id = p.chunk_id \
+                 AND sha256(convert_to(chunks.content, 'UTF8')) = p.text_sha256",
             )
             .execute(conn)
             .step("copying the new vectors into chunks")?;

@@ -67,6 +67,7 @@ diesel::table! {
         embedding -> Vector,
         model -> Text,
         dims -> Int4,
+        text_sha256 -> Bytea,
     }
 }
 

@@ -358,3 +358,27 @@ fn a_backup_killed_at_any_moment_leaves_the_old_file_or_the_new_one() {
         "no trial interrupted the backup: {outcomes:?}"
     );
 }
+
+#[test]
+fn backup_warns_about_rows_that_verify_would_reject() {
+    let db = TestDb::migrated();
+    db.execute(
+        "INSERT INTO analyses (id, url, content_type, status) VALUES
+         ('00000000-0000-4000-8000-0000000000b1', 'http://localhost:8000/draft', 'article', 'completed')",
+    );
+    let dir = workdir();
+    let output = golden(Some(&db), dir.path())
+        .arg("backup")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "the backup itself is written"
+    );
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("`golden verify` rejects") && stderr.contains("localhost"),
+        "{stderr}"
+    );
+}

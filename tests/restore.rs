@@ -426,3 +426,15 @@ fn ctrl_c_rolls_back_a_replace_and_exits_130() {
     );
     assert_eq!(db.digest(), before, "rolled back");
 }
+
+#[test]
+fn append_skips_rows_that_clash_with_rows_another_tool_wrote() {
+    let db = TestDb::migrated();
+    ok(&restore(&db, &[&sample_arg()]));
+    // Another tool re-chunked one analysis: same (analysis_id, chunk_index), new chunk id.
+    db.execute("UPDATE chunks SET id = gen_random_uuid() WHERE id = (SELECT id FROM chunks ORDER BY id LIMIT 1)");
+    let again = ok(&restore(&db, &[&sample_arg()]));
+    assert_eq!(again["chunks_inserted"], 0);
+    assert_eq!(again["chunks_skipped"], 188);
+    assert_eq!(db.count("SELECT count(*) FROM chunks"), 188);
+}

@@ -18,5 +18,7 @@ CREATE TABLE pending_embeddings (
     chunk_id uuid PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
     embedding vector NOT NULL,
     model text NOT NULL,
-    dims integer NOT NULL CHECK (dims > 0)
+    dims integer NOT NULL CHECK (dims > 0),
+    -- SHA-256 of the text the vector was made from: a chunk edited since is embedded again.
+    text_sha256 bytea NOT NULL CHECK (length(text_sha256) = 32)
 );

@@ -75,6 +75,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     sidecar::write(&args.metadata, &args.output, &written, &args.status)
         .wrap_err_with(|| format!("writing the metadata file {}", args.metadata.display()))?;
 
+    warn_about_problems(&args.output);
     if written.totals.analyses == 0 {
         if let Some(status) = status {
             warn_when_other_statuses_exist(&mut conn, status);
@@ -168,15 +169,16 @@ fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<V
         #[diesel(sql_type = diesel::sql_types::Text)]
         id: String,
     }
+    // Byte order, not the database's collation: the same data gives the same file everywhere.
     let all: Vec<Query> = queries::table
         .select(Query::as_select())
-        .order(queries::id)
+        .order(sql::<diesel::sql_types::Text>("queries.id COLLATE \"C\""))
         .load(conn)
         .step("reading the golden queries")?;
     let orphans: Vec<Orphan> = diesel::sql_query(
         "SELECT DISTINCT q.id FROM queries q, unnest(q.expected_chunk_ids) AS e(chunk_id) \
          LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN analyses a ON a.id = c.analysis_id \
-         WHERE a.id IS NULL OR ($1::text IS NOT NULL AND a.status <> $1) ORDER BY q.id",
+         WHERE a.id IS NULL OR ($1::text IS NOT NULL AND a.status <> $1)",
     )
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(status)
     .load(conn)
@@ -293,6 +295,32 @@ fn progress_bar(output: Output) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// The database may hold what the file checks reject (another tool wrote a localhost URL, an
+/// empty field): say so now, since `verify` will fail and `restore` will refuse the file.
+fn warn_about_problems(path: &Path) {
+    let Ok(validation) = crate::validate::validate_file(path) else {
+        return;
+    };
+    if validation.problems.is_empty() {
+        return;
+    }
+    log::warn!(
+        "the database holds {} thing(s) that `golden verify` rejects and `golden restore` refuses; fix them in the \
+         database and back up again:",
+        validation.problems.len()
+    );
+    for problem in validation.problems.iter().take(20) {
+        log::warn!("  {problem}");
+    }
+    if validation.problems.len() > 20 {
+        log::warn!(
+            "  … and {} more (golden verify {} lists them all)",
+            validation.problems.len() - 20,
+            path.display()
+        );
+    }
 }
 
 fn warn_when_other_statuses_exist(conn: &mut PgConnection, status: &str) {

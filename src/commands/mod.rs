@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cache;
 pub mod dump;
 pub mod evaluate;
+pub mod generate;
 pub mod load;
 pub mod migrate;
 pub mod regenerate;
@@ -27,6 +28,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Cache(args) => cache::run(args, global, output),
         Command::Dump(args) => dump::run(args, global, output),
         Command::Evaluate(args) => evaluate::run(args, global, output),
+        Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),
     }
 }

@@ -99,7 +99,6 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         return dry_run(&args, global, output, &path, mode);
     }
     let client = args.embed.client()?;
-    interrupt::install();
     let mut conn = db::connect(global)?;
     check_dimensions(&mut conn, &client)?;
     db::lock_dataset(&mut conn)?;
@@ -122,6 +121,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     };
     let loaded = match mode {
         Mode::Append => {
+            interrupt::install();
             let mut loaded = restore::append(&mut conn, &path, embedding, &progress)?;
             loaded.queries_inserted = db::in_transaction(&mut conn, |conn| {
                 load::insert_queries(conn, &queries, false)
@@ -135,6 +135,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 &current,
                 &db::mask_password(&db::database_url(global)),
             )?;
+            // After the question: Ctrl-C at the prompt simply quits.
+            interrupt::install();
             let safety_path = args
                 .safety_backup
                 .clone()

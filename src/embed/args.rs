@@ -184,7 +184,8 @@ impl EmbedArgs {
         let api_key = kind
             .key_variable()
             .and_then(|name| std::env::var(name).ok())
-            .filter(|key| !key.trim().is_empty());
+            .map(|key| key.trim().to_string())
+            .filter(|key| !key.is_empty());
         if kind == ProviderKind::Voyage && api_key.is_none() {
             return Err(invalid_input(
                 "the voyage provider needs an API key: set VOYAGE_API_KEY in the environment (or in .env)",

@@ -172,7 +172,9 @@ impl JsonEndpoint {
     }
 
     fn excerpt(&self, body: &str) -> String {
-        let body = body.trim();
+        // Redact before cutting, so no fragment of a key survives the cut.
+        let redacted = self.redact(body);
+        let body = redacted.trim();
         let mut excerpt: String = body.chars().take(EXCERPT_CHARS).collect();
         if body.chars().count() > EXCERPT_CHARS {
             excerpt.push('…');
@@ -180,7 +182,7 @@ impl JsonEndpoint {
         if excerpt.is_empty() {
             excerpt.push_str("(no message)");
         }
-        self.redact(&excerpt)
+        excerpt
     }
 
     /// Removes the API key from text that came back from the server or the HTTP stack.
@@ -194,12 +196,9 @@ impl JsonEndpoint {
 
 /// `Retry-After` as delay-seconds (HTTP dates are rare from APIs and treated as absent).
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let seconds = value.trim().parse::<f64>().ok()?;
+    // Negative, NaN or absurdly large values are ignored, never a panic.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Servers that reject a batch for its size without a 413 (text-embeddings-inference answers
@@ -222,6 +221,12 @@ mod tests {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            None,
+            "too large is ignored, not a panic"
+        );
+        assert_eq!(parse_retry_after("-1"), None);
         assert!(looks_like_batch_too_large(
             r#"{"error":"batch size 64 > maximum allowed batch size 32","error_type":"Validation"}"#
         ));

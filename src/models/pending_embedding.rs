@@ -15,4 +15,5 @@ pub struct NewPendingEmbedding<'a> {
     pub embedding: &'a Vector,
     pub model: &'a str,
     pub dims: i32,
+    pub text_sha256: Vec<u8>,
 }

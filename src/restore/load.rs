@@ -129,23 +129,22 @@ pub fn append_batch(
     crate::db::in_transaction(conn, |conn| {
         let analyses_inserted = diesel::insert_into(analyses::table)
             .values(&rows.analyses)
-            .on_conflict(analyses::id)
-            .do_nothing()
+            .on_conflict_do_nothing()
             .execute(conn)
             .step("inserting analyses")?;
         let mut chunks_inserted = 0;
         for part in rows.chunks.chunks(CHUNK_ROWS_PER_INSERT) {
             chunks_inserted += diesel::insert_into(chunks::table)
                 .values(part)
-                .on_conflict(chunks::id)
-                .do_nothing()
+                // Any unique key: the id, or (analysis_id, chunk_index) taken by a chunk
+                // another tool wrote. Such rows are skipped and counted as skipped.
+                .on_conflict_do_nothing()
                 .execute(conn)
                 .step("inserting chunks")?;
         }
         let artifacts_inserted = diesel::insert_into(artifacts::table)
             .values(&rows.artifacts)
-            .on_conflict(artifacts::id)
-            .do_nothing()
+            .on_conflict_do_nothing()
             .execute(conn)
             .step("inserting artifacts")?;
 
@@ -276,7 +275,7 @@ pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
     // TRUNCATE is instant, but refuses when another table references these; then DELETE,
     // whose cascades and restrictions the schema decides.
     let truncated = conn.transaction(|conn| {
-        diesel::sql_query("TRUNCATE chunks, artifacts, analyses").execute(conn)
+        diesel::sql_query("TRUNCATE chunks, artifacts, analyses, pending_embeddings").execute(conn)
     });
     if let Err(e) = truncated {
         log::debug!("TRUNCATE refused ({e}); deleting instead");

@@ -92,23 +92,24 @@ pub fn replace(
             .execute(conn)
             .step("locking the tables")?;
         let deleted = load::table_counts(conn)?;
-        let safety_backup = if deleted.analyses + deleted.chunks + deleted.artifacts > 0 {
-            progress.step("writing the safety backup");
-            crate::commands::backup::write_backup_in(
-                conn,
-                safety_path,
-                None,
-                500,
-                &indicatif::ProgressBar::hidden(),
-            )?;
-            log::info!(
-                "safety backup of the current data: {}",
-                safety_path.display()
-            );
-            Some(safety_path.to_path_buf())
-        } else {
-            None
-        };
+        let safety_backup =
+            if deleted.analyses + deleted.chunks + deleted.artifacts + deleted.queries > 0 {
+                progress.step("writing the safety backup");
+                crate::commands::backup::write_backup_in(
+                    conn,
+                    safety_path,
+                    None,
+                    500,
+                    &indicatif::ProgressBar::hidden(),
+                )?;
+                log::info!(
+                    "safety backup of the current data: {}",
+                    safety_path.display()
+                );
+                Some(safety_path.to_path_buf())
+            } else {
+                None
+            };
         let index_definitions = load::clear_for_replace(conn)?;
         let mut loaded = load_file(conn, path, Mode::Replace, embedding, progress)?;
         loaded.queries_inserted = load::insert_queries(conn, queries, true)?;

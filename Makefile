@@ -10,7 +10,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -91,3 +91,13 @@ schema: db ## regenerate src/schema.rs from the migrations (diesel print-schema,
 
 clean: ## remove build output (the local database stays; `make db-stop` and rm -rf .pgdata remove it)
 	$(CARGO) clean
+
+bench: db ## benchmarks side by side with pg_dump, psql and the original restore; writes BENCHMARKS.md (< 30 min)
+	$(CARGO) build --release --locked --example embed_server
+	$(CARGO) build --release --locked
+	python3 scripts/bench.py
+
+bench-quick: db ## the same at small sizes (< 3 min); writes target/bench/BENCHMARKS-quick.md
+	$(CARGO) build --release --locked --example embed_server
+	$(CARGO) build --release --locked
+	python3 scripts/bench.py --quick

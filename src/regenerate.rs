@@ -182,10 +182,10 @@ impl Regeneration<'_> {
                 text_sha256: Sha256::digest(text.as_bytes()).to_vec(),
             })
             .collect();
+        // Each step is its own committed COPY: the most an interruption loses is one step.
         for step in rows.chunks(self.commit_every.max(1)) {
-            diesel::insert_into(pending_embeddings::table)
-                .values(step)
-                .on_conflict_do_nothing()
+            diesel::copy_from(pending_embeddings::table)
+                .from_insertable(step)
                 .execute(conn)
                 .step("saving new vectors")?;
         }

@@ -482,6 +482,52 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The checks a record read from the database can fail (the schema enforces the others):
+/// what `backup` warns about while it writes, without reading the file again.
+pub fn database_record_problems(record: &BackupAnalysis) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let at = format!("analysis {}", record.id);
+    let mut problem = |at: &str, text: String| {
+        problems.push(Problem {
+            location: at.to_string(),
+            problem: text,
+        })
+    };
+    if let Err(why) = check_url(&record.url) {
+        problem(&at, format!("url {:?} {why}", record.url));
+    }
+    for (key, value) in [
+        ("content_type", &record.content_type),
+        ("status", &record.status),
+    ] {
+        if value.trim().is_empty() {
+            problem(&at, format!("\"{key}\" is empty"));
+        }
+    }
+    for chunk in &record.chunks {
+        for (key, value) in [
+            ("content", &chunk.content),
+            ("content_type", &chunk.content_type),
+        ] {
+            if value.trim().is_empty() {
+                problem(
+                    &format!("{at}, chunk {}", chunk.id),
+                    format!("\"{key}\" is empty"),
+                );
+            }
+        }
+    }
+    if let Some(artifact) = &record.artifact {
+        if artifact.summary.trim().is_empty() {
+            problem(
+                &format!("{at}, artifact {}", artifact.id),
+                "\"summary\" is empty".into(),
+            );
+        }
+    }
+    problems
+}
+
 /// An absolute http(s) URL with a real host: not a placeholder or loopback address that a
 /// test or a half-finished import left behind.
 pub fn check_url(url: &str) -> Result<(), String> {

@@ -70,12 +70,13 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let mut conn = db::connect(global)?;
     let status = (args.status != ALL_STATUSES).then_some(args.status.as_str());
     let progress = progress_bar(output);
-    let written = write_backup(&mut conn, &args.output, status, args.page_size, &progress)?;
+    let BackedUp { written, problems } =
+        write_backup(&mut conn, &args.output, status, args.page_size, &progress)?;
     progress.finish_and_clear();
     sidecar::write(&args.metadata, &args.output, &written, &args.status)
         .wrap_err_with(|| format!("writing the metadata file {}", args.metadata.display()))?;
 
-    warn_about_problems(&args.output);
+    warn_about_problems(&problems);
     if written.totals.analyses == 0 {
         if let Some(status) = status {
             warn_when_other_statuses_exist(&mut conn, status);
@@ -118,7 +119,7 @@ pub fn write_backup(
     status: Option<&str>,
     page_size: i64,
     progress: &ProgressBar,
-) -> Result<Written> {
+) -> Result<BackedUp> {
     db::in_snapshot(conn, |conn| {
         write_backup_in(conn, dest, status, page_size, progress)
     })
@@ -132,13 +133,14 @@ pub fn write_backup_in(
     status: Option<&str>,
     page_size: i64,
     progress: &ProgressBar,
-) -> Result<Written> {
+) -> Result<BackedUp> {
     let queries = queries_to_back_up(conn, status)?;
     let totals = count(conn, status, queries.len() as u64)?;
     progress.set_length(totals.analyses);
     let mut writer = BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
         .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
     let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    let mut problems = Vec::new();
     loop {
         interrupt::check()?;
         let page = analyses_page(conn, status, after, page_size)?;
@@ -146,18 +148,26 @@ pub fn write_backup_in(
         after = Some((last.created_at, last.id));
         let page_len = page.len() as u64;
         for record in assemble(conn, page)? {
+            problems.extend(crate::validate::database_record_problems(&record));
             writer.write(&record).wrap_err_with(|| {
                 format!("writing analysis {} to {}", record.id, dest.display())
             })?;
         }
         progress.inc(page_len);
     }
-    writer.finish(&queries).wrap_err_with(|| {
+    let written = writer.finish(&queries).wrap_err_with(|| {
         format!(
             "finishing {}; the previous file is untouched",
             dest.display()
         )
-    })
+    })?;
+    Ok(BackedUp { written, problems })
+}
+
+/// A written backup, and what in it `verify` would reject.
+pub struct BackedUp {
+    pub written: Written,
+    pub problems: Vec<crate::validate::Problem>,
 }
 
 /// The golden queries (few: read whole, in id order, in the same snapshot) whose expected
@@ -299,27 +309,20 @@ fn progress_bar(output: Output) -> ProgressBar {
 
 /// The database may hold what the file checks reject (another tool wrote a localhost URL, an
 /// empty field): say so now, since `verify` will fail and `restore` will refuse the file.
-fn warn_about_problems(path: &Path) {
-    let Ok(validation) = crate::validate::validate_file(path) else {
-        return;
-    };
-    if validation.problems.is_empty() {
+fn warn_about_problems(problems: &[crate::validate::Problem]) {
+    if problems.is_empty() {
         return;
     }
     log::warn!(
-        "the database holds {} thing(s) that `golden verify` rejects and `golden restore` refuses; fix them in the \
-         database and back up again:",
-        validation.problems.len()
+        "the database holds {} thing(s) that `golden verify` rejects and `golden restore` refuses; \
+         fix them in the database and back up again:",
+        problems.len()
     );
-    for problem in validation.problems.iter().take(20) {
+    for problem in problems.iter().take(20) {
         log::warn!("  {problem}");
     }
-    if validation.problems.len() > 20 {
-        log::warn!(
-            "  … and {} more (golden verify {} lists them all)",
-            validation.problems.len() - 20,
-            path.display()
-        );
+    if problems.len() > 20 {
+        log::warn!("  … and {} more", problems.len() - 20);
     }
 }
 

@@ -52,6 +52,27 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+/// The backup file a command reads: `--input F`, or the same as a positional FILE.
+#[derive(Debug, clap::Args)]
+pub struct InputFile {
+    /// The backup file to read
+    #[arg(long, short, value_name = "FILE", conflicts_with = "file")]
+    pub input: Option<std::path::PathBuf>,
+
+    /// The backup file to read (the same as --input) [default: data/golden_dataset_backup.json]
+    #[arg(value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl InputFile {
+    pub fn path(&self) -> std::path::PathBuf {
+        self.input
+            .clone()
+            .or_else(|| self.file.clone())
+            .unwrap_or_else(|| crate::backup_file::DEFAULT_BACKUP_PATH.into())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations (creates the tables on a new database)

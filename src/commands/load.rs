@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::dump::{current_schema, DEFAULT_DUMP_PATH};
 use crate::cli::GlobalArgs;
-use crate::db::{self, QueryContext};
+use crate::db;
 use crate::error::{invalid_input, Exit};
 use crate::output::Output;
 use crate::pg_tools::PgTool;
@@ -49,7 +49,10 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             before.analyses, before.chunks, before.artifacts
         )));
     }
-    let index_definitions = vector_index_definitions(&mut conn)?;
+    let index_definitions: Vec<(String, String)> = load::vector_indexes(&mut conn)?
+        .into_iter()
+        .map(|index| (index.name, index.definition))
+        .collect();
     let schema = current_schema(&mut conn)?;
     drop(conn);
 
@@ -114,26 +117,4 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         replaced: args.replace,
     })?;
     Ok(Exit::Success)
-}
-
-/// (name, CREATE INDEX statement) of the vector indexes on `chunks`.
-fn vector_index_definitions(conn: &mut diesel::PgConnection) -> Result<Vec<(String, String)>> {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        indexname: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        indexdef: String,
-    }
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT indexname, indexdef FROM pg_indexes \
-         WHERE schemaname = current_schema() AND tablename = 'chunks' AND indexdef ~* 'USING (hnsw|ivfflat)'",
-    )
-    .load(conn)
-    .step("listing the vector indexes")?;
-    Ok(rows
-        .into_iter()
-        .map(|row| (row.indexname, row.indexdef))
-        .collect())
 }

@@ -12,7 +12,6 @@ use color_eyre::Result;
 use serde::Serialize;
 
 use crate::backup_file::record::BackupQuery;
-use crate::backup_file::DEFAULT_BACKUP_PATH;
 use crate::cli::GlobalArgs;
 use crate::compare::embedding_column_dims;
 use crate::db;
@@ -30,13 +29,8 @@ pub const SAFETY_BACKUP_FOLDER: &str = "data/safety";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The backup file to restore
-    #[arg(long, short, value_name = "FILE", conflicts_with = "file")]
-    pub input: Option<PathBuf>,
-
-    /// The backup file to restore (the same as --input) [default: data/golden_dataset_backup.json]
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: crate::cli::InputFile,
 
     /// Replace the whole dataset (all statuses) with the file's, in one transaction, after a
     /// safety backup of the current data
@@ -84,11 +78,7 @@ struct Summary {
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let started = Instant::now();
-    let path = args
-        .input
-        .clone()
-        .or(args.file.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_PATH));
+    let path = args.input.path();
     let (expected, queries) = validate_whole_file(&path)?;
     let mode = if args.replace {
         Mode::Replace

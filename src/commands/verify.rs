@@ -2,12 +2,9 @@
 //! compares it with the database. Reports every problem with where it is. Exit 0 when clean,
 //! 3 when problems were found, 2 when the file is unreadable or not a backup.
 
-use std::path::PathBuf;
-
 use color_eyre::Result;
 use serde::Serialize;
 
-use crate::backup_file::DEFAULT_BACKUP_PATH;
 use crate::cli::GlobalArgs;
 use crate::commands::backup::ALL_STATUSES;
 use crate::compare;
@@ -18,13 +15,8 @@ use crate::validate::{self, Counts, Problem};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The backup file to check
-    #[arg(long, short, value_name = "FILE", conflicts_with = "file")]
-    pub input: Option<PathBuf>,
-
-    /// The backup file to check (the same as --input) [default: data/golden_dataset_backup.json]
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: crate::cli::InputFile,
 
     /// Also compare the file with the database: missing or differing rows, missing or
     /// wrong-sized embeddings
@@ -44,10 +36,7 @@ struct Summary<'a> {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
-    let path = args
-        .input
-        .or(args.file)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_PATH));
+    let path = args.input.path();
     let validation = validate::validate_file(&path).map_err(|e| e.into_report())?;
     let mut problems = validation.problems;
     if args.against_db {

@@ -336,12 +336,13 @@ pub fn chunks_with_bad_embeddings(
     count.step("checking the restored embeddings")
 }
 
-struct VectorIndex {
-    name: String,
-    definition: String,
+/// A vector index on `chunks` and the statement that builds it again.
+pub struct VectorIndex {
+    pub name: String,
+    pub definition: String,
 }
 
-fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
+pub fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]

@@ -1,0 +1,143 @@
+//! Crash consistency: `restore` killed with SIGKILL at seeded random moments. A replace
+//! leaves exactly the old data or exactly the new, never a mix; an append finishes, when run
+//! again, with exactly the file's rows. Two restores at once do not corrupt each other.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{golden, sample_path, stderr_of, workdir, TestDb};
+
+const TRIALS: u64 = 20;
+
+/// The trial's delay before the kill: deterministic (seeded), spread over a restore's run.
+fn delay(trial: u64) -> Duration {
+    let mut x = 0x5eed_u64 ^ (trial.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    Duration::from_millis(x % 900)
+}
+
+fn restore_command(db: &TestDb, dir: &std::path::Path, replace: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_golden"));
+    command
+        .current_dir(dir)
+        .env("DATABASE_URL", &db.url)
+        .args([
+            "restore",
+            "-q",
+            "--embed-provider",
+            "hash",
+            "--embed-batch-size",
+            "16",
+            "--embed-concurrency",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if replace {
+        command.args(["--replace", "--yes"]);
+    }
+    command.arg(sample_path());
+    command
+}
+
+/// The digest of a database holding exactly the sample, restored.
+fn digest_of_the_sample() -> String {
+    let db = TestDb::migrated();
+    let dir = workdir();
+    golden(Some(&db), dir.path())
+        .args([
+            "restore",
+            "--embed-provider",
+            "hash",
+            sample_path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(0);
+    db.digest()
+}
+
+#[test]
+fn a_killed_replace_leaves_the_old_data_or_the_new_never_a_mix() {
+    let new = digest_of_the_sample();
+    let db = TestDb::migrated();
+    let dir = workdir();
+    golden(Some(&db), dir.path())
+        .args([
+            "restore",
+            "--embed-provider",
+            "hash",
+            sample_path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(0);
+    let make_old = || db.execute("UPDATE artifacts SET summary = 'the old summary'");
+    make_old();
+    let old = db.digest();
+    assert_ne!(old, new);
+
+    let mut outcomes = (0, 0);
+    for trial in 0..TRIALS {
+        let mut child = restore_command(&db, dir.path(), true).spawn().unwrap();
+        std::thread::sleep(delay(trial));
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = db.digest();
+        if now == old {
+            outcomes.0 += 1;
+        } else {
+            assert_eq!(
+                now,
+                new,
+                "trial {trial} ({:?}): neither the old data nor the new",
+                delay(trial)
+            );
+            outcomes.1 += 1;
+            make_old();
+        }
+    }
+    assert!(
+        outcomes.0 > 0,
+        "some kills landed before the commit: {outcomes:?}"
+    );
+}
+
+#[test]
+fn a_killed_append_finishes_with_exactly_the_files_rows_when_run_again() {
+    let new = digest_of_the_sample();
+    let dir = workdir();
+    for trial in 0..TRIALS / 2 {
+        let db = TestDb::migrated();
+        let mut child = restore_command(&db, dir.path(), false).spawn().unwrap();
+        std::thread::sleep(delay(trial));
+        let _ = child.kill();
+        let _ = child.wait();
+        let rerun = restore_command(&db, dir.path(), false).output().unwrap();
+        assert_eq!(
+            rerun.status.code(),
+            Some(0),
+            "trial {trial}: {}",
+            stderr_of(&rerun)
+        );
+        assert_eq!(db.digest(), new, "trial {trial}");
+    }
+}
+
+#[test]
+fn two_restores_at_once_end_with_the_files_rows() {
+    let new = digest_of_the_sample();
+    let db = TestDb::migrated();
+    let dir = workdir();
+    let first = restore_command(&db, dir.path(), true).spawn().unwrap();
+    let second = restore_command(&db, dir.path(), false).spawn().unwrap();
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
+    assert_eq!(second.status.code(), Some(0), "{}", stderr_of(&second));
+    assert_eq!(db.digest(), new);
+}

@@ -109,7 +109,7 @@ fn a_killed_replace_leaves_the_old_data_or_the_new_never_a_mix() {
 fn a_killed_append_finishes_with_exactly_the_files_rows_when_run_again() {
     let new = digest_of_the_sample();
     let dir = workdir();
-    for trial in 0..TRIALS / 2 {
+    for trial in 0..TRIALS {
         let db = TestDb::migrated();
         let mut child = restore_command(&db, dir.path(), false).spawn().unwrap();
         std::thread::sleep(delay(trial));
@@ -140,4 +140,109 @@ fn two_restores_at_once_end_with_the_files_rows() {
     assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
     assert_eq!(second.status.code(), Some(0), "{}", stderr_of(&second));
     assert_eq!(db.digest(), new);
+}
+
+#[test]
+fn a_killed_dimension_migration_leaves_every_old_vector_or_every_new_one() {
+    let regenerate = |db: &TestDb, dims: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_golden"));
+        command
+            .env("DATABASE_URL", &db.url)
+            .args([
+                "regenerate-embeddings",
+                "-q",
+                "--embed-provider",
+                "hash",
+                "--embed-dims",
+                dims,
+            ])
+            .args([
+                "--embed-batch-size",
+                "16",
+                "--embed-concurrency",
+                "1",
+                "--commit-every",
+                "10",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let target = TestDb::migrated();
+    let dir = workdir();
+    golden(Some(&target), dir.path())
+        .args([
+            "restore",
+            "--embed-provider",
+            "hash",
+            sample_path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(0);
+    let old = target.digest();
+    assert!(regenerate(&target, "1536").status().unwrap().success());
+    let new = target.digest();
+    assert!(regenerate(&target, "1024").status().unwrap().success());
+    assert_eq!(target.digest(), old, "back to the same vectors");
+
+    for trial in 0..TRIALS {
+        let mut child = regenerate(&target, "1536").spawn().unwrap();
+        std::thread::sleep(delay(trial) / 2);
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = target.digest();
+        if now != old {
+            assert_eq!(now, new, "trial {trial}: a mix of old and new vectors");
+            assert!(regenerate(&target, "1024").status().unwrap().success());
+        }
+    }
+    // Whatever the kills left in progress, a full run finishes the migration.
+    assert!(regenerate(&target, "1536").status().unwrap().success());
+    assert_eq!(target.digest(), new);
+}
+
+#[test]
+fn a_restore_waits_for_another_writer_and_says_so() {
+    use diesel::RunQueryDsl;
+    let db = TestDb::migrated();
+    let dir = workdir();
+    // Hold golden's advisory lock (0x676f6c64656e, "golden" in ASCII) as another run would.
+    let mut holder = db.conn();
+    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .args([
+            "restore",
+            "--embed-provider",
+            "hash",
+            sample_path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it waits while the lock is held"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM analyses"),
+        0,
+        "and writes nothing meanwhile"
+    );
+    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stderr_of(&output).contains("another golden run is writing to this database; waiting"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM analyses"), 43);
 }

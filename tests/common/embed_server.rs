@@ -56,6 +56,8 @@ struct State {
     fail_after: Option<(usize, Fault)>,
     /// Requests with more inputs than this get 413.
     max_batch: Option<usize>,
+    /// Seeded random faults: (percent of requests, generator state).
+    random_faults: Option<(u64, u64)>,
     delay: Duration,
     dims: Option<usize>,
     requests: Vec<Recorded>,
@@ -122,6 +124,13 @@ impl EmbedServer {
         self
     }
 
+    /// `percent` of the requests, chosen by a seeded generator, get one of: 429, 500, a
+    /// dropped connection, or an answer slower than `slow`.
+    pub fn random_faults(&self, percent: u64, seed: u64) -> &Self {
+        self.state.lock().unwrap().random_faults = Some((percent, seed));
+        self
+    }
+
     pub fn max_batch(&self, n: usize) -> &Self {
         self.state.lock().unwrap().max_batch = Some(n);
         self
@@ -184,10 +193,25 @@ fn handle(protocol: Protocol, state: &Mutex<State>, mut request: tiny_http::Requ
             body: body.clone(),
         });
         let seen = state.requests.len();
-        let fault = match &state.fail_after {
+        let mut fault = match &state.fail_after {
             Some((n, fault)) if seen > *n => Some(fault.clone()),
             _ => state.faults.pop_front(),
         };
+        if let Some((percent, seed)) = state.random_faults.as_mut() {
+            *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut x = *seed;
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^= x >> 31;
+            if fault.is_none() && x % 100 < *percent {
+                fault = Some(match (x >> 8) % 4 {
+                    0 => Fault::Status(429, "rate limited", Some("0")),
+                    1 => Fault::Status(500, "internal error", None),
+                    2 => Fault::Drop,
+                    _ => Fault::Delay(Duration::from_millis(1_500)),
+                });
+            }
+        }
         (fault, state.max_batch, state.delay, state.dims)
     };
     std::thread::sleep(delay);

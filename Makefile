@@ -10,7 +10,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ test: db lint ## start the local database, then run every test against it
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
+
+fuzz: ## the reader's property tests at length (PROPTEST_CASES, default 100000)
+	PROPTEST_CASES=$${PROPTEST_CASES:-100000} $(CARGO) test --release --locked --test fuzz_reader
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --check

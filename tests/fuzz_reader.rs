@@ -22,9 +22,8 @@ fn check(bytes: &[u8]) {
     let _ = golden::validate::validate_file(file.path());
 }
 
+// 256 cases each by default; PROPTEST_CASES sets more (`make fuzz`).
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         check(&bytes);

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backup_file::checksum::{self, ContentHasher};
@@ -75,7 +76,9 @@ pub struct Validator {
     analysis_ids: HashSet<Uuid>,
     chunk_ids: HashSet<Uuid>,
     artifact_ids: HashSet<Uuid>,
-    first_analysis_by_url: HashMap<String, String>,
+    /// The first analysis of each URL, by a 128-bit hash of the URL: 40 bytes an analysis,
+    /// where whole strings would cost several times that on large files.
+    first_analysis_by_url: HashMap<u128, (usize, Option<Uuid>)>,
     /// The content checksum, while every record so far is valid.
     hasher: Option<ContentHasher>,
     any_invalid: bool,
@@ -293,14 +296,25 @@ impl Validator {
             self.problem(at, format!("url {url:?} {problem}"));
             return;
         }
-        match self.first_analysis_by_url.get(url) {
-            Some(first) => {
-                let message = format!("url {url:?} is also the url of {first}");
-                self.warning(at, message);
+        let digest = Sha256::digest(url.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        let key = u128::from_le_bytes(key);
+        match self.first_analysis_by_url.get(&key) {
+            Some((index, id)) => {
+                let first = match id {
+                    Some(id) => format!("analysis {id}"),
+                    None => format!("analysis #{}", index + 1),
+                };
+                self.warning(at, format!("url {url:?} is also the url of {first}"));
             }
             None => {
-                self.first_analysis_by_url
-                    .insert(url.to_string(), at.to_string());
+                let here = (
+                    self.counts.analyses as usize - 1,
+                    at.strip_prefix("analysis ")
+                        .and_then(|id| Uuid::parse_str(id).ok()),
+                );
+                self.first_analysis_by_url.insert(key, here);
             }
         }
     }

@@ -99,12 +99,13 @@ impl Validator {
             Ok(id) => format!("analysis {id}"),
             Err(_) => format!("analysis #{}", index + 1),
         };
+        let valid_id = id.as_ref().ok().copied();
         match id {
             Ok(id) if !self.analysis_ids.insert(id) => self.problem(&at, "duplicate analysis id"),
             Ok(_) => {}
             Err(problem) => self.problem(&at, problem),
         }
-        self.check_url(&at, object);
+        self.check_url(&at, (index, valid_id), object);
         self.optional_text(&at, object, "title");
         self.required_text(&at, object, "content_type");
         self.required_text(&at, object, "status");
@@ -288,7 +289,8 @@ impl Validator {
         }
     }
 
-    fn check_url(&mut self, at: &str, object: &Map<String, Value>) {
+    /// `place` is the analysis's position and id, remembered for a later duplicate URL.
+    fn check_url(&mut self, at: &str, place: (usize, Option<Uuid>), object: &Map<String, Value>) {
         let Some(url) = self.required_text(at, object, "url") else {
             return;
         };
@@ -309,12 +311,7 @@ impl Validator {
                 self.warning(at, format!("url {url:?} is also the url of {first}"));
             }
             None => {
-                let here = (
-                    self.counts.analyses as usize - 1,
-                    at.strip_prefix("analysis ")
-                        .and_then(|id| Uuid::parse_str(id).ok()),
-                );
-                self.first_analysis_by_url.insert(key, here);
+                self.first_analysis_by_url.insert(key, place);
             }
         }
     }

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{golden, sample_path, stderr_of, workdir, TestDb};
+use common::{sample_path, stderr_of, workdir, TestDb};
 
 const TRIALS: u64 = 20;
 
@@ -46,18 +46,7 @@ fn restore_command(db: &TestDb, dir: &std::path::Path, replace: bool) -> Command
 
 /// The digest of a database holding exactly the sample, restored.
 fn digest_of_the_sample() -> String {
-    let db = TestDb::migrated();
-    let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args([
-            "restore",
-            "--embed-provider",
-            "hash",
-            sample_path().to_str().unwrap(),
-        ])
-        .assert()
-        .code(0);
-    db.digest()
+    TestDb::with_sample().digest()
 }
 
 #[test]
@@ -65,15 +54,7 @@ fn a_killed_replace_leaves_the_old_data_or_the_new_never_a_mix() {
     let new = digest_of_the_sample();
     let db = TestDb::migrated();
     let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args([
-            "restore",
-            "--embed-provider",
-            "hash",
-            sample_path().to_str().unwrap(),
-        ])
-        .assert()
-        .code(0);
+    db.restore_sample();
     let make_old = || db.execute("UPDATE artifacts SET summary = 'the old summary'");
     make_old();
     let old = db.digest();
@@ -168,17 +149,7 @@ fn a_killed_dimension_migration_leaves_every_old_vector_or_every_new_one() {
             .stderr(Stdio::piped());
         command
     };
-    let target = TestDb::migrated();
-    let dir = workdir();
-    golden(Some(&target), dir.path())
-        .args([
-            "restore",
-            "--embed-provider",
-            "hash",
-            sample_path().to_str().unwrap(),
-        ])
-        .assert()
-        .code(0);
+    let target = TestDb::with_sample();
     let old = target.digest();
     assert!(regenerate(&target, "1536").status().unwrap().success());
     let new = target.digest();

@@ -82,17 +82,8 @@ fn restore_and_regenerate_through_random_faults_give_the_vectors_of_a_clean_run(
 
 #[test]
 fn a_provider_down_for_good_fails_the_replace_quickly_and_keeps_the_data() {
-    let db = TestDb::migrated();
+    let db = TestDb::with_sample();
     let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args([
-            "restore",
-            "--embed-provider",
-            "hash",
-            sample_path().to_str().unwrap(),
-        ])
-        .assert()
-        .code(0);
     let before = db.digest();
     let server = EmbedServer::start(Protocol::OpenAi);
     server.fail_after(0, Fault::Status(503, "down", Some("0")));

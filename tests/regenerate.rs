@@ -27,16 +27,6 @@ fn sample_arg() -> String {
     sample_path().to_str().unwrap().to_string()
 }
 
-/// The sample restored with the offline embedder (model golden-hash-v1, 1024 dimensions).
-fn restored_db() -> TestDb {
-    let db = TestDb::migrated();
-    ok(&run(
-        &db,
-        &["restore", "--embed-provider", "hash", &sample_arg()],
-    ));
-    db
-}
-
 fn column_type(db: &TestDb) -> i64 {
     db.count("SELECT atttypmod FROM pg_attribute WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'")
 }
@@ -124,7 +114,7 @@ fn a_repeated_reset_of_unchanged_content_makes_no_request_and_changes_miss() {
 
 #[test]
 fn an_interrupted_regeneration_continues_where_it_stopped() {
-    let db = restored_db();
+    let db = TestDb::with_sample();
     let before = db.digest();
     let server = EmbedServer::start(Protocol::OpenAi);
     server.fail_after(3, Fault::Status(500, "down", None));
@@ -187,7 +177,7 @@ fn an_interrupted_regeneration_continues_where_it_stopped() {
 
 #[test]
 fn a_dimension_migration_is_all_or_nothing() {
-    let db = restored_db();
+    let db = TestDb::with_sample();
     let before = db.digest();
     assert_eq!(column_type(&db), 1024);
     let server = EmbedServer::start(Protocol::OpenAi);
@@ -242,16 +232,12 @@ fn a_dimension_migration_is_all_or_nothing() {
         188
     );
     assert!(has_vector_index(&db), "the index is rebuilt");
-    let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db", &sample_arg()])
-        .assert()
-        .code(0);
+    db.assert_holds_the_sample();
 }
 
 #[test]
 fn only_missing_fills_gaps_in_place_and_verify_reports_mixed_models() {
-    let db = restored_db();
+    let db = TestDb::with_sample();
     db.execute("UPDATE chunks SET embedding = NULL, embedding_model = NULL WHERE chunk_index = 3");
     let gaps = db.count("SELECT count(*) FROM chunks WHERE embedding IS NULL");
     assert!(gaps > 0);

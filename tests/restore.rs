@@ -60,11 +60,7 @@ fn append_restores_everything_and_a_second_run_changes_nothing() {
     assert_eq!(first["replaced"], false);
     assert_eq!(first["safety_backup"], Value::Null);
     assert_eq!(db.count("SELECT count(*) FROM chunks WHERE embedding_model = 'golden-hash-v1' AND vector_dims(embedding) = 1024"), 188);
-    let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db", &sample_arg()])
-        .assert()
-        .code(0);
+    db.assert_holds_the_sample();
 
     let digest = db.digest();
     let second = ok(&restore(&db, &[&sample_arg()]));
@@ -131,11 +127,7 @@ fn a_restore_that_failed_half_way_finishes_when_run_again_and_embeds_only_what_i
         .map(|r| r.body["input"].as_array().unwrap().len())
         .sum();
     assert_eq!(texts_sent as i64, 188 - committed_chunks);
-    let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db", &sample_arg()])
-        .assert()
-        .code(0);
+    db.assert_holds_the_sample();
 }
 
 #[test]
@@ -195,10 +187,7 @@ fn replace_swaps_the_dataset_after_a_safety_backup() {
         db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw_idx'"),
         1
     );
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db", &sample_arg()])
-        .assert()
-        .code(0);
+    db.assert_holds_the_sample();
 }
 
 #[test]

@@ -5,26 +5,11 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{golden, json_of, sample_path, stderr_of, workdir, TestDb};
-
-fn restored_db() -> TestDb {
-    let db = TestDb::migrated();
-    let dir = workdir();
-    golden(Some(&db), dir.path())
-        .args([
-            "restore",
-            "--embed-provider",
-            "hash",
-            sample_path().to_str().unwrap(),
-        ])
-        .assert()
-        .code(0);
-    db
-}
+use common::{golden, json_of, stderr_of, workdir, TestDb};
 
 #[test]
 fn dump_then_load_gives_identical_rows_and_vectors() {
-    let source = restored_db();
+    let source = TestDb::with_sample();
     let dir = workdir();
     let dumped = golden(Some(&source), dir.path())
         .args(["dump", "--json"])
@@ -70,7 +55,7 @@ fn dump_then_load_gives_identical_rows_and_vectors() {
 
 #[test]
 fn a_failing_load_changes_nothing() {
-    let db = restored_db();
+    let db = TestDb::with_sample();
     let before = db.digest();
     let dir = workdir();
     std::fs::write(
@@ -99,7 +84,7 @@ fn a_failing_load_changes_nothing() {
 
 #[test]
 fn missing_or_mismatched_client_programs_are_explained() {
-    let db = restored_db();
+    let db = TestDb::with_sample();
     let dir = workdir();
     let empty = workdir();
     let output = golden(Some(&db), dir.path())

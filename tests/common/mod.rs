@@ -43,6 +43,13 @@ impl TestDb {
         db
     }
 
+    /// A new database holding the committed sample, restored with the offline embedder.
+    pub fn with_sample() -> TestDb {
+        let db = TestDb::migrated();
+        db.restore_sample();
+        db
+    }
+
     /// A new database without tables (with the vector extension, as `make db` creates them).
     pub fn empty() -> TestDb {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -122,6 +129,29 @@ impl TestDb {
             .first::<Option<Vector>>(&mut self.conn())
             .unwrap()
             .map(|v| v.to_vec())
+    }
+
+    /// Restores the committed sample with the offline `hash` embedder, as a user would.
+    pub fn restore_sample(&self) {
+        let dir = workdir();
+        golden(Some(self), dir.path())
+            .args([
+                "restore",
+                "--embed-provider",
+                "hash",
+                sample_path().to_str().unwrap(),
+            ])
+            .assert()
+            .code(0);
+    }
+
+    /// `golden verify --against-db` of the sample passes: the database holds exactly it.
+    pub fn assert_holds_the_sample(&self) {
+        let dir = workdir();
+        golden(Some(self), dir.path())
+            .args(["verify", "--against-db", sample_path().to_str().unwrap()])
+            .assert()
+            .code(0);
     }
 
     /// Inserts every record of a backup file, with a made-up embedding per chunk when asked.

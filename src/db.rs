@@ -169,6 +169,12 @@ pub fn lock_dataset(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// `name` as an SQL identifier, for the statements diesel's DSL cannot build (DDL on names
+/// read from the catalog).
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Adds `context` to a diesel error, for `?` in code that returns `color_eyre::Result`.
 pub trait QueryContext<T> {
     fn step(self, step: &str) -> Result<T>;

@@ -236,6 +236,73 @@ fn a_dimension_migration_is_all_or_nothing() {
 }
 
 #[test]
+fn a_resumed_migration_re_embeds_chunks_edited_meanwhile_and_keeps_every_added_column() {
+    let db = TestDb::with_sample();
+    // A team's own column: the swap writes every row back, so it must carry it over.
+    db.execute("ALTER TABLE chunks ADD COLUMN reviewed boolean NOT NULL DEFAULT false");
+    db.execute("UPDATE chunks SET reviewed = true WHERE chunk_index = 0");
+    let reviewed = db.count("SELECT count(*) FROM chunks WHERE reviewed");
+    assert!(reviewed > 0);
+    let server = EmbedServer::start(Protocol::OpenAi);
+    server.fail_after(2, Fault::Status(503, "gone", None));
+    let argv = [
+        "regenerate-embeddings",
+        "--embed-provider",
+        "openai",
+        "--embed-url",
+        &server.url,
+        "--embed-dims",
+        "512",
+        "--embed-batch-size",
+        "16",
+        "--embed-concurrency",
+        "1",
+        "--commit-every",
+        "16",
+        "--embed-max-retries",
+        "0",
+    ];
+    let failed = run(&db, &argv);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr_of(&failed));
+    assert_eq!(db.count("SELECT count(*) FROM pending_embeddings"), 32);
+
+    // A chunk whose new vector is already saved is edited before the run resumes.
+    let rewritten = "Rewritten while the regeneration was stopped.";
+    db.execute(&format!(
+        "UPDATE chunks SET content = '{rewritten}' \
+         WHERE id = (SELECT chunk_id FROM pending_embeddings ORDER BY chunk_id LIMIT 1)"
+    ));
+    server.heal();
+    let sent_before = server.request_count();
+    let done = ok(&run(&db, &argv));
+    assert_eq!(done["chunks_embedded"], 188);
+    assert_eq!(done["dims_changed_from"], 1024);
+    let texts_sent: Vec<String> = server.requests()[sent_before..]
+        .iter()
+        .flat_map(|r| r.body["input"].as_array().unwrap().clone())
+        .map(|text| text.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts_sent.len(), 188 - 32 + 1, "the rest, and the edited chunk again");
+    assert!(texts_sent.iter().any(|text| text == rewritten));
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM chunks WHERE content = '{rewritten}' AND vector_dims(embedding) = 512"
+        )),
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM chunks WHERE vector_dims(embedding) = 512"),
+        188
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM chunks WHERE reviewed AND chunk_index = 0"),
+        reviewed,
+        "the added column kept its values"
+    );
+    assert!(has_vector_index(&db));
+}
+
+#[test]
 fn only_missing_fills_gaps_in_place_and_verify_reports_mixed_models() {
     let db = TestDb::with_sample();
     db.execute("UPDATE chunks SET embedding = NULL, embedding_model = NULL WHERE chunk_index = 3");

@@ -78,7 +78,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         column_dims: embedding_column_dims(&mut conn)?,
     };
     let progress = Progress::new("regenerate", total as u64, "chunks", output);
-    let outcome = regeneration.run(&mut conn, &progress)?;
+    let mut side = db::connect(global)?;
+    let outcome = regeneration.run(&mut conn, &mut side, &progress)?;
     progress.finish();
 
     let info = client.info();

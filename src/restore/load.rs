@@ -13,7 +13,7 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use crate::backup_file::record::{BackupAnalysis, BackupQuery};
-use crate::db::QueryContext;
+use crate::db::{self, QueryContext};
 use crate::models::{NewAnalysis, NewArtifact, NewChunk, NewQuery};
 use crate::schema::{analyses, artifacts, chunks, queries};
 use crate::validate::Counts;
@@ -293,7 +293,7 @@ pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
 pub fn drop_vector_indexes(conn: &mut PgConnection) -> Result<Vec<String>> {
     let indexes = vector_indexes(conn)?;
     for index in &indexes {
-        diesel::sql_query(format!("DROP INDEX {}", quote_identifier(&index.name)))
+        diesel::sql_query(format!("DROP INDEX {}", db::quote_identifier(&index.name)))
             .execute(conn)
             .step("dropping the vector index before the bulk write")?;
     }
@@ -363,8 +363,4 @@ pub fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
             definition: row.indexdef,
         })
         .collect())
-}
-
-fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

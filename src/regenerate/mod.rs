@@ -2,30 +2,28 @@
 //!
 //! The full mode never touches `chunks` until the end: new vectors are computed a window at
 //! a time (in parallel, through the cache) and committed every few dozen chunks into
-//! `pending_embeddings`, which is the resumable progress of the run. When every chunk has
-//! one, a single transaction swaps them in: drop the vector index, change the column's
-//! dimension if it changes, copy the vectors over, build the index once. Until that commit
-//! the old vectors and the old index are untouched, whatever happens.
+//! `pending_embeddings`, which is the resumable progress of the run (`pending.rs`). When every
+//! chunk has one, a single transaction swaps them in (`swap.rs`): the rows are written back with
+//! their new vectors, the column's dimension changes if it must, the index is built once.
+//! Until that commit the old vectors and the old index are untouched, whatever happens.
 //!
 //! `--only-missing` fills chunks without an embedding in place, a committed step at a time.
 
 use color_eyre::eyre::{bail, WrapErr};
 use color_eyre::Result;
-use diesel::dsl::{exists, not};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use pgvector::Vector;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+mod pending;
+mod swap;
 
 use crate::db::{self, QueryContext};
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
 use crate::interrupt;
-use crate::models::chunk::vector_dims;
-use crate::models::NewPendingEmbedding;
 use crate::progress::Progress;
-use crate::restore::load;
 use crate::schema::{chunks, pending_embeddings};
 
 /// Which chunks to re-embed.
@@ -77,7 +75,13 @@ impl Regeneration<'_> {
         (client.batch_size() * client.concurrency()).max(self.commit_every) as i64
     }
 
-    pub fn run(&self, conn: &mut PgConnection, progress: &Progress) -> Result<Outcome> {
+    /// Runs the regeneration; `side` is a second connection, for the embedding thread.
+    pub fn run(
+        &self,
+        conn: &mut PgConnection,
+        side: &mut PgConnection,
+        progress: &Progress,
+    ) -> Result<Outcome> {
         if self.selection == Selection::Missing {
             if self.changes_dims() {
                 bail!(crate::error::InvalidInput(format!(
@@ -94,29 +98,23 @@ impl Regeneration<'_> {
             .get_result(conn)
             .step("counting chunks")?;
         self.discard_stale_pending(conn)?;
-        let mut outcome = Outcome::default();
-        loop {
-            interrupt::check()?;
-            let work = self.next_work(conn)?;
-            if work.is_empty() {
-                break;
-            }
-            let (computed, reused) = self.embed_into_pending(conn, &work)?;
-            outcome.embeddings_computed += computed;
-            outcome.embeddings_reused += reused;
-            progress.written(0, work.len() as u64);
-        }
+        let embedded = self.fill_pending(conn, side, progress)?;
+        let mut outcome = Outcome {
+            embeddings_computed: embedded.computed,
+            embeddings_reused: embedded.reused,
+            ..Outcome::default()
+        };
         interrupt::check()?;
         progress.step("swapping the new vectors in and building the vector index");
-        let swapped = self.swap_in(conn)?;
+        let swapped = swap::swap_in(conn, self.dims(), self.changes_dims())?;
         outcome.chunks_embedded = swapped;
         outcome.chunks_skipped = (total as u64).saturating_sub(swapped);
         outcome.dims_changed_from = self.column_dims.filter(|_| self.changes_dims());
         Ok(outcome)
     }
 
-    /// Pending vectors of another model or size, from an earlier run with other options,
-    /// cannot be used: drop them.
+    /// Pending vectors of another model or size, from an earlier run with other options, or
+    /// made from a text that has been edited since, cannot be used: drop them.
     fn discard_stale_pending(&self, conn: &mut PgConnection) -> Result<()> {
         let stale = diesel::delete(
             pending_embeddings::table.filter(
@@ -132,6 +130,15 @@ impl Regeneration<'_> {
                 "dropped {stale} pending vectors of an earlier run with another model or dimension"
             );
         }
+        let edited = diesel::sql_query(
+            "DELETE FROM pending_embeddings p USING chunks c WHERE p.chunk_id = c.id \
+             AND p.text_sha256 <> sha256(convert_to(c.content, 'UTF8'))",
+        )
+        .execute(conn)
+        .step("dropping pending vectors of chunks edited since")?;
+        if edited > 0 {
+            log::info!("{edited} chunks were edited since an earlier run embedded them: embedding them again");
+        }
         let resumed: i64 = pending_embeddings::table
             .count()
             .get_result(conn)
@@ -140,108 +147,6 @@ impl Regeneration<'_> {
             log::info!("resuming: {resumed} chunks were embedded by an earlier run");
         }
         Ok(())
-    }
-
-    /// The next chunks (by id) that need a vector and have no pending one.
-    fn next_work(&self, conn: &mut PgConnection) -> Result<Vec<(Uuid, String)>> {
-        let pending = pending_embeddings::table.filter(pending_embeddings::chunk_id.eq(chunks::id));
-        let mut query = chunks::table
-            .filter(not(exists(pending)))
-            .select((chunks::id, chunks::content))
-            .order(chunks::id)
-            .limit(self.window())
-            .into_boxed();
-        if self.selection == Selection::NotByTarget && !self.changes_dims() {
-            query = query.filter(
-                chunks::embedding
-                    .is_null()
-                    .or(chunks::embedding_model.is_distinct_from(self.model()))
-                    .or(vector_dims(chunks::embedding).ne(self.dims() as i32)),
-            );
-        }
-        query.load(conn).step("choosing the chunks to embed")
-    }
-
-    /// Embeds `work` and commits the vectors into `pending_embeddings`, `commit_every` at a time.
-    fn embed_into_pending(
-        &self,
-        conn: &mut PgConnection,
-        work: &[(Uuid, String)],
-    ) -> Result<(u64, u64)> {
-        let texts: Vec<&str> = work.iter().map(|(_, text)| text.as_str()).collect();
-        let embedded = self.embedder.embed(conn, &texts, InputKind::Document)?;
-        let model = self.model();
-        let rows: Vec<NewPendingEmbedding> = work
-            .iter()
-            .zip(&embedded.vectors)
-            .map(|((id, text), vector)| NewPendingEmbedding {
-                chunk_id: *id,
-                embedding: vector,
-                model,
-                dims: self.dims() as i32,
-                text_sha256: Sha256::digest(text.as_bytes()).to_vec(),
-            })
-            .collect();
-        // Each step is its own committed COPY: the most an interruption loses is one step.
-        for step in rows.chunks(self.commit_every.max(1)) {
-            diesel::copy_from(pending_embeddings::table)
-                .from_insertable(step)
-                .execute(conn)
-                .step("saving new vectors")?;
-        }
-        Ok((embedded.computed, embedded.reused))
-    }
-
-    /// One transaction: the new vectors replace the old ones, the index is built once.
-    fn swap_in(&self, conn: &mut PgConnection) -> Result<u64> {
-        let dims = self.dims();
-        db::in_transaction(conn, |conn| {
-            diesel::sql_query("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
-                .execute(conn)
-                .step("locking chunks")?;
-            let pending: i64 = pending_embeddings::table
-                .count()
-                .get_result(conn)
-                .step("counting pending vectors")?;
-            if pending == 0 && !self.changes_dims() {
-                return Ok(0);
-            }
-            let indexes = load::drop_vector_indexes(conn)?;
-            if self.changes_dims() {
-                diesel::sql_query(format!(
-                    "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dims}) USING NULL"
-                ))
-                .execute(conn)
-                .step("changing the dimension of chunks.embedding")?;
-            }
-            let swapped = diesel::sql_query(
-                "UPDATE chunks SET embedding = p.embedding, embedding_model = p.model \
-                 FROM pending_embeddings p WHERE chunks.id = p.chunk_id \
-                 AND sha256(convert_to(chunks.content, 'UTF8')) = p.text_sha256",
-            )
-            .execute(conn)
-            .step("copying the new vectors into chunks")?;
-            diesel::delete(pending_embeddings::table)
-                .execute(conn)
-                .step("clearing the pending vectors")?;
-            load::build_indexes(conn, &indexes)?;
-            let without: i64 = chunks::table
-                .filter(chunks::embedding.is_null())
-                .count()
-                .get_result(conn)
-                .step("checking the new vectors")?;
-            if self.changes_dims() && without > 0 {
-                bail!("{without} chunks would be left without a vector of {dims} dimensions; nothing changed");
-            }
-            let bad = load::chunks_with_bad_embeddings(conn, None, dims)?;
-            if bad > without {
-                bail!(
-                    "{} chunks hold a vector that is not of {dims} dimensions; nothing changed",
-                    bad - without
-                );
-            }
-            Ok(swapped as u64)
-        })
     }
 
     /// `--only-missing`: fill chunks without an embedding, committing every step.

@@ -1,0 +1,175 @@
+//! Filling `pending_embeddings`, the resumable progress of a full regeneration, as a pipeline:
+//! one thread reads the next window of chunks and has it embedded (on its own connection,
+//! which the cache also uses) while this one commits the previous window's vectors. The
+//! provider and the database work at the same time instead of taking turns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+
+use color_eyre::eyre::bail;
+use color_eyre::Result;
+use diesel::dsl::{exists, not};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use pgvector::Vector;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Regeneration, Selection};
+use crate::db::QueryContext;
+use crate::embed::InputKind;
+use crate::interrupt;
+use crate::models::chunk::vector_dims;
+use crate::models::NewPendingEmbedding;
+use crate::progress::Progress;
+use crate::schema::{chunks, pending_embeddings};
+
+/// A chunk's new vector and the hash of the text it was made from.
+struct NewVector {
+    chunk_id: Uuid,
+    vector: Vector,
+    text_sha256: [u8; 32],
+}
+
+/// Embeddings computed by the provider and taken from the cache.
+#[derive(Default)]
+pub(super) struct Embedded {
+    pub computed: u64,
+    pub reused: u64,
+}
+
+impl Regeneration<'_> {
+    /// Embeds every chunk that needs it and has no pending vector, committing the vectors
+    /// into `pending_embeddings` `commit_every` at a time. `side` is the embedding thread's
+    /// connection.
+    pub(super) fn fill_pending(
+        &self,
+        conn: &mut PgConnection,
+        side: &mut PgConnection,
+        progress: &Progress,
+    ) -> Result<Embedded> {
+        let stop = AtomicBool::new(false);
+        let computed = AtomicU64::new(0);
+        let reused = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            // Two windows of slack: the provider works on the next while this one is saved.
+            let (sender, receiver) = mpsc::sync_channel::<Result<Vec<NewVector>>>(2);
+            let (stop, computed, reused) = (&stop, &computed, &reused);
+            let producer = scope.spawn(move || {
+                let result = self.produce(side, stop, computed, reused, &sender);
+                if let Err(report) = result {
+                    if !stop.load(Ordering::SeqCst) {
+                        let _ = sender.send(Err(report));
+                    }
+                }
+            });
+            let mut save_all = || -> Result<()> {
+                for message in receiver.iter() {
+                    let window = message?;
+                    interrupt::check()?;
+                    self.save(conn, &window)?;
+                    progress.written(0, window.len() as u64);
+                }
+                Ok(())
+            };
+            let result = save_all();
+            if result.is_err() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            drop(receiver);
+            if producer.join().is_err() {
+                bail!("the embedding thread panicked; the vectors saved so far are kept");
+            }
+            result
+        })?;
+        Ok(Embedded {
+            computed: computed.into_inner(),
+            reused: reused.into_inner(),
+        })
+    }
+
+    /// The embedding thread: walks the chunks by id, a window at a time.
+    fn produce(
+        &self,
+        side: &mut PgConnection,
+        stop: &AtomicBool,
+        computed: &AtomicU64,
+        reused: &AtomicU64,
+        sender: &SyncSender<Result<Vec<NewVector>>>,
+    ) -> Result<()> {
+        let mut after = Uuid::nil();
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            interrupt::check()?;
+            let work = self.next_work(side, after)?;
+            let Some((last, _)) = work.last() else {
+                return Ok(());
+            };
+            after = *last;
+            let texts: Vec<&str> = work.iter().map(|(_, text)| text.as_str()).collect();
+            let embedded = self.embedder.embed(side, &texts, InputKind::Document)?;
+            computed.fetch_add(embedded.computed, Ordering::Relaxed);
+            reused.fetch_add(embedded.reused, Ordering::Relaxed);
+            let window = work
+                .iter()
+                .zip(embedded.vectors)
+                .map(|((chunk_id, text), vector)| NewVector {
+                    chunk_id: *chunk_id,
+                    vector,
+                    text_sha256: Sha256::digest(text.as_bytes()).into(),
+                })
+                .collect();
+            if sender.send(Ok(window)).is_err() {
+                return Ok(()); // The saving side stopped and reports why.
+            }
+        }
+    }
+
+    /// The next chunks after `after` (by id) that need a vector and have no pending one.
+    /// Walking forward by id keeps each window's query short however much is pending.
+    fn next_work(&self, conn: &mut PgConnection, after: Uuid) -> Result<Vec<(Uuid, String)>> {
+        let pending = pending_embeddings::table.filter(pending_embeddings::chunk_id.eq(chunks::id));
+        let mut query = chunks::table
+            .filter(chunks::id.gt(after))
+            .filter(not(exists(pending)))
+            .select((chunks::id, chunks::content))
+            .order(chunks::id)
+            .limit(self.window())
+            .into_boxed();
+        if self.selection == Selection::NotByTarget && !self.changes_dims() {
+            query = query.filter(
+                chunks::embedding
+                    .is_null()
+                    .or(chunks::embedding_model.is_distinct_from(self.model()))
+                    .or(vector_dims(chunks::embedding).ne(self.dims() as i32)),
+            );
+        }
+        query.load(conn).step("choosing the chunks to embed")
+    }
+
+    /// Commits a window's vectors, `commit_every` at a time: each step is its own COPY, so
+    /// the most an interruption loses is one step.
+    fn save(&self, conn: &mut PgConnection, window: &[NewVector]) -> Result<()> {
+        let model = self.model();
+        let dims = self.dims() as i32;
+        for step in window.chunks(self.commit_every.max(1)) {
+            let rows: Vec<NewPendingEmbedding> = step
+                .iter()
+                .map(|new| NewPendingEmbedding {
+                    chunk_id: new.chunk_id,
+                    embedding: &new.vector,
+                    model,
+                    dims,
+                    text_sha256: new.text_sha256.to_vec(),
+                })
+                .collect();
+            diesel::copy_from(pending_embeddings::table)
+                .from_insertable(&rows)
+                .execute(conn)
+                .step("saving new vectors")?;
+        }
+        Ok(())
+    }
+}

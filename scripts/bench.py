@@ -141,6 +141,7 @@ def main():
     args = parser.parse_args()
     quick = args.quick
     began = time.monotonic()
+    measured = commit()  # Before the run: the tree may change while it goes on.
     runs = 3
     os.makedirs(WORK, exist_ok=True)
     if not os.path.exists(TIME):
@@ -285,7 +286,7 @@ def main():
     text = "\n".join(table)
     print(text)
     header = (f"# Benchmarks\n\nMachine: {machine()}.\n\nProduced by `make {'bench-quick' if quick else 'bench'}` "
-              f"on {time.strftime('%Y-%m-%d')} at commit {commit()}, in {(time.monotonic() - began) / 60:.1f} "
+              f"on {time.strftime('%Y-%m-%d')} at commit {measured}, in {(time.monotonic() - began) / 60:.1f} "
               f"min; medians of {runs} runs unless a row says otherwise.\n\n")
     target = os.path.join(WORK, "BENCHMARKS-quick.md") if quick else os.path.join(ROOT, "BENCHMARKS.md")
     with open(target, "w") as f:

@@ -1,9 +1,9 @@
-//! `verify --against-db`: compares a backup file with the database. Rows missing on either
-//! side, rows whose content differs, chunks without an embedding or with one of the wrong
-//! dimension. The file is streamed and compared in batches (a few queries per batch, never a
+//! `verify --against-db`: compares a backup file with the database. Rows (golden queries too)
+//! missing on either side, rows whose content differs, chunks without an embedding or with
+//! one of the wrong dimension. The file is streamed and compared in batches (a few queries per batch, never a
 //! query per row), so it works on datasets of any size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use color_eyre::Result;
@@ -12,10 +12,10 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::backup_file::reader::{self, ReadError};
-use crate::backup_file::record::{BackupAnalysis, BackupArtifact, BackupChunk};
+use crate::backup_file::record::{BackupAnalysis, BackupArtifact, BackupChunk, BackupQuery};
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
-use crate::models::{Analysis, Artifact, ChunkEmbeddingState, ChunkText};
+use crate::models::{query, Analysis, Artifact, ChunkEmbeddingState, ChunkText};
 use crate::schema::{analyses, chunks};
 use crate::validate::{Problem, Validator};
 
@@ -26,6 +26,7 @@ const BATCH: usize = 500;
 pub fn compare_with_database(
     conn: &mut PgConnection,
     path: &Path,
+    file_queries: &[BackupQuery],
     status_filter: Option<&str>,
 ) -> Result<Vec<Problem>> {
     // A `vector(N)` column cannot hold another size; an unsized `vector` column can, and then
@@ -62,6 +63,7 @@ pub fn compare_with_database(
     .map_err(ReadError::into_report)?;
     comparison.compare_batch(conn, batch)?;
     comparison.find_rows_missing_from_file(conn, status_filter)?;
+    comparison.compare_queries(conn, file_queries, status_filter)?;
     Ok(comparison.problems)
 }
 
@@ -272,6 +274,60 @@ impl Comparison {
                 }
             }
         }
+    }
+
+    /// The golden queries of the file against the database's. A database query the file
+    /// lacks is reported only if a backup of this status would hold it (its expected chunks
+    /// are all in it). Expected chunks compare as sets: their order means nothing to an
+    /// evaluation.
+    fn compare_queries(
+        &mut self,
+        conn: &mut PgConnection,
+        file_queries: &[BackupQuery],
+        status: Option<&str>,
+    ) -> Result<()> {
+        let in_db = query::for_backup(conn, status)?;
+        let mut left_out: HashMap<String, BackupQuery> = in_db
+            .left_out
+            .into_iter()
+            .map(|query| (query.id.clone(), query))
+            .collect();
+        let mut in_db: HashMap<String, BackupQuery> = in_db
+            .queries
+            .into_iter()
+            .map(|query| (query.id.clone(), query))
+            .collect();
+        for file in file_queries {
+            let at = format!("query {:?}", file.id);
+            let Some(db) = in_db
+                .remove(&file.id)
+                .or_else(|| left_out.remove(&file.id))
+            else {
+                self.problem(at, "is in the file but not in the database");
+                continue;
+            };
+            let expected = |query: &BackupQuery| -> BTreeSet<Uuid> {
+                query.expected_chunk_ids.iter().copied().collect()
+            };
+            self.report_differences(
+                &at,
+                &[
+                    ("query", file.query == db.query),
+                    ("expected_chunk_ids", expected(file) == expected(&db)),
+                    ("category", file.category == db.category),
+                    ("difficulty", file.difficulty == db.difficulty),
+                ],
+            );
+        }
+        let mut extra: Vec<String> = in_db.into_keys().collect();
+        extra.sort();
+        for id in extra {
+            self.problem(
+                format!("query {id:?}"),
+                "is in the database but not in the file",
+            );
+        }
+        Ok(())
     }
 
     /// Reports the fields whose values differ, given as (field, values are equal).

@@ -147,8 +147,22 @@ impl From<diesel::result::Error> for TransactionError {
 const DATASET_LOCK_KEY: i64 = 0x676f_6c64_656e;
 
 /// Takes the dataset lock for this session, waiting (and saying so) while another run holds
-/// it. PostgreSQL releases it when the connection closes, however the process ends.
+/// it. PostgreSQL releases it when the connection closes, however the process ends. The wait
+/// polls instead of blocking in the server, so Ctrl-C ends it at once.
 pub fn lock_dataset(conn: &mut PgConnection) -> Result<()> {
+    if try_lock_dataset(conn)? {
+        return Ok(());
+    }
+    log::warn!("another golden run is writing to this database; waiting for it to finish");
+    loop {
+        crate::interrupt::sleep(std::time::Duration::from_millis(200))?;
+        if try_lock_dataset(conn)? {
+            return Ok(());
+        }
+    }
+}
+
+fn try_lock_dataset(conn: &mut PgConnection) -> Result<bool> {
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Locked {
@@ -159,14 +173,7 @@ pub fn lock_dataset(conn: &mut PgConnection) -> Result<()> {
         .bind::<diesel::sql_types::BigInt, _>(DATASET_LOCK_KEY)
         .get_result(conn)
         .step("taking the dataset lock")?;
-    if !got.locked {
-        log::warn!("another golden run is writing to this database; waiting for it to finish");
-        diesel::sql_query("SELECT pg_advisory_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(DATASET_LOCK_KEY)
-            .execute(conn)
-            .step("waiting for the dataset lock")?;
-    }
-    Ok(())
+    Ok(got.locked)
 }
 
 /// `name` as an SQL identifier, for the statements diesel's DSL cannot build (DDL on names

@@ -1,6 +1,7 @@
 //! Crash consistency: `restore` killed with SIGKILL at seeded random moments. A replace
 //! leaves exactly the old data or exactly the new, never a mix; an append finishes, when run
-//! again, with exactly the file's rows. Two restores at once do not corrupt each other.
+//! again, with exactly the file's rows. Two restores at once do not corrupt each other, and a
+//! run waiting for another's lock stops at once on Ctrl-C.
 
 mod common;
 
@@ -216,4 +217,40 @@ fn a_restore_waits_for_another_writer_and_says_so() {
         stderr_of(&output)
     );
     assert_eq!(db.count("SELECT count(*) FROM analyses"), 43);
+}
+
+#[test]
+fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
+    use diesel::RunQueryDsl;
+    let db = TestDb::with_sample();
+    let before = db.digest();
+    let dir = workdir();
+    let mut holder = db.conn();
+    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["regenerate-embeddings", "--embed-provider", "hash", "--all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(child.try_wait().unwrap().is_none(), "it waits for the lock");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The lock is still held: the run ended because of Ctrl-C, not because it got it.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("interrupted"), "{}", stderr_of(&output));
+    assert_eq!(db.digest(), before);
 }

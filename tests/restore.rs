@@ -225,6 +225,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let db = TestDb::migrated();
     ok(&restore(&db, &[&sample_arg()]));
     db.execute("DELETE FROM analyses WHERE id IN (SELECT id FROM analyses ORDER BY id LIMIT 3)");
+    db.execute("DELETE FROM queries WHERE id IN (SELECT id FROM queries ORDER BY id LIMIT 2)");
     let missing_chunks = 188 - db.count("SELECT count(*) FROM chunks");
     let before = db.digest();
 
@@ -235,11 +236,14 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(plan["chunks_to_insert"], missing_chunks);
     assert_eq!(plan["embeddings_needed"], missing_chunks);
     assert_eq!(plan["embedding_requests_needed"], 1);
+    assert_eq!((plan["queries_to_insert"].as_u64(), plan["queries_to_skip"].as_u64()), (Some(2), Some(46)));
     assert_eq!(db.digest(), before);
 
     let replace_plan = ok(&restore(&db, &["--dry-run", "--replace", &sample_arg()]));
     assert_eq!(replace_plan["rows_to_delete"]["analyses"], 40);
     assert_eq!(replace_plan["analyses_to_insert"], 43);
+    assert_eq!(replace_plan["rows_to_delete"]["queries"], 46);
+    assert_eq!(replace_plan["queries_to_insert"], 48);
     assert_eq!(db.digest(), before);
 
     let dir = workdir();
@@ -253,6 +257,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
         "{}",
         stdout_of(&human)
     );
+    assert!(stdout_of(&human).contains("queries   2 to insert, 46 to skip"));
     assert!(stdout_of(&human).contains("no provider configured"));
     assert!(stdout_of(&human).contains("nothing was written"));
 }

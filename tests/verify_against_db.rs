@@ -184,3 +184,49 @@ fn a_fresh_backup_agrees_with_its_database() {
         assert_eq!((code, problems.len()), (0, 0), "{status}: {problems:#?}");
     }
 }
+
+#[test]
+fn missing_extra_and_differing_queries_are_reported_but_not_reordered_chunks() {
+    let db = TestDb::migrated();
+    db.load(&sample_path(), true);
+    db.execute("UPDATE queries SET difficulty = 'hard' WHERE id = 'q-101'");
+    db.execute("UPDATE queries SET expected_chunk_ids = expected_chunk_ids[1:0] WHERE id = 'q-102'");
+    db.execute("DELETE FROM queries WHERE id = 'q-103'");
+    // The same expected chunks in another order: nothing an evaluation would notice.
+    db.execute("UPDATE queries SET expected_chunk_ids = ARRAY[expected_chunk_ids[2], expected_chunk_ids[1]] WHERE id = 'q-122'");
+    db.execute(
+        "INSERT INTO queries (id, query, expected_chunk_ids) \
+         SELECT 'q-new', 'a question asked since the backup', ARRAY[id] FROM chunks ORDER BY id LIMIT 1",
+    );
+    // A query expecting a chunk a backup would not hold is no more expected in the file.
+    db.execute(
+        "INSERT INTO queries (id, query, expected_chunk_ids) \
+         VALUES ('q-orphan', 'about a deleted chunk', ARRAY['aaaaaaaa-0000-4000-8000-00000000000f'::uuid])",
+    );
+
+    let dir = workdir();
+    let (code, mut problems) = against_db(&db, dir.path(), sample_path().to_str().unwrap());
+    assert_eq!(code, 3);
+    problems.sort();
+    assert_eq!(
+        problems,
+        vec![
+            (
+                "query \"q-101\"".to_string(),
+                "differs from the database in difficulty".to_string()
+            ),
+            (
+                "query \"q-102\"".to_string(),
+                "differs from the database in expected_chunk_ids".to_string()
+            ),
+            (
+                "query \"q-103\"".to_string(),
+                "is in the file but not in the database".to_string()
+            ),
+            (
+                "query \"q-new\"".to_string(),
+                "is in the database but not in the file".to_string()
+            ),
+        ]
+    );
+}

@@ -25,9 +25,9 @@ use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
 use crate::error::Exit;
 use crate::interrupt;
-use crate::models::{Analysis, Artifact, ChunkText, Query};
+use crate::models::{query, Analysis, Artifact, ChunkText};
 use crate::output::Output;
-use crate::schema::{analyses, artifacts, chunks, queries};
+use crate::schema::{analyses, artifacts, chunks};
 
 /// The status filter value that selects every analysis.
 pub const ALL_STATUSES: &str = "all";
@@ -170,42 +170,20 @@ pub struct BackedUp {
     pub problems: Vec<crate::validate::Problem>,
 }
 
-/// The golden queries (few: read whole, in id order, in the same snapshot) whose expected
-/// chunks are all in this backup. A query expecting a chunk that is left out (another status,
-/// or deleted) would make the file fail its own checks, so it is left out, with a warning.
+/// The golden queries to back up: those whose expected chunks are all in this backup. A
+/// query expecting a chunk that is left out (another status, or deleted) would make the file
+/// fail its own checks, so it is left out, with a warning.
 fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<Vec<BackupQuery>> {
-    #[derive(QueryableByName)]
-    struct Orphan {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        id: String,
-    }
-    // Byte order, not the database's collation: the same data gives the same file everywhere.
-    let all: Vec<Query> = queries::table
-        .select(Query::as_select())
-        .order(sql::<diesel::sql_types::Text>("queries.id COLLATE \"C\""))
-        .load(conn)
-        .step("reading the golden queries")?;
-    let orphans: Vec<Orphan> = diesel::sql_query(
-        "SELECT DISTINCT q.id FROM queries q, unnest(q.expected_chunk_ids) AS e(chunk_id) \
-         LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN analyses a ON a.id = c.analysis_id \
-         WHERE a.id IS NULL OR ($1::text IS NOT NULL AND a.status <> $1)",
-    )
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(status)
-    .load(conn)
-    .step("checking the queries' expected chunks")?;
-    if !orphans.is_empty() {
-        let ids: Vec<&str> = orphans.iter().map(|orphan| orphan.id.as_str()).collect();
+    let selected = query::for_backup(conn, status)?;
+    if !selected.left_out.is_empty() {
+        let ids: Vec<&str> = selected.left_out.iter().map(|q| q.id.as_str()).collect();
         log::warn!(
             "left out {} queries whose expected chunks are not in this backup (another status, or deleted): {}",
             ids.len(),
             ids.join(", ")
         );
     }
-    Ok(all
-        .into_iter()
-        .filter(|query| !orphans.iter().any(|orphan| orphan.id == query.id))
-        .map(BackupQuery::from)
-        .collect())
+    Ok(selected.queries)
 }
 
 fn count(conn: &mut PgConnection, status: Option<&str>, queries: u64) -> Result<Totals> {

@@ -244,8 +244,8 @@ fn dry_run(
     ))?;
     if let Some(delete) = &plan.rows_to_delete {
         output.line(format_args!(
-            "  delete    {} analyses, {} chunks, {} artifacts now in the database (after a safety backup)",
-            delete.analyses, delete.chunks, delete.artifacts
+            "  delete    {} analyses, {} chunks, {} artifacts, {} queries now in the database (after a safety backup)",
+            delete.analyses, delete.chunks, delete.artifacts, delete.queries
         ))?;
     }
     for (table, insert, skip) in [
@@ -256,6 +256,7 @@ fn dry_run(
             plan.artifacts_to_insert,
             plan.artifacts_to_skip,
         ),
+        ("queries", plan.queries_to_insert, plan.queries_to_skip),
     ] {
         output.line(format_args!(
             "  {table:<9} {insert} to insert, {skip} to skip"

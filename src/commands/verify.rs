@@ -49,7 +49,12 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             .unwrap_or("completed");
         let status = (status_filter != ALL_STATUSES).then_some(status_filter);
         let mut conn = db::connect(global)?;
-        problems.extend(compare::compare_with_database(&mut conn, &path, status)?);
+        problems.extend(compare::compare_with_database(
+            &mut conn,
+            &path,
+            &validation.queries,
+            status,
+        )?);
     }
 
     for warning in &validation.warnings {

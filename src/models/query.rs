@@ -1,8 +1,15 @@
 //! `queries`: the golden queries and the chunks that answer them.
 
+use std::collections::HashSet;
+
+use color_eyre::Result;
+use diesel::dsl::sql;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::backup_file::record::BackupQuery;
+use crate::db::QueryContext;
 use crate::schema::queries;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -25,4 +32,42 @@ pub struct NewQuery<'a> {
     pub expected_chunk_ids: Vec<Option<Uuid>>,
     pub category: Option<&'a str>,
     pub difficulty: Option<&'a str>,
+}
+
+/// The queries a backup of `status` (`None`: every analysis) holds, and those it leaves out.
+pub struct ForBackup {
+    /// In byte order of their ids.
+    pub queries: Vec<BackupQuery>,
+    /// The queries expecting a chunk outside the backup (another status, or deleted).
+    pub left_out: Vec<BackupQuery>,
+}
+
+/// Reads every query (few: read whole) and sorts out those whose expected chunks are not all
+/// in a backup of `status`. Byte order, not the database's collation: the same data gives the
+/// same file everywhere.
+pub fn for_backup(conn: &mut PgConnection, status: Option<&str>) -> Result<ForBackup> {
+    #[derive(QueryableByName)]
+    struct Orphan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    let all: Vec<Query> = queries::table
+        .select(Query::as_select())
+        .order(sql::<diesel::sql_types::Text>("queries.id COLLATE \"C\""))
+        .load(conn)
+        .step("reading the golden queries")?;
+    let orphans: Vec<Orphan> = diesel::sql_query(
+        "SELECT DISTINCT q.id FROM queries q, unnest(q.expected_chunk_ids) AS e(chunk_id) \
+         LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN analyses a ON a.id = c.analysis_id \
+         WHERE a.id IS NULL OR ($1::text IS NOT NULL AND a.status <> $1)",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(status)
+    .load(conn)
+    .step("checking the queries' expected chunks")?;
+    let orphans: HashSet<String> = orphans.into_iter().map(|orphan| orphan.id).collect();
+    let (left_out, queries) = all
+        .into_iter()
+        .map(BackupQuery::from)
+        .partition(|query| orphans.contains(&query.id));
+    Ok(ForBackup { queries, left_out })
 }

@@ -1,17 +1,20 @@
 //! `restore --dry-run`: what a restore would do, computed without writing: rows to insert
-//! and to skip per table, embeddings to compute and the requests they take.
+//! and to skip per table (golden queries too), embeddings to compute and the requests they
+//! take.
 
 use std::path::Path;
 
 use color_eyre::Result;
 use diesel::pg::PgConnection;
+use diesel::prelude::*;
 use serde::Serialize;
 
 use super::existing::existing_ids;
 use super::{load, Mode};
 use crate::backup_file::reader::{read_backup, ReadError};
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupQuery};
 use crate::db::QueryContext;
+use crate::schema::queries;
 use crate::validate::{Counts, Validator};
 
 /// Records looked up per query.
@@ -25,6 +28,9 @@ pub struct Plan {
     pub chunks_to_skip: u64,
     pub artifacts_to_insert: u64,
     pub artifacts_to_skip: u64,
+    pub queries_to_insert: u64,
+    /// Golden queries whose id the database already has (append keeps those).
+    pub queries_to_skip: u64,
     pub embeddings_needed: u64,
     /// With the configured batch size; `None` when no provider is configured.
     pub embedding_requests_needed: Option<u64>,
@@ -44,7 +50,7 @@ pub fn plan(
     }
     let mut validator = Validator::default();
     let mut window: Vec<BackupAnalysis> = Vec::new();
-    read_backup(path, |index, value| {
+    let header = read_backup(path, |index, value| {
         if let Some(record) = validator.check(index, value) {
             window.push(record);
         }
@@ -55,6 +61,7 @@ pub fn plan(
     })
     .map_err(ReadError::into_report)?;
     count(conn, &window, mode, &mut plan)?;
+    count_queries(conn, &validator.finish(header).queries, mode, &mut plan)?;
     plan.embedding_requests_needed =
         batch_size.map(|size| plan.embeddings_needed.div_ceil(size as u64));
     Ok(plan)
@@ -91,6 +98,27 @@ fn count(
             );
         }
     }
+    Ok(())
+}
+
+/// Append inserts the queries whose id is new; replace inserts every one.
+fn count_queries(
+    conn: &mut PgConnection,
+    queries: &[BackupQuery],
+    mode: Mode,
+    plan: &mut Plan,
+) -> Result<()> {
+    let ids: Vec<&str> = queries.iter().map(|query| query.id.as_str()).collect();
+    let existing: i64 = match mode {
+        Mode::Append => queries::table
+            .filter(queries::id.eq_any(&ids))
+            .count()
+            .get_result(conn)
+            .step("looking up the queries that already exist")?,
+        Mode::Replace => 0,
+    };
+    plan.queries_to_skip = existing as u64;
+    plan.queries_to_insert = queries.len() as u64 - existing as u64;
     Ok(())
 }
 

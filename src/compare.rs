@@ -299,10 +299,7 @@ impl Comparison {
             .collect();
         for file in file_queries {
             let at = format!("query {:?}", file.id);
-            let Some(db) = in_db
-                .remove(&file.id)
-                .or_else(|| left_out.remove(&file.id))
-            else {
+            let Some(db) = in_db.remove(&file.id).or_else(|| left_out.remove(&file.id)) else {
                 self.problem(at, "is in the file but not in the database");
                 continue;
             };

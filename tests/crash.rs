@@ -245,12 +245,20 @@ fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
         .unwrap();
     assert!(sent.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still waiting for the lock 10 s after Ctrl-C");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     // The lock is still held: the run ended because of Ctrl-C, not because it got it.
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(stderr_of(&output).contains("interrupted"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("interrupted"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(db.digest(), before);
 }

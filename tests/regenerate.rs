@@ -282,7 +282,11 @@ fn a_resumed_migration_re_embeds_chunks_edited_meanwhile_and_keeps_every_added_c
         .flat_map(|r| r.body["input"].as_array().unwrap().clone())
         .map(|text| text.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(texts_sent.len(), 188 - 32 + 1, "the rest, and the edited chunk again");
+    assert_eq!(
+        texts_sent.len(),
+        188 - 32 + 1,
+        "the rest, and the edited chunk again"
+    );
     assert!(texts_sent.iter().any(|text| text == rewritten));
     assert_eq!(
         db.count(&format!(

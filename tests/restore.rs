@@ -236,7 +236,13 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(plan["chunks_to_insert"], missing_chunks);
     assert_eq!(plan["embeddings_needed"], missing_chunks);
     assert_eq!(plan["embedding_requests_needed"], 1);
-    assert_eq!((plan["queries_to_insert"].as_u64(), plan["queries_to_skip"].as_u64()), (Some(2), Some(46)));
+    assert_eq!(
+        (
+            plan["queries_to_insert"].as_u64(),
+            plan["queries_to_skip"].as_u64()
+        ),
+        (Some(2), Some(46))
+    );
     assert_eq!(db.digest(), before);
 
     let replace_plan = ok(&restore(&db, &["--dry-run", "--replace", &sample_arg()]));

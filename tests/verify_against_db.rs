@@ -190,7 +190,9 @@ fn missing_extra_and_differing_queries_are_reported_but_not_reordered_chunks() {
     let db = TestDb::migrated();
     db.load(&sample_path(), true);
     db.execute("UPDATE queries SET difficulty = 'hard' WHERE id = 'q-101'");
-    db.execute("UPDATE queries SET expected_chunk_ids = expected_chunk_ids[1:0] WHERE id = 'q-102'");
+    db.execute(
+        "UPDATE queries SET expected_chunk_ids = expected_chunk_ids[1:0] WHERE id = 'q-102'",
+    );
     db.execute("DELETE FROM queries WHERE id = 'q-103'");
     // The same expected chunks in another order: nothing an evaluation would notice.
     db.execute("UPDATE queries SET expected_chunk_ids = ARRAY[expected_chunk_ids[2], expected_chunk_ids[1]] WHERE id = 'q-122'");

@@ -79,8 +79,13 @@ impl EmbedServer {
 
     /// A server on a given address (the benchmarks use a fixed port).
     pub fn start_on(address: &str, protocol: Protocol) -> EmbedServer {
-        let server =
-            Arc::new(Server::http(address).unwrap_or_else(|e| panic!("bind {address}: {e}")));
+        let listener =
+            std::net::TcpListener::bind(address).unwrap_or_else(|e| panic!("bind {address}: {e}"));
+        disable_nagle(&listener);
+        let server = Arc::new(
+            Server::from_listener(listener, None)
+                .unwrap_or_else(|e| panic!("serve on {address}: {e}")),
+        );
         let port = server.server_addr().to_ip().expect("an IP listener").port();
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -313,4 +318,29 @@ fn json_response(status: u16, body: Value) -> Response<Cursor<Vec<u8>>> {
     Response::from_data(serde_json::to_vec(&body).unwrap())
         .with_status_code(StatusCode(status))
         .with_header(Header::from_bytes("Content-Type", "application/json").unwrap())
+}
+
+/// Sets TCP_NODELAY on the listener; Linux passes it on to every accepted connection.
+/// tiny_http writes a response's headers and body separately: with Nagle's algorithm on, the
+/// body waits for the client's delayed ACK of the headers, about 40 ms a request, which real
+/// provider servers do not add and which would swamp the delays the benchmarks set.
+fn disable_nagle(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the size passed.
+    let result = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        result,
+        0,
+        "setting TCP_NODELAY: {}",
+        std::io::Error::last_os_error()
+    );
 }

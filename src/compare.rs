@@ -297,14 +297,14 @@ impl Comparison {
             .into_iter()
             .map(|query| (query.id.clone(), query))
             .collect();
+        let expected = |query: &BackupQuery| -> BTreeSet<Uuid> {
+            query.expected_chunk_ids.iter().copied().collect()
+        };
         for file in file_queries {
             let at = format!("query {:?}", file.id);
             let Some(db) = in_db.remove(&file.id).or_else(|| left_out.remove(&file.id)) else {
                 self.problem(at, "is in the file but not in the database");
                 continue;
-            };
-            let expected = |query: &BackupQuery| -> BTreeSet<Uuid> {
-                query.expected_chunk_ids.iter().copied().collect()
             };
             self.report_differences(
                 &at,

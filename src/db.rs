@@ -99,16 +99,33 @@ fn mask_url_passwords(text: &str) -> String {
     out
 }
 
-/// Runs `f` in a read-only REPEATABLE READ transaction: one consistent snapshot.
+/// Runs `f` in a read-only REPEATABLE READ transaction: one consistent snapshot of the
+/// dataset. Its tables are locked in ACCESS SHARE mode first, before the snapshot is taken:
+/// a `restore --replace` or a regeneration's swap in progress (TRUNCATE and write back) is
+/// waited for, and then seen whole. A snapshot taken before such a commit would see the
+/// truncated tables empty.
 pub fn in_snapshot<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> Result<T>,
 ) -> Result<T> {
+    use diesel::RunQueryDsl;
     let result = conn
         .build_transaction()
         .read_only()
         .repeatable_read()
-        .run(|conn| f(conn).map_err(TransactionError::Inner));
+        .run(|conn| {
+            diesel::sql_query(
+                "LOCK TABLE analyses, chunks, artifacts, queries IN ACCESS SHARE MODE",
+            )
+            .execute(conn)
+            .map_err(|e| {
+                TransactionError::Inner(explain_query_error(
+                    e,
+                    "locking the dataset's tables for reading",
+                ))
+            })?;
+            f(conn).map_err(TransactionError::Inner)
+        });
     result.map_err(|e| e.into_report("the read-only snapshot transaction"))
 }
 
@@ -148,7 +165,8 @@ const DATASET_LOCK_KEY: i64 = 0x676f_6c64_656e;
 
 /// Takes the dataset lock for this session, waiting (and saying so) while another run holds
 /// it. PostgreSQL releases it when the connection closes, however the process ends. The wait
-/// polls instead of blocking in the server, so Ctrl-C ends it at once.
+/// polls instead of blocking in the server, so a Ctrl-C handler already installed ends it at
+/// once (without one, Ctrl-C ends the process, and the wait with it).
 pub fn lock_dataset(conn: &mut PgConnection) -> Result<()> {
     if try_lock_dataset(conn)? {
         return Ok(());

@@ -382,3 +382,49 @@ fn backup_warns_about_rows_that_verify_would_reject() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_backup_during_a_rewrite_of_the_chunks_waits_and_sees_every_chunk() {
+    use diesel::RunQueryDsl;
+    let db = TestDb::migrated();
+    db.load(&sample_path(), false);
+    let dir = workdir();
+    // What a regeneration's swap or a `restore --replace` does: TRUNCATE and write back, in a
+    // transaction still open when the backup starts.
+    let mut writer = db.conn();
+    for sql in [
+        "BEGIN",
+        "LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE",
+        "CREATE TEMPORARY TABLE aside AS SELECT * FROM chunks",
+        "TRUNCATE chunks, pending_embeddings",
+        "INSERT INTO chunks SELECT * FROM aside",
+    ] {
+        diesel::sql_query(sql).execute(&mut writer).unwrap();
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["backup", "--json", "--output", "during.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.count(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    ) == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the backup never waited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    diesel::sql_query("COMMIT").execute(&mut writer).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let written: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("during.json")).unwrap()).unwrap();
+    assert_eq!(
+        written["metadata"]["total_chunks"], 188,
+        "not the truncated table"
+    );
+    assert_eq!(written["queries"].as_array().unwrap().len(), 48);
+}

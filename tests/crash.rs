@@ -237,7 +237,31 @@ fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Read stderr on a thread; signal only once the run says it is waiting.
+    let stderr = child.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match said.recv_timeout(left) {
+            Ok(line) if line.contains("waiting for it to finish") => break,
+            Ok(_) => {}
+            Err(e) => panic!("the run never said it was waiting: {e}"),
+        }
+    }
     assert!(child.try_wait().unwrap().is_none(), "it waits for the lock");
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -253,12 +277,9 @@ fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The lock is still held: the run ended because of Ctrl-C, not because it got it.
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("interrupted"),
-        "{}",
-        stderr_of(&output)
-    );
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by Ctrl-C"), "{stderr}");
     assert_eq!(db.digest(), before);
 }

@@ -307,6 +307,43 @@ fn a_resumed_migration_re_embeds_chunks_edited_meanwhile_and_keeps_every_added_c
 }
 
 #[test]
+fn a_table_referencing_chunks_keeps_its_rows_through_a_dimension_migration() {
+    let db = TestDb::with_sample();
+    // A team's table hanging on the chunks: they cannot be truncated and written back, so the
+    // vectors are updated in place.
+    db.execute("CREATE TABLE reviews (chunk_id uuid NOT NULL REFERENCES chunks (id) ON DELETE CASCADE, verdict text)");
+    db.execute("INSERT INTO reviews SELECT id, 'relevant' FROM chunks WHERE chunk_index = 0");
+    let reviews = db.count("SELECT count(*) FROM reviews");
+    assert!(reviews > 0);
+    let output = run(
+        &db,
+        &[
+            "regenerate-embeddings",
+            "--embed-provider",
+            "hash",
+            "--embed-dims",
+            "256",
+        ],
+    );
+    let done = ok(&output);
+    assert!(
+        stderr_of(&output).contains("reviews references chunks: updating the vectors in place"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(done["chunks_embedded"], 188);
+    assert_eq!(done["dims_changed_from"], 1024);
+    assert_eq!(column_type(&db), 256);
+    assert_eq!(
+        db.count("SELECT count(*) FROM chunks WHERE vector_dims(embedding) = 256"),
+        188
+    );
+    assert_eq!(db.count("SELECT count(*) FROM reviews"), reviews);
+    assert!(has_vector_index(&db));
+    assert_eq!(db.count("SELECT count(*) FROM pending_embeddings"), 0);
+}
+
+#[test]
 fn only_missing_fills_gaps_in_place_and_verify_reports_mixed_models() {
     let db = TestDb::with_sample();
     db.execute("UPDATE chunks SET embedding = NULL, embedding_model = NULL WHERE chunk_index = 3");

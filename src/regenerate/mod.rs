@@ -156,19 +156,23 @@ impl Regeneration<'_> {
             .get_result(conn)
             .step("counting chunks")?;
         let mut outcome = Outcome::default();
-        let mut after = Uuid::nil();
+        let mut after: Option<Uuid> = None;
         loop {
             interrupt::check()?;
-            let work: Vec<(Uuid, String)> = chunks::table
+            let mut query = chunks::table
                 .filter(chunks::embedding.is_null())
-                .filter(chunks::id.gt(after))
                 .select((chunks::id, chunks::content))
                 .order(chunks::id)
                 .limit(self.window())
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(chunks::id.gt(after));
+            }
+            let work: Vec<(Uuid, String)> = query
                 .load(conn)
                 .step("choosing the chunks without an embedding")?;
             let Some((last, _)) = work.last() else { break };
-            after = *last;
+            after = Some(*last);
             let texts: Vec<&str> = work.iter().map(|(_, text)| text.as_str()).collect();
             let embedded = self.embedder.embed(conn, &texts, InputKind::Document)?;
             outcome.embeddings_computed += embedded.computed;

@@ -77,10 +77,13 @@ impl Regeneration<'_> {
                 stop.store(true, Ordering::SeqCst);
             }
             drop(receiver);
-            if producer.join().is_err() {
+            let panicked = producer.join().is_err();
+            // The saving side's error first: a panic after it is only a consequence.
+            result?;
+            if panicked {
                 bail!("the embedding thread panicked; the vectors saved so far are kept");
             }
-            result
+            Ok(())
         })?;
         Ok(Embedded {
             computed: computed.into_inner(),
@@ -97,7 +100,7 @@ impl Regeneration<'_> {
         reused: &AtomicU64,
         sender: &SyncSender<Result<Vec<NewVector>>>,
     ) -> Result<()> {
-        let mut after = Uuid::nil();
+        let mut after = None;
         loop {
             if stop.load(Ordering::SeqCst) {
                 return Ok(());
@@ -107,7 +110,7 @@ impl Regeneration<'_> {
             let Some((last, _)) = work.last() else {
                 return Ok(());
             };
-            after = *last;
+            after = Some(*last);
             let texts: Vec<&str> = work.iter().map(|(_, text)| text.as_str()).collect();
             let embedded = self.embedder.embed(side, &texts, InputKind::Document)?;
             computed.fetch_add(embedded.computed, Ordering::Relaxed);
@@ -127,17 +130,24 @@ impl Regeneration<'_> {
         }
     }
 
-    /// The next chunks after `after` (by id) that need a vector and have no pending one.
-    /// Walking forward by id keeps each window's query short however much is pending.
-    fn next_work(&self, conn: &mut PgConnection, after: Uuid) -> Result<Vec<(Uuid, String)>> {
+    /// The next chunks after `after` (by id; `None`: from the first) that need a vector and
+    /// have no pending one. Walking forward by id keeps each window's query short however much
+    /// is pending.
+    fn next_work(
+        &self,
+        conn: &mut PgConnection,
+        after: Option<Uuid>,
+    ) -> Result<Vec<(Uuid, String)>> {
         let pending = pending_embeddings::table.filter(pending_embeddings::chunk_id.eq(chunks::id));
         let mut query = chunks::table
-            .filter(chunks::id.gt(after))
             .filter(not(exists(pending)))
             .select((chunks::id, chunks::content))
             .order(chunks::id)
             .limit(self.window())
             .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(chunks::id.gt(after));
+        }
         if self.selection == Selection::NotByTarget && !self.changes_dims() {
             query = query.filter(
                 chunks::embedding

@@ -118,7 +118,7 @@ fn count_queries(
         Mode::Replace => 0,
     };
     plan.queries_to_skip = existing as u64;
-    plan.queries_to_insert = queries.len() as u64 - existing as u64;
+    plan.queries_to_insert = (queries.len() as u64).saturating_sub(existing as u64);
     Ok(())
 }
 

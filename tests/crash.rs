@@ -21,6 +21,17 @@ fn delay(trial: u64) -> Duration {
     Duration::from_millis(x % 900)
 }
 
+/// A connection holding golden's advisory lock (0x676f6c64656e, "golden" in ASCII) as
+/// another run would, until it is dropped or unlocks.
+fn hold_the_dataset_lock(db: &TestDb) -> diesel::PgConnection {
+    use diesel::RunQueryDsl;
+    let mut holder = db.conn();
+    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    holder
+}
+
 fn restore_command(db: &TestDb, dir: &std::path::Path, replace: bool) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_golden"));
     command
@@ -178,11 +189,7 @@ fn a_restore_waits_for_another_writer_and_says_so() {
     use diesel::RunQueryDsl;
     let db = TestDb::migrated();
     let dir = workdir();
-    // Hold golden's advisory lock (0x676f6c64656e, "golden" in ASCII) as another run would.
-    let mut holder = db.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    let mut holder = hold_the_dataset_lock(&db);
     let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db.url)
@@ -221,14 +228,10 @@ fn a_restore_waits_for_another_writer_and_says_so() {
 
 #[test]
 fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
-    use diesel::RunQueryDsl;
     let db = TestDb::with_sample();
     let before = db.digest();
     let dir = workdir();
-    let mut holder = db.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    let _holder = hold_the_dataset_lock(&db);
     let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db.url)

@@ -9,13 +9,36 @@ use common::embed_server::{EmbedServer, Fault, Protocol};
 use common::{golden, json_of, problems_of, sample_path, stderr_of, workdir, TestDb};
 use serde_json::{json, Value};
 
-fn run(db: &TestDb, args: &[&str]) -> std::process::Output {
+fn run<S: AsRef<str>>(db: &TestDb, args: &[S]) -> std::process::Output {
     let dir = workdir();
     golden(Some(db), dir.path())
         .arg("--json")
-        .args(args)
+        .args(args.iter().map(AsRef::as_ref))
         .output()
         .unwrap()
+}
+
+/// A regeneration through `server` in windows of 16 chunks, one request at a time, without
+/// retries: a server failing after n requests stops it at a known point.
+fn windowed(server: &EmbedServer, extra: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "regenerate-embeddings",
+        "--embed-provider",
+        "openai",
+        "--embed-url",
+        &server.url,
+        "--embed-batch-size",
+        "16",
+        "--embed-concurrency",
+        "1",
+        "--embed-max-retries",
+        "0",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    argv.extend(extra.iter().map(|arg| arg.to_string()));
+    argv
 }
 
 fn ok(output: &std::process::Output) -> Value {
@@ -118,25 +141,7 @@ fn an_interrupted_regeneration_continues_where_it_stopped() {
     let before = db.digest();
     let server = EmbedServer::start(Protocol::OpenAi);
     server.fail_after(3, Fault::Status(500, "down", None));
-    let args = |url: &str| {
-        vec![
-            "regenerate-embeddings".to_string(),
-            "--embed-provider".into(),
-            "openai".into(),
-            "--embed-url".into(),
-            url.to_string(),
-            "--embed-batch-size".into(),
-            "16".into(),
-            "--embed-concurrency".into(),
-            "1".into(),
-            "--commit-every".into(),
-            "10".into(),
-            "--embed-max-retries".into(),
-            "0".into(),
-        ]
-    };
-    let argv = args(&server.url);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let argv = windowed(&server, &["--commit-every", "10"]);
     let failed = run(&db, &argv);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr_of(&failed));
     assert_eq!(db.digest(), before, "chunks untouched until the swap");
@@ -182,21 +187,7 @@ fn a_dimension_migration_is_all_or_nothing() {
     assert_eq!(column_type(&db), 1024);
     let server = EmbedServer::start(Protocol::OpenAi);
     server.fail_after(4, Fault::Status(503, "gone", None));
-    let argv = [
-        "regenerate-embeddings",
-        "--embed-provider",
-        "openai",
-        "--embed-url",
-        &server.url,
-        "--embed-dims",
-        "1536",
-        "--embed-batch-size",
-        "16",
-        "--embed-concurrency",
-        "1",
-        "--embed-max-retries",
-        "0",
-    ];
+    let argv = windowed(&server, &["--embed-dims", "1536"]);
     let failed = run(&db, &argv);
     assert_eq!(failed.status.code(), Some(1));
     assert_eq!(column_type(&db), 1024, "the column keeps its dimension");
@@ -245,23 +236,7 @@ fn a_resumed_migration_re_embeds_chunks_edited_meanwhile_and_keeps_every_added_c
     assert!(reviewed > 0);
     let server = EmbedServer::start(Protocol::OpenAi);
     server.fail_after(2, Fault::Status(503, "gone", None));
-    let argv = [
-        "regenerate-embeddings",
-        "--embed-provider",
-        "openai",
-        "--embed-url",
-        &server.url,
-        "--embed-dims",
-        "512",
-        "--embed-batch-size",
-        "16",
-        "--embed-concurrency",
-        "1",
-        "--commit-every",
-        "16",
-        "--embed-max-retries",
-        "0",
-    ];
+    let argv = windowed(&server, &["--embed-dims", "512", "--commit-every", "16"]);
     let failed = run(&db, &argv);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr_of(&failed));
     assert_eq!(db.count("SELECT count(*) FROM pending_embeddings"), 32);

@@ -11,8 +11,9 @@
 
 use color_eyre::eyre::{bail, WrapErr};
 use color_eyre::Result;
-use diesel::pg::PgConnection;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
+use diesel::sql_types::{Text, Uuid as SqlUuid};
 use pgvector::Vector;
 use uuid::Uuid;
 
@@ -73,6 +74,20 @@ impl Regeneration<'_> {
     fn window(&self) -> i64 {
         let client = self.embedder.client;
         (client.batch_size() * client.concurrency()).max(self.commit_every) as i64
+    }
+
+    /// The next window of chunks (id, text) after `after` by id (`None`: from the first);
+    /// callers add what they select by. Walking forward by id keeps each query short.
+    fn chunk_window<'a>(&self, after: Option<Uuid>) -> chunks::BoxedQuery<'a, Pg, (SqlUuid, Text)> {
+        let mut query = chunks::table
+            .select((chunks::id, chunks::content))
+            .order(chunks::id)
+            .limit(self.window())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(chunks::id.gt(after));
+        }
+        query
     }
 
     /// Runs the regeneration; `side` is a second connection, for the embedding thread.
@@ -159,16 +174,9 @@ impl Regeneration<'_> {
         let mut after: Option<Uuid> = None;
         loop {
             interrupt::check()?;
-            let mut query = chunks::table
+            let work: Vec<(Uuid, String)> = self
+                .chunk_window(after)
                 .filter(chunks::embedding.is_null())
-                .select((chunks::id, chunks::content))
-                .order(chunks::id)
-                .limit(self.window())
-                .into_boxed();
-            if let Some(after) = after {
-                query = query.filter(chunks::id.gt(after));
-            }
-            let work: Vec<(Uuid, String)> = query
                 .load(conn)
                 .step("choosing the chunks without an embedding")?;
             let Some((last, _)) = work.last() else { break };

@@ -131,23 +131,14 @@ impl Regeneration<'_> {
     }
 
     /// The next chunks after `after` (by id; `None`: from the first) that need a vector and
-    /// have no pending one. Walking forward by id keeps each window's query short however much
-    /// is pending.
+    /// have no pending one.
     fn next_work(
         &self,
         conn: &mut PgConnection,
         after: Option<Uuid>,
     ) -> Result<Vec<(Uuid, String)>> {
         let pending = pending_embeddings::table.filter(pending_embeddings::chunk_id.eq(chunks::id));
-        let mut query = chunks::table
-            .filter(not(exists(pending)))
-            .select((chunks::id, chunks::content))
-            .order(chunks::id)
-            .limit(self.window())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(chunks::id.gt(after));
-        }
+        let mut query = self.chunk_window(after).filter(not(exists(pending)));
         if self.selection == Selection::NotByTarget && !self.changes_dims() {
             query = query.filter(
                 chunks::embedding

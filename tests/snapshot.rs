@@ -116,3 +116,36 @@ fn missing_or_mismatched_client_programs_are_explained() {
     );
     assert!(!dir.path().join("data/golden_dataset_dump.sql").exists());
 }
+
+#[test]
+fn a_dump_waits_for_a_restore_or_regeneration_in_progress() {
+    use diesel::RunQueryDsl;
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    // Hold golden's advisory lock (0x676f6c64656e) as a writing run would.
+    let mut writer = db.conn();
+    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+        .execute(&mut writer)
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG")
+        .args(["dump", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !dir.path().join("data/golden_dataset_dump.sql").exists(),
+        "nothing dumped while a writer runs"
+    );
+    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
+        .execute(&mut writer)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("waiting for it to finish"));
+    assert_eq!(json_of(&output)["chunks"], 188);
+}

@@ -34,6 +34,9 @@ pub struct Args {
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let url = db::database_url(global);
     let mut conn = db::connect(global)?;
+    // Held until pg_dump is done: pg_dump takes its snapshot before its table locks, so a
+    // restore or regeneration committing a TRUNCATE in between would leave it empty tables.
+    db::lock_dataset(&mut conn)?;
     let pg_dump = PgTool::find("pg_dump", args.pg_bin.as_deref(), &mut conn, &url)?;
     let schema = current_schema(&mut conn)?;
     let counts = load::table_counts(&mut conn)?;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::backup_file::record::BackupAnalysis;
 use crate::schema::analyses;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -31,4 +32,18 @@ pub struct NewAnalysis<'a> {
     pub status: &'a str,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a BackupAnalysis> for NewAnalysis<'a> {
+    fn from(record: &'a BackupAnalysis) -> Self {
+        NewAnalysis {
+            id: record.id,
+            url: &record.url,
+            title: record.title.as_deref(),
+            content_type: &record.content_type,
+            status: &record.status,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::Analysis;
+use crate::backup_file::record::BackupArtifact;
 use crate::schema::artifacts;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Associations)]
@@ -27,4 +28,16 @@ pub struct NewArtifact<'a> {
     pub analysis_id: Uuid,
     pub summary: &'a str,
     pub created_at: DateTime<Utc>,
+}
+
+impl<'a> NewArtifact<'a> {
+    /// The row of a backup file's artifact of analysis `analysis_id`.
+    pub fn from_backup(artifact: &'a BackupArtifact, analysis_id: Uuid) -> Self {
+        NewArtifact {
+            id: artifact.id,
+            analysis_id,
+            summary: &artifact.summary,
+            created_at: artifact.created_at,
+        }
+    }
 }

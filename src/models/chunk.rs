@@ -9,6 +9,7 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use super::Analysis;
+use crate::backup_file::record::BackupChunk;
 use crate::schema::chunks;
 
 /// A chunk without its vector: what the backup file holds.
@@ -53,4 +54,26 @@ pub struct NewChunk<'a> {
     pub chunk_index: i32,
     pub embedding: Option<Vector>,
     pub embedding_model: Option<&'a str>,
+}
+
+impl<'a> NewChunk<'a> {
+    /// The row of a backup file's chunk of analysis `analysis_id`, with its vector.
+    pub fn from_backup(
+        chunk: &'a BackupChunk,
+        analysis_id: Uuid,
+        embedding: Option<Vector>,
+        embedding_model: Option<&'a str>,
+    ) -> Self {
+        NewChunk {
+            id: chunk.id,
+            analysis_id,
+            content: &chunk.content,
+            section_title: chunk.section_title.as_deref(),
+            section_path: chunk.section_path.as_deref(),
+            content_type: &chunk.content_type,
+            chunk_index: chunk.chunk_index,
+            embedding,
+            embedding_model,
+        }
+    }
 }

@@ -68,40 +68,23 @@ fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Rows<'a> {
     };
     for record in &batch.records {
         rows.total.analyses += 1;
-        rows.analyses.push(NewAnalysis {
-            id: record.id,
-            url: &record.url,
-            title: record.title.as_deref(),
-            content_type: &record.content_type,
-            status: &record.status,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        });
+        rows.analyses.push(NewAnalysis::from(record));
         for chunk in &record.chunks {
             rows.total.chunks += 1;
             let Some(vector) = batch.vectors.get(&chunk.id) else {
                 continue;
             };
-            rows.chunks.push(NewChunk {
-                id: chunk.id,
-                analysis_id: record.id,
-                content: &chunk.content,
-                section_title: chunk.section_title.as_deref(),
-                section_path: chunk.section_path.as_deref(),
-                content_type: &chunk.content_type,
-                chunk_index: chunk.chunk_index,
-                embedding: Some(vector.clone()),
-                embedding_model: Some(model),
-            });
+            rows.chunks.push(NewChunk::from_backup(
+                chunk,
+                record.id,
+                Some(vector.clone()),
+                Some(model),
+            ));
         }
         if let Some(artifact) = &record.artifact {
             rows.total.artifacts += 1;
-            rows.artifacts.push(NewArtifact {
-                id: artifact.id,
-                analysis_id: record.id,
-                summary: &artifact.summary,
-                created_at: artifact.created_at,
-            });
+            rows.artifacts
+                .push(NewArtifact::from_backup(artifact, record.id));
         }
     }
     rows

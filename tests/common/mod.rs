@@ -217,29 +217,18 @@ pub fn insert_record(
     with_embeddings: bool,
 ) -> QueryResult<()> {
     diesel::insert_into(analyses::table)
-        .values(NewAnalysis {
-            id: record.id,
-            url: &record.url,
-            title: record.title.as_deref(),
-            content_type: &record.content_type,
-            status: &record.status,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        })
+        .values(NewAnalysis::from(record))
         .execute(conn)?;
     let rows: Vec<NewChunk> = record
         .chunks
         .iter()
-        .map(|chunk| NewChunk {
-            id: chunk.id,
-            analysis_id: record.id,
-            content: &chunk.content,
-            section_title: chunk.section_title.as_deref(),
-            section_path: chunk.section_path.as_deref(),
-            content_type: &chunk.content_type,
-            chunk_index: chunk.chunk_index,
-            embedding: with_embeddings.then(|| made_up_embedding(&chunk.content, 1024)),
-            embedding_model: with_embeddings.then_some("test-model"),
+        .map(|chunk| {
+            NewChunk::from_backup(
+                chunk,
+                record.id,
+                with_embeddings.then(|| made_up_embedding(&chunk.content, 1024)),
+                with_embeddings.then_some("test-model"),
+            )
         })
         .collect();
     diesel::insert_into(chunks::table)
@@ -247,12 +236,7 @@ pub fn insert_record(
         .execute(conn)?;
     if let Some(artifact) = &record.artifact {
         diesel::insert_into(artifacts::table)
-            .values(NewArtifact {
-                id: artifact.id,
-                analysis_id: record.id,
-                summary: &artifact.summary,
-                created_at: artifact.created_at,
-            })
+            .values(NewArtifact::from_backup(artifact, record.id))
             .execute(conn)?;
     }
     Ok(())

@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod models;
 pub mod output;
 pub mod pg_tools;
+pub mod pipeline;
 pub mod progress;
 pub mod regenerate;
 pub mod restore;

@@ -1,12 +1,10 @@
-//! Filling `pending_embeddings`, the resumable progress of a full regeneration, as a pipeline:
-//! one thread reads the next window of chunks and has it embedded (on its own connection,
-//! which the cache also uses) while this one commits the previous window's vectors. The
-//! provider and the database work at the same time instead of taking turns.
+//! Filling `pending_embeddings`, the resumable progress of a full regeneration, as a pipeline
+//! (`crate::pipeline`): one thread reads the next window of chunks and has it embedded (on its
+//! own connection, which the cache also uses) while this one commits the previous window's
+//! vectors. The provider and the database work at the same time instead of taking turns.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use color_eyre::eyre::bail;
 use color_eyre::Result;
 use diesel::dsl::{exists, not};
 use diesel::pg::PgConnection;
@@ -21,6 +19,7 @@ use crate::embed::InputKind;
 use crate::interrupt;
 use crate::models::chunk::vector_dims;
 use crate::models::NewPendingEmbedding;
+use crate::pipeline::{self, Feed};
 use crate::progress::Progress;
 use crate::schema::{chunks, pending_embeddings};
 
@@ -48,43 +47,17 @@ impl Regeneration<'_> {
         side: &mut PgConnection,
         progress: &Progress,
     ) -> Result<Embedded> {
-        let stop = AtomicBool::new(false);
         let computed = AtomicU64::new(0);
         let reused = AtomicU64::new(0);
-        std::thread::scope(|scope| {
-            // Two windows of slack: the provider works on the next while this one is saved.
-            let (sender, receiver) = mpsc::sync_channel::<Result<Vec<NewVector>>>(2);
-            let (stop, computed, reused) = (&stop, &computed, &reused);
-            let producer = scope.spawn(move || {
-                let result = self.produce(side, stop, computed, reused, &sender);
-                if let Err(report) = result {
-                    if !stop.load(Ordering::SeqCst) {
-                        let _ = sender.send(Err(report));
-                    }
-                }
-            });
-            let mut save_all = || -> Result<()> {
-                for message in receiver.iter() {
-                    let window = message?;
-                    interrupt::check()?;
-                    self.save(conn, &window)?;
-                    progress.written(0, window.len() as u64);
-                }
+        pipeline::run(
+            |feed| self.produce(side, &computed, &reused, feed),
+            |window: Vec<NewVector>| {
+                interrupt::check()?;
+                self.save(conn, &window)?;
+                progress.written(0, window.len() as u64);
                 Ok(())
-            };
-            let result = save_all();
-            if result.is_err() {
-                stop.store(true, Ordering::SeqCst);
-            }
-            drop(receiver);
-            let panicked = producer.join().is_err();
-            // The saving side's error first: a panic after it is only a consequence.
-            result?;
-            if panicked {
-                bail!("the embedding thread panicked; the vectors saved so far are kept");
-            }
-            Ok(())
-        })?;
+            },
+        )?;
         Ok(Embedded {
             computed: computed.into_inner(),
             reused: reused.into_inner(),
@@ -95,14 +68,13 @@ impl Regeneration<'_> {
     fn produce(
         &self,
         side: &mut PgConnection,
-        stop: &AtomicBool,
         computed: &AtomicU64,
         reused: &AtomicU64,
-        sender: &SyncSender<Result<Vec<NewVector>>>,
+        feed: &Feed<'_, Vec<NewVector>>,
     ) -> Result<()> {
         let mut after = None;
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if feed.stopped() {
                 return Ok(());
             }
             interrupt::check()?;
@@ -124,9 +96,7 @@ impl Regeneration<'_> {
                     text_sha256: Sha256::digest(text.as_bytes()).into(),
                 })
                 .collect();
-            if sender.send(Ok(window)).is_err() {
-                return Ok(()); // The saving side stopped and reports why.
-            }
+            feed.send(window)?;
         }
     }
 

@@ -12,8 +12,7 @@ pub mod plan;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use color_eyre::eyre::{bail, eyre};
 use color_eyre::Result;
@@ -29,6 +28,7 @@ use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
 use crate::interrupt;
+use crate::pipeline::{self, Feed};
 use crate::progress::Progress;
 use crate::validate::Counts;
 
@@ -156,52 +156,36 @@ fn load_file(
     let client = embedding.embedder.client;
     let model = client.info().model.clone();
     let dims = client.info().dims;
-    let stop = AtomicBool::new(false);
     let computed = AtomicU64::new(0);
     let reused = AtomicU64::new(0);
-    let producer_state = Producer {
+    let producer = Producer {
         path,
         mode,
         embedding,
         window_chunks: client.batch_size() * client.concurrency(),
-        stop: &stop,
         computed: &computed,
         reused: &reused,
         progress,
     };
-    std::thread::scope(|scope| {
-        // Two batches of slack: the provider works on the next window while this one is written.
-        let (sender, receiver) = mpsc::sync_channel::<Result<EmbeddedBatch>>(2);
-        let producer = scope.spawn(move || producer_state.run(sender));
-
-        let mut counts = BatchCounts::default();
-        let mut consume = || -> Result<()> {
-            for message in receiver.iter() {
-                let batch = message?;
-                interrupt::check()?;
-                let written = match mode {
-                    Mode::Append => load::append_batch(conn, &batch, &model, dims)?,
-                    Mode::Replace => load::copy_batch(conn, &batch, &model)?,
-                };
-                progress.written(written.total.analyses, written.total.chunks);
-                counts += written;
-            }
+    let mut counts = BatchCounts::default();
+    pipeline::run(
+        |feed| producer.run(feed),
+        |batch| {
+            interrupt::check()?;
+            let written = match mode {
+                Mode::Append => load::append_batch(conn, &batch, &model, dims)?,
+                Mode::Replace => load::copy_batch(conn, &batch, &model)?,
+            };
+            progress.written(written.total.analyses, written.total.chunks);
+            counts += written;
             Ok(())
-        };
-        let result = consume();
-        if result.is_err() {
-            stop.store(true, Ordering::SeqCst);
-        }
-        drop(receiver);
-        if producer.join().is_err() {
-            bail!("the embedding thread panicked; nothing more was written");
-        }
-        result.map(|()| Loaded {
-            counts,
-            embeddings_computed: computed.load(Ordering::Relaxed),
-            embeddings_reused: reused.load(Ordering::Relaxed),
-            queries_inserted: 0,
-        })
+        },
+    )?;
+    Ok(Loaded {
+        counts,
+        embeddings_computed: computed.into_inner(),
+        embeddings_reused: reused.into_inner(),
+        queries_inserted: 0,
     })
 }
 
@@ -211,19 +195,18 @@ struct Producer<'a> {
     mode: Mode,
     embedding: Embedding<'a>,
     window_chunks: usize,
-    stop: &'a AtomicBool,
     computed: &'a AtomicU64,
     reused: &'a AtomicU64,
     progress: &'a Progress,
 }
 
 impl Producer<'_> {
-    fn run(mut self, sender: SyncSender<Result<EmbeddedBatch>>) {
+    fn run(mut self, feed: &Feed<'_, EmbeddedBatch>) -> Result<()> {
         let mut window: Vec<BackupAnalysis> = Vec::new();
         let mut window_chunks = 0;
         let path = self.path;
         let read = read_backup(path, |index, value| {
-            if self.stop.load(Ordering::SeqCst) {
+            if feed.stopped() {
                 bail!("stopped");
             }
             // The whole file passed every check before this read; only the typed record is
@@ -234,26 +217,20 @@ impl Producer<'_> {
             window_chunks += record.chunks.len();
             window.push(record);
             if window.len() % BATCH_ANALYSES == 0 && window_chunks >= self.window_chunks {
-                self.flush(std::mem::take(&mut window), &sender)?;
+                self.flush(std::mem::take(&mut window), feed)?;
                 window_chunks = 0;
             }
             Ok(())
         });
-        let result = read
-            .map_err(ReadError::into_report)
-            .and_then(|_| self.flush(std::mem::take(&mut window), &sender));
-        if let Err(report) = result {
-            if !self.stop.load(Ordering::SeqCst) {
-                let _ = sender.send(Err(report));
-            }
-        }
+        read.map_err(ReadError::into_report)?;
+        self.flush(std::mem::take(&mut window), feed)
     }
 
     /// Embeds the chunks of `records` that the database lacks and sends them as batches.
     fn flush(
         &mut self,
         records: Vec<BackupAnalysis>,
-        sender: &SyncSender<Result<EmbeddedBatch>>,
+        feed: &Feed<'_, EmbeddedBatch>,
     ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -293,12 +270,10 @@ impl Producer<'_> {
                 .flat_map(|record| record.chunks.iter())
                 .filter_map(|chunk| by_chunk.remove_entry(&chunk.id))
                 .collect();
-            sender
-                .send(Ok(EmbeddedBatch {
-                    records: batch,
-                    vectors,
-                }))
-                .map_err(|_| eyre!("stopped"))?;
+            feed.send(EmbeddedBatch {
+                records: batch,
+                vectors,
+            })?;
         }
         Ok(())
     }

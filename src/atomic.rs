@@ -1,56 +1,107 @@
 //! Atomic file replacement, as cargo's `write_atomic`: write a temp file in the destination's
 //! folder (same file system, so the rename is atomic), flush and fsync it, rename it over the
 //! destination, fsync the folder. A crash or error at any point leaves the old file whole;
-//! at worst a `.golden-*.tmp` file stays behind (git-ignored).
+//! at worst a `.golden-*.tmp` file stays behind (git-ignored), and not even that when the
+//! process is interrupted: interrupted runs remove theirs.
+//!
+//! What golden writes holds the whole dataset, so a new file is readable by its owner only
+//! (0600), and a folder golden creates for it too (0700). Replacing a file keeps that file's
+//! permissions, as an editor saving it would.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tempfile::NamedTempFile;
 
+/// Temp files created and not yet renamed into place: removed when the process must quit at
+/// once (a second Ctrl-C), where no destructor runs.
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temp file not yet renamed into place (best effort).
+pub fn remove_unfinished_temp_files() {
+    for path in unfinished().drain(..) {
+        let _ = fs::remove_file(path);
+    }
+}
+
 /// The folder a destination lives in ("." for a bare file name).
-fn folder_of(dest: &Path) -> PathBuf {
+pub fn folder_of(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     }
 }
 
-/// A new temp file beside `dest`, creating the folder if needed.
+/// Creates `folder` and its missing parents, private to the owner.
+pub fn create_private_folder(folder: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(folder)
+}
+
+/// A new temp file beside `dest` (0600), creating the folder if needed.
 pub fn temp_file_beside(dest: &Path) -> io::Result<NamedTempFile> {
     let folder = folder_of(dest);
-    fs::create_dir_all(&folder)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".golden-").suffix(".tmp");
-    // A temp file is private (0600) by default; the result is an ordinary file, so ask for
-    // what `File::create` asks for and let the umask decide.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    builder.tempfile_in(&folder)
+    create_private_folder(&folder)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".golden-")
+        .suffix(".tmp")
+        .tempfile_in(&folder)?;
+    unfinished().push(temp.path().to_path_buf());
+    Ok(temp)
+}
+
+fn finished(path: &Path) {
+    unfinished().retain(|unfinished| unfinished != path);
 }
 
 /// Makes the temp file durable and renames it over `dest`.
 pub fn persist(temp: NamedTempFile, dest: &Path) -> io::Result<()> {
-    // Replacing a file keeps its permissions, as an editor saving it would.
     if let Ok(existing) = fs::metadata(dest) {
         temp.as_file().set_permissions(existing.permissions())?;
     }
     temp.as_file().sync_all()?;
+    let temp_path = temp.path().to_path_buf();
     temp.persist(dest).map_err(|e| e.error)?;
-    // The rename is durable only once the folder is synced; not every platform allows it.
-    if let Ok(folder) = File::open(folder_of(dest)) {
-        let _ = folder.sync_all();
-    }
+    finished(&temp_path);
+    sync_folder(dest);
     Ok(())
 }
 
-/// Replaces `dest` with `bytes` atomically.
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Makes the temp file durable and gives it the name `dest`, failing (and leaving the temp
+/// file to be removed) if `dest` exists: what must never replace anything, a safety backup.
+pub fn persist_new(temp: NamedTempFile, dest: &Path) -> io::Result<()> {
+    temp.as_file().sync_all()?;
+    let temp_path = temp.path().to_path_buf();
+    temp.persist_noclobber(dest).map_err(|e| e.error)?;
+    finished(&temp_path);
+    sync_folder(dest);
+    Ok(())
+}
+
+/// The rename is durable only once the folder is synced; not every platform allows it.
+fn sync_folder(dest: &Path) {
+    if let Ok(folder) = File::open(folder_of(dest)) {
+        let _ = folder.sync_all();
+    }
+}
+
+/// A temp file beside `dest` holding `bytes`, ready to be persisted.
+pub fn write_temp_beside(dest: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
     let mut temp = temp_file_beside(dest)?;
     temp.write_all(bytes)?;
     temp.flush()?;
-    persist(temp, dest)
+    Ok(temp)
 }
 
 /// True when both files exist and hold the same bytes.

@@ -121,6 +121,10 @@ pub fn main() -> ExitCode {
     match commands::run(cli.command, &cli.global, output) {
         Ok(exit) => exit.into(),
         Err(report) if error::is_broken_pipe(&report) => Exit::Success.into(),
+        Err(report) if crate::interrupt::stopped_by().is_some() => {
+            error::report_interrupted(&report);
+            Exit::Interrupted.into()
+        }
         Err(report) => {
             error::report(&report);
             error::exit_code_of(&report).into()

@@ -4,29 +4,31 @@
 //! query per row), so it works on datasets of any size.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
 
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::backup_file::reader::{self, ReadError};
+use crate::backup_file::reader::ReadError;
 use crate::backup_file::record::{BackupAnalysis, BackupArtifact, BackupChunk, BackupQuery};
+use crate::backup_file::records::read_analyses;
+use crate::backup_file::source::BackupSource;
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
 use crate::models::{query, Analysis, Artifact, ChunkEmbeddingState, ChunkText};
 use crate::schema::{analyses, chunks};
-use crate::validate::{Problem, Validator};
+use crate::validate::{Problem, Validation};
 
 const BATCH: usize = 500;
 
-/// Compares the valid records of the file at `path` with the database; `status_filter` is
-/// the status the backup selected (`None`: every analysis), to find rows missing from the file.
+/// Compares the valid records of the file `source` (as `validation` found it) with the
+/// database; `status_filter` is the status the backup selected (`None`: every analysis), to
+/// find rows missing from the file.
 pub fn compare_with_database(
     conn: &mut PgConnection,
-    path: &Path,
-    file_queries: &[BackupQuery],
+    source: &BackupSource,
+    validation: &Validation,
     status_filter: Option<&str>,
 ) -> Result<Vec<Problem>> {
     // A `vector(N)` column cannot hold another size; an unsized `vector` column can, and then
@@ -49,21 +51,27 @@ pub fn compare_with_database(
     };
     let mut batch = Vec::with_capacity(BATCH);
     // Only records that pass validation are compared; the others are reported by it.
-    let mut validator = Validator::default();
-    reader::read_backup(path, |index, value| {
-        if let Some(record) = validator.check(index, value) {
+    let mut pass = source.pass();
+    read_analyses(
+        &mut pass,
+        &source.path().display().to_string(),
+        |index| validation.invalid_analyses.contains(&index),
+        |record| {
             comparison.file_ids.insert(record.id);
             batch.push(record);
             if batch.len() == BATCH {
                 comparison.compare_batch(conn, std::mem::take(&mut batch))?;
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .map_err(ReadError::into_report)?;
+    if let Some(validated) = &validation.file_sha256 {
+        source.check_same_bytes(validated, &pass.digest())?;
+    }
     comparison.compare_batch(conn, batch)?;
     comparison.find_rows_missing_from_file(conn, status_filter)?;
-    comparison.compare_queries(conn, file_queries, status_filter)?;
+    comparison.compare_queries(conn, &validation.queries, status_filter)?;
     Ok(comparison.problems)
 }
 

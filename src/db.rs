@@ -27,7 +27,7 @@ pub fn database_url(global: &GlobalArgs) -> String {
 /// Opens a connection, with an error that says what to do when it fails.
 pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
     let url = database_url(global);
-    PgConnection::establish(&url).map_err(|e| {
+    let mut conn = PgConnection::establish(&url).map_err(|e| {
         let hint = if global.database_url.is_none() {
             "start the local database with `make db`, or set DATABASE_URL"
         } else {
@@ -38,7 +38,29 @@ pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
             mask_password(&url),
             mask_password(e.to_string().trim())
         )
-    })
+    })?;
+    register_for_cancel(&mut conn, &url)?;
+    Ok(conn)
+}
+
+/// Records this connection's server session, so that an interruption cancels the statement
+/// it runs (an index build, a lock wait) instead of waiting for it to end.
+fn register_for_cancel(conn: &mut PgConnection, url: &str) -> Result<()> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Session {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        started: String,
+    }
+    let session: Session = diesel::sql_query(
+        "SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    )
+    .get_result(conn)
+    .step("asking the server for this session's id")?;
+    crate::interrupt::register_session(url, session.pid, session.started);
+    Ok(())
 }
 
 /// Applies the pending embedded migrations and returns the versions it applied.
@@ -129,12 +151,36 @@ pub fn in_snapshot<T>(
     result.map_err(|e| e.into_report("the read-only snapshot transaction"))
 }
 
-/// Runs `f` in a transaction, committed when `f` succeeds and rolled back when it fails.
+/// Runs `f` in a transaction, committed when `f` succeeds and rolled back when it fails or
+/// an interruption came first (see `interrupt::commit_point`). One step of a command's work:
+/// an interruption after this commit still stops the command (exit 130).
 pub fn in_transaction<T>(
     conn: &mut PgConnection,
     f: impl FnOnce(&mut PgConnection) -> Result<T>,
 ) -> Result<T> {
-    let result = conn.transaction(|conn| f(conn).map_err(TransactionError::Inner));
+    transaction_ending_work(conn, false, f)
+}
+
+/// [`in_transaction`] for the commit that saves all of a command's work: an interruption
+/// after it only says so, and the command ends with success.
+pub fn in_final_transaction<T>(
+    conn: &mut PgConnection,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    transaction_ending_work(conn, true, f)
+}
+
+fn transaction_ending_work<T>(
+    conn: &mut PgConnection,
+    last: bool,
+    f: impl FnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    let result = conn.transaction::<_, TransactionError, _>(|conn| {
+        let value = f(conn).map_err(TransactionError::Inner)?;
+        crate::interrupt::commit_point().map_err(TransactionError::Inner)?;
+        Ok(value)
+    });
+    crate::interrupt::after_commit(result.is_ok(), last);
     result.map_err(|e| e.into_report("the transaction"))
 }
 

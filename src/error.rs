@@ -64,6 +64,24 @@ pub fn is_broken_pipe(report: &color_eyre::Report) -> bool {
     })
 }
 
+/// Reports a command stopped by an interruption: what the interruption left, as the command
+/// described it; what the work was doing when it stopped only with `-v` (a cancelled
+/// statement's error is the interruption's echo, not a second failure).
+pub fn report_interrupted(report: &color_eyre::Report) {
+    let signal = crate::interrupt::stopped_by().unwrap_or("an interruption");
+    eprintln!(
+        "error: interrupted by {signal}: {}",
+        crate::interrupt::outcome()
+    );
+    let mut causes = report.chain();
+    if let Some(first) = causes.next() {
+        log::debug!("the work stopped at: {first}");
+    }
+    for cause in causes {
+        log::debug!("  caused by: {cause}");
+    }
+}
+
 /// Prints an error and its causes on stderr, one per line, the way the tool reports failures.
 pub fn report(report: &color_eyre::Report) {
     let mut causes = report.chain();

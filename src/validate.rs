@@ -2,7 +2,7 @@
 //! anything, by `restore`. Every problem is collected with where it is (analysis id, chunk
 //! id), so a user fixes a file in one pass instead of one error per run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,9 +11,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backup_file::checksum::{self, ContentHasher};
-use crate::backup_file::reader::{self, Header, ReadError};
-use crate::backup_file::record::{BackupAnalysis, BackupQuery};
+use crate::backup_file::reader::{self, ChunkList, Header, Piece, ReadError};
+use crate::backup_file::record::{
+    BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, HEAD_KEYS,
+};
+use crate::backup_file::source::BackupSource;
 use crate::backup_file::timestamp;
+use crate::spill::Spill;
 
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,6 +53,13 @@ pub struct Validation {
     pub header: Header,
     /// The golden queries of the file that passed their checks (a few hundred at most).
     pub queries: Vec<BackupQuery>,
+    /// The positions of the analyses with problems (the comparison with a database skips them).
+    pub invalid_analyses: BTreeSet<usize>,
+    /// Each character beyond ASCII in the file's text, and the first place it appears: what a
+    /// database whose encoding is not UTF-8 must be able to hold.
+    pub non_ascii: BTreeMap<char, String>,
+    /// The SHA-256 of the bytes validated, when they were read from a [`BackupSource`].
+    pub file_sha256: Option<[u8; 32]>,
 }
 
 impl Validation {
@@ -59,15 +70,25 @@ impl Validation {
 
 /// Reads and checks the file at `path`.
 pub fn validate_file(path: &Path) -> Result<Validation, ReadError> {
-    let mut validator = Validator::default();
-    let header = reader::read_backup(path, |index, value| {
-        validator.check(index, value);
-        Ok(())
-    })?;
-    Ok(validator.finish(header))
+    let source = BackupSource::open(path)?;
+    validate_source(&source)
 }
 
-/// Checks analyses one at a time and the whole file at the end.
+/// Reads and checks an open backup file, remembering the digest of the bytes it checked.
+pub fn validate_source(source: &BackupSource) -> Result<Validation, ReadError> {
+    let mut validator = Validator::default();
+    let mut pass = source.pass();
+    let header = reader::read_pieces(&mut pass, &source.path().display().to_string(), |piece| {
+        validator.piece(piece);
+        Ok(())
+    })?;
+    let mut validation = validator.finish(header);
+    validation.file_sha256 = Some(pass.digest());
+    Ok(validation)
+}
+
+/// Checks a file a piece at a time (memory per chunk, not per analysis) and the whole file at
+/// the end.
 #[derive(Default)]
 pub struct Validator {
     problems: Vec<Problem>,
@@ -79,60 +100,327 @@ pub struct Validator {
     /// The first analysis of each URL, by a 128-bit hash of the URL: 40 bytes an analysis,
     /// where whole strings would cost several times that on large files.
     first_analysis_by_url: HashMap<u128, (usize, Option<Uuid>)>,
-    /// The content checksum, while every record so far is valid.
+    /// The content checksum, while every record so far is valid and the file may carry one.
     hasher: Option<ContentHasher>,
     any_invalid: bool,
+    /// Whether the checksum needs computing: the metadata (if read before the analyses)
+    /// carries one.
+    checksum_wanted: bool,
+    current: Option<Current>,
+    invalid_analyses: BTreeSet<usize>,
+    non_ascii: BTreeMap<char, String>,
+}
+
+/// The analysis being read.
+struct Current {
+    index: usize,
+    at: String,
+    problems_before: usize,
+    /// Which of its head's keys were checked (those before its chunks are checked when they begin).
+    checked: [bool; HEAD_KEYS.len()],
+    chunk_indexes: HashSet<i64>,
+    hashing: Hashing,
+}
+
+enum Hashing {
+    Off,
+    /// The head is hashed; chunks follow.
+    Streaming,
+    /// The head is not known yet: the chunks' bytes wait for it.
+    Holding(Spill),
 }
 
 impl Validator {
-    /// Checks one element of `analyses`; returns it as a record when it has no problem.
-    pub fn check(&mut self, index: usize, value: Value) -> Option<BackupAnalysis> {
-        let problems_before = self.problems.len();
+    /// Checks one piece of the `analyses` list.
+    pub fn piece(&mut self, piece: Piece<'_>) {
+        match piece {
+            Piece::AnalysesStart { header } => {
+                self.checksum_wanted = match &header.metadata {
+                    None => true,
+                    Some(metadata) => metadata.get("checksum").is_some_and(Value::is_string),
+                };
+                if self.checksum_wanted {
+                    self.hasher = Some(ContentHasher::default());
+                }
+            }
+            Piece::NotAnObject { analysis, .. } => {
+                self.counts.analyses += 1;
+                self.problem(
+                    format!("analysis #{}", analysis + 1),
+                    "is not a JSON object",
+                );
+                self.analysis_failed(analysis);
+            }
+            Piece::ChunksStart { analysis, fields } => {
+                self.begin(analysis, fields);
+                let present: Vec<usize> = (0..HEAD_KEYS.len())
+                    .filter(|&i| fields.contains_key(HEAD_KEYS[i]))
+                    .collect();
+                for i in &present {
+                    self.check_head_key(*i, fields);
+                }
+                let head_complete = present.len() == HEAD_KEYS.len();
+                let Some(current) = self.current.as_mut() else {
+                    return;
+                };
+                if self.hasher.is_none() || self.problems.len() != current.problems_before {
+                    return;
+                }
+                if !head_complete {
+                    current.hashing = Hashing::Holding(Spill::new());
+                    return;
+                }
+                match BackupAnalysisHead::from_fields(fields) {
+                    Ok(head) => {
+                        if let Some(hasher) = self.hasher.as_mut() {
+                            hasher.begin_analysis(&head);
+                            current.hashing = Hashing::Streaming;
+                        }
+                    }
+                    Err(e) => {
+                        let at = current.at.clone();
+                        self.problem(at, format!("cannot be read: {e}"));
+                    }
+                }
+            }
+            Piece::Chunk {
+                position, value, ..
+            } => self.check_chunk(position, value),
+            Piece::AnalysisEnd {
+                analysis,
+                fields,
+                chunks,
+            } => self.end(analysis, fields, chunks),
+        }
+    }
+
+    /// Starts checking the analysis at position `index`.
+    fn begin(&mut self, index: usize, fields: &Map<String, Value>) {
         self.counts.analyses += 1;
-        let Value::Object(object) = &value else {
-            self.problem(format!("analysis #{}", index + 1), "is not a JSON object");
-            self.any_invalid = true;
-            return None;
-        };
-        let id = uuid_field(object, "id");
-        let at = match &id {
+        let at = match uuid_field(fields, "id") {
             Ok(id) => format!("analysis {id}"),
             Err(_) => format!("analysis #{}", index + 1),
         };
-        let valid_id = id.as_ref().ok().copied();
-        match id {
-            Ok(id) if !self.analysis_ids.insert(id) => self.problem(&at, "duplicate analysis id"),
-            Ok(_) => {}
-            Err(problem) => self.problem(&at, problem),
-        }
-        self.check_url(&at, (index, valid_id), object);
-        self.optional_text(&at, object, "title");
-        self.required_text(&at, object, "content_type");
-        self.required_text(&at, object, "status");
-        self.datetime(&at, object, "created_at");
-        self.datetime(&at, object, "updated_at");
-        self.check_chunks(&at, object);
-        self.check_artifact(&at, object);
+        self.current = Some(Current {
+            index,
+            at,
+            problems_before: self.problems.len(),
+            checked: [false; HEAD_KEYS.len()],
+            chunk_indexes: HashSet::new(),
+            hashing: Hashing::Off,
+        });
+    }
 
-        if self.problems.len() != problems_before {
-            self.any_invalid = true;
-            return None;
-        }
-        match serde_json::from_value::<BackupAnalysis>(value) {
-            Ok(record) => {
-                if !self.any_invalid {
-                    self.hasher
-                        .get_or_insert_with(ContentHasher::default)
-                        .add(&record);
+    /// Checks the head key `HEAD_KEYS[i]` of the current analysis.
+    fn check_head_key(&mut self, i: usize, fields: &Map<String, Value>) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        current.checked[i] = true;
+        let (at, index) = (current.at.clone(), current.index);
+        match HEAD_KEYS[i] {
+            "id" => match uuid_field(fields, "id") {
+                Ok(id) if !self.analysis_ids.insert(id) => {
+                    self.problem(&at, "duplicate analysis id")
                 }
-                Some(record)
+                Ok(_) => {}
+                Err(problem) => self.problem(&at, problem),
+            },
+            "url" => {
+                let valid_id = uuid_field(fields, "id").ok();
+                self.check_url(&at, (index, valid_id), fields);
             }
-            Err(e) => {
-                self.problem(&at, format!("cannot be read: {e}"));
-                self.any_invalid = true;
+            "title" => self.optional_text(&at, fields, "title"),
+            key @ ("content_type" | "status") => {
+                self.required_text(&at, fields, key);
+            }
+            key => self.datetime(&at, fields, key),
+        }
+    }
+
+    fn check_chunk(&mut self, position: usize, value: Value) {
+        let Some(current) = self.current.as_ref() else {
+            return;
+        };
+        let at = current.at.clone();
+        self.counts.chunks += 1;
+        let before = self.problems.len();
+        let Value::Object(chunk) = &value else {
+            self.problem(
+                format!("{at}, chunk #{}", position + 1),
+                "is not a JSON object",
+            );
+            return;
+        };
+        let id = uuid_field(chunk, "id");
+        let chunk_at = match &id {
+            Ok(id) => format!("{at}, chunk {id}"),
+            Err(_) => format!("{at}, chunk #{}", position + 1),
+        };
+        match id {
+            Ok(id) if !self.chunk_ids.insert(id) => self.problem(&chunk_at, "duplicate chunk id"),
+            Ok(_) => {}
+            Err(problem) => self.problem(&chunk_at, problem),
+        }
+        self.required_text(&chunk_at, chunk, "content");
+        self.optional_text(&chunk_at, chunk, "section_title");
+        self.optional_text(&chunk_at, chunk, "section_path");
+        self.required_text(&chunk_at, chunk, "content_type");
+        let index = match chunk.get("chunk_index") {
+            None => {
+                self.problem(&chunk_at, "missing \"chunk_index\"");
                 None
             }
+            Some(value) => match value
+                .as_i64()
+                .filter(|&i| (0..=i64::from(i32::MAX)).contains(&i))
+            {
+                Some(index) => Some(index),
+                None => {
+                    self.problem(
+                        &chunk_at,
+                        format!("chunk_index {value} is not an integer from 0 to 2147483647"),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(index), Some(current)) = (index, self.current.as_mut()) {
+            if !current.chunk_indexes.insert(index) {
+                self.problem(
+                    &chunk_at,
+                    format!("chunk_index {index} is used by another chunk of this analysis"),
+                );
+            }
         }
+        if self.problems.len() != before || self.hasher.is_none() {
+            return;
+        }
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        if matches!(current.hashing, Hashing::Off) {
+            return;
+        }
+        match serde_json::from_value::<BackupChunk>(value) {
+            Ok(chunk) => match &mut current.hashing {
+                Hashing::Streaming => {
+                    if let Some(hasher) = self.hasher.as_mut() {
+                        hasher.add_chunk(position, &chunk);
+                    }
+                }
+                Hashing::Holding(held) => {
+                    if let Err(e) = held.write(&checksum::chunk_json(position, &chunk)) {
+                        self.problem(&chunk_at, format!("cannot be checked: {e}"));
+                    }
+                }
+                Hashing::Off => {}
+            },
+            Err(e) => self.problem(&chunk_at, format!("cannot be read: {e}")),
+        }
+    }
+
+    /// Finishes the analysis at `index`: the keys that came after its chunks (or are
+    /// missing), its chunk list, its artifact, and its part of the checksum.
+    fn end(&mut self, index: usize, fields: Map<String, Value>, chunks: ChunkList) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|current| current.index != index)
+        {
+            self.begin(index, &fields);
+        }
+        for i in 0..HEAD_KEYS.len() {
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|current| !current.checked[i])
+            {
+                self.check_head_key(i, &fields);
+            }
+        }
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        // An id after the chunks (a writer that sorts keys): name the analysis by it in the
+        // problems already found too.
+        let at = match uuid_field(&fields, "id") {
+            Ok(id) => format!("analysis {id}"),
+            Err(_) => current.at.clone(),
+        };
+        if at != current.at {
+            for problem in &mut self.problems[current.problems_before..] {
+                if let Some(rest) = problem.location.strip_prefix(&current.at) {
+                    problem.location = format!("{at}{rest}");
+                }
+            }
+        }
+        match chunks {
+            ChunkList::Streamed { .. } => {}
+            ChunkList::Missing => self.problem(&at, "missing \"chunks\" list"),
+            ChunkList::NotAList(_) => self.problem(&at, "\"chunks\" is not a list"),
+            ChunkList::Repeated { .. } => {
+                self.problem(&at, "the \"chunks\" key appears more than once")
+            }
+        }
+        self.check_artifact(&at, &fields);
+        if self.problems.len() != current.problems_before {
+            self.analysis_failed(index);
+            return;
+        }
+        let artifact = match fields.get("artifact") {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value::<BackupArtifact>(value.clone()).map(Some),
+        };
+        let artifact = match artifact {
+            Ok(artifact) => artifact,
+            Err(e) => {
+                self.problem(&at, format!("cannot be read: {e}"));
+                self.analysis_failed(index);
+                return;
+            }
+        };
+        let Some(hasher) = self.hasher.as_mut() else {
+            return;
+        };
+        match current.hashing {
+            Hashing::Streaming => hasher.end_analysis(artifact.as_ref()),
+            Hashing::Holding(held) => match BackupAnalysisHead::from_fields(&fields) {
+                Ok(head) => {
+                    hasher.begin_analysis(&head);
+                    let replayed = held
+                        .into_reader()
+                        .and_then(|mut held| hasher.add_chunk_json(&mut held));
+                    hasher.end_analysis(artifact.as_ref());
+                    if let Err(e) = replayed {
+                        self.problem(&at, format!("cannot be checked: {e}"));
+                        self.analysis_failed(index);
+                    }
+                }
+                Err(e) => {
+                    self.problem(&at, format!("cannot be read: {e}"));
+                    self.analysis_failed(index);
+                }
+            },
+            // An analysis without chunks: its head and end alone.
+            Hashing::Off => match BackupAnalysisHead::from_fields(&fields) {
+                Ok(head) => {
+                    hasher.begin_analysis(&head);
+                    hasher.end_analysis(artifact.as_ref());
+                }
+                Err(e) => {
+                    self.problem(&at, format!("cannot be read: {e}"));
+                    self.analysis_failed(index);
+                }
+            },
+        }
+    }
+
+    /// The analysis at `index` has problems: the file's checksum no longer matters.
+    fn analysis_failed(&mut self, index: usize) {
+        self.any_invalid = true;
+        self.hasher = None;
+        self.invalid_analyses.insert(index);
     }
 
     /// Checks the metadata against what was read and returns the verdict.
@@ -141,10 +429,6 @@ impl Validator {
         if !self.any_invalid {
             if let Some(hasher) = self.hasher.as_mut() {
                 hasher.add_queries(&queries);
-            } else {
-                let mut hasher = ContentHasher::default();
-                hasher.add_queries(&queries);
-                self.hasher = Some(hasher);
             }
         }
         self.check_metadata(&header);
@@ -165,6 +449,9 @@ impl Validator {
             counts: self.counts,
             header,
             queries,
+            invalid_analyses: self.invalid_analyses,
+            non_ascii: self.non_ascii,
+            file_sha256: None,
         }
     }
 
@@ -273,7 +560,10 @@ impl Validator {
                 if self.any_invalid {
                     return; // The content has problems already reported; its checksum is moot.
                 }
-                let actual = self.hasher.take().unwrap_or_default().finish();
+                let Some(hasher) = self.hasher.take() else {
+                    return;
+                };
+                let actual = hasher.finish();
                 if *claimed != actual {
                     self.problem(
                         "metadata",
@@ -316,58 +606,6 @@ impl Validator {
         }
     }
 
-    fn check_chunks(&mut self, at: &str, object: &Map<String, Value>) {
-        let chunks = match object.get("chunks") {
-            Some(Value::Array(chunks)) => chunks,
-            None => return self.problem(at, "missing \"chunks\" list"),
-            Some(_) => return self.problem(at, "\"chunks\" is not a list"),
-        };
-        self.counts.chunks += chunks.len() as u64;
-        let mut indexes = HashSet::new();
-        for (position, chunk) in chunks.iter().enumerate() {
-            let Value::Object(chunk) = chunk else {
-                self.problem(
-                    format!("{at}, chunk #{}", position + 1),
-                    "is not a JSON object",
-                );
-                continue;
-            };
-            let id = uuid_field(chunk, "id");
-            let chunk_at = match &id {
-                Ok(id) => format!("{at}, chunk {id}"),
-                Err(_) => format!("{at}, chunk #{}", position + 1),
-            };
-            match id {
-                Ok(id) if !self.chunk_ids.insert(id) => {
-                    self.problem(&chunk_at, "duplicate chunk id")
-                }
-                Ok(_) => {}
-                Err(problem) => self.problem(&chunk_at, problem),
-            }
-            self.required_text(&chunk_at, chunk, "content");
-            self.optional_text(&chunk_at, chunk, "section_title");
-            self.optional_text(&chunk_at, chunk, "section_path");
-            self.required_text(&chunk_at, chunk, "content_type");
-            match chunk.get("chunk_index") {
-                None => self.problem(&chunk_at, "missing \"chunk_index\""),
-                Some(value) => match value
-                    .as_i64()
-                    .filter(|&i| (0..=i64::from(i32::MAX)).contains(&i))
-                {
-                    Some(index) if !indexes.insert(index) => self.problem(
-                        &chunk_at,
-                        format!("chunk_index {index} is used by another chunk of this analysis"),
-                    ),
-                    Some(_) => {}
-                    None => self.problem(
-                        &chunk_at,
-                        format!("chunk_index {value} is not an integer from 0 to 2147483647"),
-                    ),
-                },
-            }
-        }
-    }
-
     fn check_artifact(&mut self, at: &str, object: &Map<String, Value>) {
         let artifact = match object.get("artifact") {
             None | Some(Value::Null) => return,
@@ -405,7 +643,7 @@ impl Validator {
                 self.problem(at, format!("\"{key}\" is empty"))
             }
             Some(Value::String(text)) => {
-                self.no_nul(at, key, text);
+                self.check_text(at, key, text);
                 return Some(text);
             }
             Some(other) => self.problem(
@@ -420,7 +658,7 @@ impl Validator {
     fn optional_text(&mut self, at: &str, object: &Map<String, Value>, key: &str) {
         match object.get(key) {
             None | Some(Value::Null) => {}
-            Some(Value::String(text)) => self.no_nul(at, key, text),
+            Some(Value::String(text)) => self.check_text(at, key, text),
             Some(other) => self.problem(
                 at,
                 format!("\"{key}\" must be a string or null, not {}", kind(other)),
@@ -428,12 +666,21 @@ impl Validator {
         }
     }
 
-    fn no_nul(&mut self, at: &str, key: &str, text: &str) {
+    /// What every text must pass: no NUL (PostgreSQL cannot store it); and each character
+    /// beyond ASCII is remembered, with its first place, for the database encoding check.
+    fn check_text(&mut self, at: &str, key: &str, text: &str) {
         if text.contains('\0') {
             self.problem(
                 at,
                 format!("\"{key}\" contains a NUL character, which PostgreSQL cannot store"),
             );
+        }
+        if !text.is_ascii() {
+            for c in text.chars().filter(|c| !c.is_ascii()) {
+                self.non_ascii
+                    .entry(c)
+                    .or_insert_with(|| format!("{at}, \"{key}\""));
+            }
         }
     }
 
@@ -441,8 +688,9 @@ impl Validator {
         match object.get(key) {
             None => self.problem(at, format!("missing \"{key}\"")),
             Some(Value::String(text)) => {
-                if let Err(problem) = timestamp::parse(text) {
-                    self.problem(at, format!("\"{key}\": {problem}"));
+                match timestamp::parse(text).and_then(|parsed| timestamp::storable(&parsed)) {
+                    Ok(()) => {}
+                    Err(problem) => self.problem(at, format!("\"{key}\": {problem}")),
                 }
             }
             Some(other) => self.problem(

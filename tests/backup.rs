@@ -290,15 +290,15 @@ fn a_failed_backup_leaves_the_previous_file_untouched() {
     );
     assert_eq!(fs::read(&dest).unwrap(), b"previous backup");
 
-    // The rename fails (the destination is a non-empty folder): the folder and its content
-    // stay, and no temp file is left behind.
+    // The destination is a folder: refused before anything is written (exit 2); the folder
+    // and its content stay, and no temp file is left behind.
     let folder_dest = dir.path().join("taken");
     fs::create_dir_all(folder_dest.join("inside")).unwrap();
     let output = golden(Some(&db), dir.path())
         .args(["backup", "--output", "taken"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("taken"),
         "{}",

@@ -235,7 +235,16 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(plan["analyses_to_skip"], 40);
     assert_eq!(plan["chunks_to_insert"], missing_chunks);
     assert_eq!(plan["embeddings_needed"], missing_chunks);
-    assert_eq!(plan["embedding_requests_needed"], 1);
+    // Their vectors are in the cache since the first restore: nothing to compute.
+    assert_eq!(plan["embeddings_to_compute"], 0);
+    assert_eq!(plan["embeddings_reused"], missing_chunks);
+    assert_eq!(plan["embedding_requests_needed"], 0);
+    let uncached = ok(&restore(
+        &db,
+        &["--dry-run", "--embed-no-cache", &sample_arg()],
+    ));
+    assert_eq!(uncached["embeddings_to_compute"], missing_chunks);
+    assert_eq!(uncached["embedding_requests_needed"], 1);
     assert_eq!(
         (
             plan["queries_to_insert"].as_u64(),

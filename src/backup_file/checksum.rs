@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::record::{BackupAnalysis, BackupQuery};
+use super::record::{BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
 
 /// The prefix that names the algorithm, so another one can be added later.
 pub const PREFIX: &str = "sha256:";
@@ -23,6 +23,36 @@ impl ContentHasher {
         serde_json::to_writer(HashWriter(&mut self.hasher), analysis)
             .expect("serialising a backup record to a hasher cannot fail");
         self.hasher.update(b"\n");
+    }
+
+    /// Starts an analysis whose chunks follow one by one: [`ContentHasher::begin_analysis`],
+    /// [`ContentHasher::add_chunk`] for each, [`ContentHasher::end_analysis`] hash the same
+    /// bytes as [`ContentHasher::add`] of the whole record (its compact JSON, written piece by
+    /// piece), so a streaming validator checks the same checksum in constant memory.
+    pub fn begin_analysis(&mut self, head: &BackupAnalysisHead) {
+        let mut json = serde_json::to_vec(head).expect("serialising a backup record cannot fail");
+        // `{"id":…,"updated_at":"…"}` without its `}`: the whole record goes on with its chunks.
+        json.pop();
+        self.hasher.update(&json);
+        self.hasher.update(br#","chunks":["#);
+    }
+
+    /// Adds the chunk at `position` of the analysis begun last.
+    pub fn add_chunk(&mut self, position: usize, chunk: &BackupChunk) {
+        self.hasher.update(chunk_json(position, chunk));
+    }
+
+    /// Adds the bytes of [`chunk_json`] held until the analysis's head was known.
+    pub fn add_chunk_json(&mut self, held: &mut impl std::io::Read) -> std::io::Result<()> {
+        std::io::copy(held, &mut HashWriter(&mut self.hasher)).map(|_| ())
+    }
+
+    /// Ends the analysis begun last.
+    pub fn end_analysis(&mut self, artifact: Option<&BackupArtifact>) {
+        self.hasher.update(br#"],"artifact":"#);
+        serde_json::to_writer(HashWriter(&mut self.hasher), &artifact)
+            .expect("serialising a backup record to a hasher cannot fail");
+        self.hasher.update(b"}\n");
     }
 
     /// Adds the queries, after every analysis. A file without queries hashes as before
@@ -50,6 +80,16 @@ impl ContentHasher {
     }
 }
 
+/// A chunk's part of its analysis's compact JSON: a comma before all but the first.
+pub fn chunk_json(position: usize, chunk: &BackupChunk) -> Vec<u8> {
+    let mut json = Vec::with_capacity(chunk.content.len() + 256);
+    if position > 0 {
+        json.push(b',');
+    }
+    serde_json::to_writer(&mut json, chunk).expect("serialising a backup record cannot fail");
+    json
+}
+
 struct HashWriter<'a>(&'a mut Sha256);
 
 impl std::io::Write for HashWriter<'_> {
@@ -60,5 +100,42 @@ impl std::io::Write for HashWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_an_analysis_piece_by_piece_equals_hashing_it_whole() {
+        let sample = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/golden_dataset_backup.json"
+        ))
+        .unwrap();
+        let file: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+        let mut whole = ContentHasher::default();
+        let mut pieces = ContentHasher::default();
+        for value in file["analyses"].as_array().unwrap() {
+            let record: BackupAnalysis = serde_json::from_value(value.clone()).unwrap();
+            whole.add(&record);
+            let head: BackupAnalysisHead = serde_json::from_value(value.clone()).unwrap();
+            pieces.begin_analysis(&head);
+            for (position, chunk) in record.chunks.iter().enumerate() {
+                pieces.add_chunk(position, chunk);
+            }
+            pieces.end_analysis(record.artifact.as_ref());
+        }
+        let queries: Vec<BackupQuery> = serde_json::from_value(file["queries"].clone()).unwrap();
+        whole.add_queries(&queries);
+        pieces.add_queries(&queries);
+        let whole = whole.finish();
+        assert_eq!(whole, pieces.finish());
+        assert_eq!(
+            Some(whole.as_str()),
+            file["metadata"]["checksum"].as_str(),
+            "the sample's own checksum"
+        );
     }
 }

@@ -4,7 +4,9 @@
 pub mod checksum;
 pub mod reader;
 pub mod record;
+pub mod records;
 pub mod sidecar;
+pub mod source;
 pub mod timestamp;
 pub mod writer;
 

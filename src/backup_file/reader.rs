@@ -1,18 +1,20 @@
-//! Streams a backup file: the top-level keys are read as they come and each element of
-//! `analyses` is handed to the caller as a `serde_json::Value` before the next is parsed, so
-//! memory stays flat however large the file. Values, not typed records, so a validator can
-//! report every problem of a record (a missing key, a bad UUID) instead of only the first.
+//! Streams a backup file. The top-level keys are read as they come, and the `analyses` list
+//! is handed to the caller in [`Piece`]s: an analysis's own keys, then each element of its
+//! `chunks` list as it is parsed, then the analysis's end. Memory stays flat whatever the
+//! file's shape, ten analyses or one analysis of a million chunks. Pieces carry
+//! `serde_json::Value`s, not typed records, so a validator can report every problem of a
+//! record (a missing key, a bad UUID) instead of only the first; `records` builds typed
+//! records on top for the passes that follow validation.
 //!
 //! Whatever makes the file unreadable or not a backup (I/O, broken JSON, no `analyses`, an
 //! unknown major version) is a [`ReadError`], which maps to exit code 2.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::SUPPORTED_MAJOR;
 use crate::error::InvalidInput;
@@ -26,6 +28,45 @@ pub struct Header {
     /// The optional list of golden queries (small: kept whole).
     pub queries: Option<Value>,
     pub analyses_seen: usize,
+}
+
+/// A part of the `analyses` list, in file order.
+#[derive(Debug)]
+pub enum Piece<'a> {
+    /// The list begins; `header` holds the top-level keys read before it.
+    AnalysesStart { header: &'a Header },
+    /// An element of the list that is not a JSON object.
+    NotAnObject { analysis: usize, value: Value },
+    /// An analysis's `chunks` list begins; `fields` are the analysis's keys read before it.
+    ChunksStart {
+        analysis: usize,
+        fields: &'a Map<String, Value>,
+    },
+    /// An element of that `chunks` list (`position` counts from 0).
+    Chunk {
+        analysis: usize,
+        position: usize,
+        value: Value,
+    },
+    /// The analysis is complete: its keys other than `chunks`, and what `chunks` was.
+    AnalysisEnd {
+        analysis: usize,
+        fields: Map<String, Value>,
+        chunks: ChunkList,
+    },
+}
+
+/// What an analysis's `chunks` key held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkList {
+    /// No `chunks` key.
+    Missing,
+    /// A list, streamed as [`Piece::Chunk`]s.
+    Streamed { count: usize },
+    /// Something else than a list.
+    NotAList(Value),
+    /// The key appears more than once (the later ones are skipped).
+    Repeated { count: usize },
 }
 
 /// Why a file could not be read as a backup.
@@ -56,15 +97,18 @@ impl fmt::Display for ReadError {
     }
 }
 
-/// Reads `path`, calling `on_analysis(index, value)` for each element of `analyses` in order.
-pub fn read_backup<F>(path: &Path, mut on_analysis: F) -> Result<Header, ReadError>
-where
-    F: FnMut(usize, Value) -> color_eyre::Result<()>,
-{
-    let shown = path.display();
-    let file =
-        File::open(path).map_err(|e| ReadError::Invalid(format!("cannot read {shown}: {e}")))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+/// The callback of a read: one piece at a time.
+pub trait OnPiece: FnMut(Piece<'_>) -> color_eyre::Result<()> {}
+impl<F: FnMut(Piece<'_>) -> color_eyre::Result<()>> OnPiece for F {}
+
+/// Reads a backup from `source` (named `shown` in messages), calling `on_piece` for every
+/// part of `analyses` in order.
+pub fn read_pieces<R: Read, F: OnPiece>(
+    source: R,
+    shown: &str,
+    mut on_piece: F,
+) -> Result<Header, ReadError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, source);
     let start = reader
         .fill_buf()
         .map_err(|e| ReadError::Invalid(format!("cannot read {shown}: {e}")))?;
@@ -84,7 +128,7 @@ where
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     let result = TopLevel {
         header: &mut header,
-        on_analysis: &mut on_analysis,
+        on_piece: &mut on_piece,
         stopped: &mut stopped,
     }
     .deserialize(&mut deserializer)
@@ -97,10 +141,7 @@ where
         check_version(version).map_err(|m| ReadError::Invalid(format!("{shown}: {m}")))?;
     }
     if let Err(e) = result {
-        return Err(ReadError::Invalid(describe_json_error(
-            &shown.to_string(),
-            &e,
-        )));
+        return Err(ReadError::Invalid(describe_json_error(shown, &e)));
     }
     if header.version.is_none() {
         return Err(ReadError::Invalid(format!(
@@ -134,17 +175,20 @@ fn describe_json_error(shown: &str, e: &serde_json::Error) -> String {
     }
 }
 
+/// The error a visitor returns once the callback failed (its report is kept in `stopped`).
+fn stop<E: de::Error>(stopped: &mut Option<color_eyre::Report>, report: color_eyre::Report) -> E {
+    *stopped = Some(report);
+    E::custom("stopped by the caller")
+}
+
 /// The file's top-level object.
 struct TopLevel<'a, F> {
     header: &'a mut Header,
-    on_analysis: &'a mut F,
+    on_piece: &'a mut F,
     stopped: &'a mut Option<color_eyre::Report>,
 }
 
-impl<'de, F> DeserializeSeed<'de> for TopLevel<'_, F>
-where
-    F: FnMut(usize, Value) -> color_eyre::Result<()>,
-{
+impl<'de, F: OnPiece> DeserializeSeed<'de> for TopLevel<'_, F> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -152,10 +196,7 @@ where
     }
 }
 
-impl<'de, F> Visitor<'de> for TopLevel<'_, F>
-where
-    F: FnMut(usize, Value) -> color_eyre::Result<()>,
-{
+impl<'de, F: OnPiece> Visitor<'de> for TopLevel<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -190,7 +231,7 @@ where
                     analyses_found = true;
                     map.next_value_seed(Analyses {
                         header: self.header,
-                        on_analysis: self.on_analysis,
+                        on_piece: self.on_piece,
                         stopped: self.stopped,
                     })?;
                 }
@@ -209,14 +250,11 @@ where
 /// The `analyses` list, element by element.
 struct Analyses<'a, F> {
     header: &'a mut Header,
-    on_analysis: &'a mut F,
+    on_piece: &'a mut F,
     stopped: &'a mut Option<color_eyre::Report>,
 }
 
-impl<'de, F> DeserializeSeed<'de> for Analyses<'_, F>
-where
-    F: FnMut(usize, Value) -> color_eyre::Result<()>,
-{
+impl<'de, F: OnPiece> DeserializeSeed<'de> for Analyses<'_, F> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -224,10 +262,7 @@ where
     }
 }
 
-impl<'de, F> Visitor<'de> for Analyses<'_, F>
-where
-    F: FnMut(usize, Value) -> color_eyre::Result<()>,
-{
+impl<'de, F: OnPiece> Visitor<'de> for Analyses<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -235,14 +270,194 @@ where
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(value) = seq.next_element::<Value>()? {
-            let index = self.header.analyses_seen;
-            self.header.analyses_seen += 1;
-            if let Err(report) = (self.on_analysis)(index, value) {
-                *self.stopped = Some(report);
-                return Err(de::Error::custom("stopped by the caller"));
-            }
+        if let Err(report) = (self.on_piece)(Piece::AnalysesStart {
+            header: self.header,
+        }) {
+            return Err(stop(self.stopped, report));
         }
-        Ok(())
+        loop {
+            let analysis = self.header.analyses_seen;
+            let element = seq.next_element_seed(AnalysisSeed {
+                analysis,
+                on_piece: &mut *self.on_piece,
+                stopped: &mut *self.stopped,
+            })?;
+            if element.is_none() {
+                return Ok(());
+            }
+            self.header.analyses_seen += 1;
+        }
+    }
+}
+
+/// One element of `analyses`: an object streamed key by key, or anything else whole.
+struct AnalysisSeed<'a, F> {
+    analysis: usize,
+    on_piece: &'a mut F,
+    stopped: &'a mut Option<color_eyre::Report>,
+}
+
+impl<F: OnPiece> AnalysisSeed<'_, F> {
+    fn not_an_object<E: de::Error>(self, value: Value) -> Result<(), E> {
+        let piece = Piece::NotAnObject {
+            analysis: self.analysis,
+            value,
+        };
+        (self.on_piece)(piece).map_err(|report| stop(self.stopped, report))
+    }
+}
+
+impl<'de, F: OnPiece> DeserializeSeed<'de> for AnalysisSeed<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, F: OnPiece> Visitor<'de> for AnalysisSeed<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an analysis")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut fields = Map::new();
+        let mut chunks = ChunkList::Missing;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "chunks" {
+                let value: Value = map.next_value()?;
+                fields.insert(key, value);
+                continue;
+            }
+            chunks = match chunks {
+                ChunkList::Missing => map.next_value_seed(ChunksSeed {
+                    analysis: self.analysis,
+                    fields: &fields,
+                    on_piece: &mut *self.on_piece,
+                    stopped: &mut *self.stopped,
+                })?,
+                ChunkList::Streamed { count } | ChunkList::Repeated { count } => {
+                    map.next_value::<IgnoredAny>()?;
+                    ChunkList::Repeated { count }
+                }
+                ChunkList::NotAList(_) => {
+                    map.next_value::<IgnoredAny>()?;
+                    ChunkList::Repeated { count: 0 }
+                }
+            };
+        }
+        let piece = Piece::AnalysisEnd {
+            analysis: self.analysis,
+            fields,
+            chunks,
+        };
+        (self.on_piece)(piece).map_err(|report| stop(self.stopped, report))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.not_an_object(value)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.not_an_object(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.not_an_object(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.not_an_object(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.not_an_object(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.not_an_object(Value::String(v.to_string()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_an_object(Value::Null)
+    }
+}
+
+/// An analysis's `chunks` value: a list streamed element by element, or anything else whole.
+struct ChunksSeed<'a, F> {
+    analysis: usize,
+    fields: &'a Map<String, Value>,
+    on_piece: &'a mut F,
+    stopped: &'a mut Option<color_eyre::Report>,
+}
+
+impl<'de, F: OnPiece> DeserializeSeed<'de> for ChunksSeed<'_, F> {
+    type Value = ChunkList;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<ChunkList, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, F: OnPiece> Visitor<'de> for ChunksSeed<'_, F> {
+    type Value = ChunkList;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of chunks")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ChunkList, A::Error> {
+        let start = Piece::ChunksStart {
+            analysis: self.analysis,
+            fields: self.fields,
+        };
+        if let Err(report) = (self.on_piece)(start) {
+            return Err(stop(self.stopped, report));
+        }
+        let mut count = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            let piece = Piece::Chunk {
+                analysis: self.analysis,
+                position: count,
+                value,
+            };
+            if let Err(report) = (self.on_piece)(piece) {
+                return Err(stop(self.stopped, report));
+            }
+            count += 1;
+        }
+        Ok(ChunkList::Streamed { count })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ChunkList, A::Error> {
+        let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(ChunkList::NotAList(value))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::String(v.to_string())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<ChunkList, E> {
+        Ok(ChunkList::NotAList(Value::Null))
     }
 }

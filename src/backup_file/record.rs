@@ -23,6 +23,69 @@ pub struct BackupAnalysis {
     pub artifact: Option<BackupArtifact>,
 }
 
+/// An analysis's own fields, without its chunks and artifact: what a streaming pass knows
+/// when the analysis's chunks begin. Its fields are [`BackupAnalysis`]'s first ones, in the
+/// same order, so its compact JSON is a prefix of the whole record's (the checksum relies on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupAnalysisHead {
+    pub id: Uuid,
+    pub url: String,
+    pub title: Option<String>,
+    pub content_type: String,
+    pub status: String,
+    #[serde(with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The keys of [`BackupAnalysisHead`], in order.
+pub const HEAD_KEYS: [&str; 7] = [
+    "id",
+    "url",
+    "title",
+    "content_type",
+    "status",
+    "created_at",
+    "updated_at",
+];
+
+impl BackupAnalysisHead {
+    /// The head of an analysis from the keys of its JSON object (others are ignored).
+    pub fn from_fields(
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut head = serde_json::Map::new();
+        for key in HEAD_KEYS {
+            if let Some(value) = fields.get(key) {
+                head.insert(key.to_string(), value.clone());
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(head))
+    }
+}
+
+impl BackupAnalysis {
+    /// The record of `head`, `chunks` and `artifact`.
+    pub fn from_parts(
+        head: BackupAnalysisHead,
+        chunks: Vec<BackupChunk>,
+        artifact: Option<BackupArtifact>,
+    ) -> Self {
+        BackupAnalysis {
+            id: head.id,
+            url: head.url,
+            title: head.title,
+            content_type: head.content_type,
+            status: head.status,
+            created_at: head.created_at,
+            updated_at: head.updated_at,
+            chunks,
+            artifact,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupChunk {
     pub id: Uuid,

@@ -22,14 +22,14 @@ struct Sidecar<'a> {
     checksum: &'a str,
 }
 
-/// Writes the sidecar for `written` (atomically, and only when its bytes would change).
-/// Returns whether the file changed.
-pub fn write(
+/// The sidecar for `written`, ready in a temp file beside `path` (`None` when `path` already
+/// holds these bytes); [`atomic::persist`] puts it in place.
+pub fn prepare(
     path: &Path,
     backup_path: &Path,
     written: &Written,
     status_filter: &str,
-) -> io::Result<bool> {
+) -> io::Result<Option<tempfile::NamedTempFile>> {
     let sidecar = Sidecar {
         version: FORMAT_VERSION,
         created_at: &written.created_at,
@@ -46,8 +46,7 @@ pub fn write(
     let mut bytes = serde_json::to_vec_pretty(&sidecar).map_err(io::Error::other)?;
     bytes.push(b'\n');
     if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
-        return Ok(false);
+        return Ok(None);
     }
-    atomic::write_atomic(path, &bytes)?;
-    Ok(true)
+    atomic::write_temp_beside(path, &bytes).map(Some)
 }

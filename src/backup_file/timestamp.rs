@@ -30,6 +30,45 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// Whether PostgreSQL stores `at` exactly as it is: within `timestamptz`'s range (4714-11-24
+/// BC, 294276 AD), and no finer than its microseconds. A leap second or a nanosecond would be
+/// stored as another instant, and `verify --against-db` would then disagree with the file
+/// right after a clean restore; golden refuses them rather than alter them silently.
+pub fn storable(at: &DateTime<Utc>) -> Result<(), String> {
+    use chrono::Timelike;
+    // Julian day 0, PostgreSQL's first timestamp: 4714-11-24 BC is the ISO year -4713.
+    let first = NaiveDateTime::parse_from_str("-4713-11-24 00:00:00", "%Y-%m-%d %H:%M:%S")
+        .map_err(|e| format!("internal error: the first storable timestamp: {e}"))?
+        .and_utc();
+    if *at < first {
+        return Err(format!(
+            "{} is before 4714-11-24 BC, the first instant PostgreSQL stores",
+            format(at)
+        ));
+    }
+    // chrono's last year (262143) is before PostgreSQL's (294276): no later check needed.
+    let nanos = at.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return Err(format!(
+            "{} is a leap second, which PostgreSQL stores as the next second; write it as {}",
+            format(at),
+            format(
+                &(*at
+                    + chrono::Duration::nanoseconds(i64::from(
+                        1_000_000_000 - (nanos - 1_000_000_000)
+                    )))
+            )
+        ));
+    }
+    if nanos % 1_000 != 0 {
+        return Err(format!(
+            "{} has more than microsecond precision, which PostgreSQL rounds away; round it to microseconds",
+            at.format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        ));
+    }
+    Ok(())
+}
+
 /// `#[serde(with = "timestamp")]` for `DateTime<Utc>` fields.
 pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format(at))
@@ -60,6 +99,17 @@ mod tests {
             "2025-12-19T10:30:00.000000Z"
         );
         assert!(parse("yesterday").is_err());
+        for refused in [
+            "-4713-11-23T23:59:59.999999Z",
+            "2016-12-31T23:59:60Z",
+            "2020-01-01T00:00:00.1234567Z",
+        ] {
+            let parsed = parse(refused).unwrap();
+            assert!(storable(&parsed).is_err(), "{refused}");
+        }
+        for kept in ["-4713-11-24T00:00:00Z", "2020-01-01T00:00:00.123456Z"] {
+            assert_eq!(storable(&parse(kept).unwrap()), Ok(()), "{kept}");
+        }
         assert!(parse("2025-13-40 10:30:00").is_err());
         assert_eq!(format(&parse(expected).unwrap()).len(), WRITTEN_WIDTH);
     }

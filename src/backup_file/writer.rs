@@ -128,9 +128,9 @@ impl BackupWriter {
         Ok(())
     }
 
-    /// Writes the queries after the analyses, completes the file and puts it in place,
-    /// unless the destination already holds it.
-    pub fn finish(mut self, queries: &[BackupQuery]) -> io::Result<Written> {
+    /// Writes the queries after the analyses and completes the file, ready to be put in place
+    /// ([`Prepared::persist`]); nothing is at the destination yet.
+    pub fn finish(mut self, queries: &[BackupQuery]) -> io::Result<Prepared> {
         self.written.queries = queries.len() as u64;
         let (e, w) = (&self.expected, &self.written);
         if (e.analyses, e.chunks, e.artifacts, e.queries)
@@ -165,11 +165,15 @@ impl BackupWriter {
         if let Some(previous) = previous {
             patch(&mut temp, self.created_at_offset, previous.as_bytes())?;
             if atomic::same_contents(temp.path(), &self.dest)? {
-                return Ok(Written {
-                    changed: false,
-                    checksum,
-                    created_at: previous,
-                    totals: self.written,
+                return Ok(Prepared {
+                    dest: self.dest,
+                    temp: None,
+                    written: Written {
+                        changed: false,
+                        checksum,
+                        created_at: previous,
+                        totals: self.written,
+                    },
                 });
             }
             patch(
@@ -178,12 +182,15 @@ impl BackupWriter {
                 self.created_at.as_bytes(),
             )?;
         }
-        atomic::persist(temp, &self.dest)?;
-        Ok(Written {
-            changed: true,
-            checksum,
-            created_at: self.created_at,
-            totals: self.written,
+        Ok(Prepared {
+            dest: self.dest,
+            temp: Some(temp),
+            written: Written {
+                changed: true,
+                checksum,
+                created_at: self.created_at,
+                totals: self.written,
+            },
         })
     }
 
@@ -204,6 +211,40 @@ impl BackupWriter {
         Ok(String::from_utf8(bytes)
             .ok()
             .filter(|text| timestamp::parse(text).is_ok()))
+    }
+}
+
+/// A complete backup in a temp file beside its destination, not yet in place: a command puts
+/// its outputs in place only once every one of them is ready.
+pub struct Prepared {
+    dest: PathBuf,
+    /// `None` when the destination already holds these bytes (it is then left alone).
+    temp: Option<NamedTempFile>,
+    pub written: Written,
+}
+
+impl Prepared {
+    /// Renames the backup over its destination (when it changed).
+    pub fn persist(self) -> io::Result<Written> {
+        if let Some(temp) = self.temp {
+            atomic::persist(temp, &self.dest)?;
+        }
+        Ok(self.written)
+    }
+
+    /// Gives the backup its destination's name, failing if a file has it: for what must never
+    /// replace anything (a safety backup).
+    pub fn persist_new(self) -> io::Result<Written> {
+        match self.temp {
+            Some(temp) => atomic::persist_new(temp, &self.dest)?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", self.dest.display()),
+                ))
+            }
+        }
+        Ok(self.written)
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::backup_file::record::{BackupAnalysis, BackupQuery};
-use crate::backup_file::writer::{BackupWriter, Totals, Written};
+use crate::backup_file::writer::{BackupWriter, Prepared, Totals};
 use crate::backup_file::{sidecar, DEFAULT_BACKUP_PATH, DEFAULT_METADATA_PATH};
 use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
@@ -28,6 +28,7 @@ use crate::interrupt;
 use crate::models::{query, Analysis, Artifact, ChunkText};
 use crate::output::Output;
 use crate::schema::{analyses, artifacts, chunks};
+use crate::{atomic, paths};
 
 /// The status filter value that selects every analysis.
 pub const ALL_STATUSES: &str = "all";
@@ -67,14 +68,63 @@ struct Summary<'a> {
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     interrupt::install();
+    interrupt::set_outcome("the previous backup file is untouched");
+    let backup_path = paths::output(&args.output, "backup file", &[])?;
+    let metadata_path = paths::output(&args.metadata, "metadata file", &[])?;
+    paths::distinct(&backup_path, "backup file", &metadata_path, "metadata file")?;
     let mut conn = db::connect(global)?;
     let status = (args.status != ALL_STATUSES).then_some(args.status.as_str());
     let progress = progress_bar(output);
-    let BackedUp { written, problems } =
-        write_backup(&mut conn, &args.output, status, args.page_size, &progress)?;
+    let BackedUp { prepared, problems } = write_backup(
+        &mut conn,
+        &backup_path.target,
+        status,
+        args.page_size,
+        &progress,
+    )?;
     progress.finish_and_clear();
-    sidecar::write(&args.metadata, &args.output, &written, &args.status)
-        .wrap_err_with(|| format!("writing the metadata file {}", args.metadata.display()))?;
+    // Both files are complete before either is put in place: a sidecar that cannot be
+    // written leaves the backup as it was too.
+    let sidecar = sidecar::prepare(
+        &metadata_path.target,
+        &args.output,
+        &prepared.written,
+        &args.status,
+    )
+    .wrap_err_with(|| {
+        format!(
+            "writing the metadata file {}; neither file was changed",
+            args.metadata.display()
+        )
+    })?;
+    interrupt::commit_point()?;
+    let written = prepared.persist().wrap_err_with(|| {
+        format!(
+            "putting {} in place; neither file was changed",
+            args.output.display()
+        )
+    });
+    let written = match written {
+        Ok(written) => written,
+        Err(report) => {
+            interrupt::after_commit(false, true);
+            return Err(report);
+        }
+    };
+    if let Some(sidecar) = sidecar {
+        let persisted = atomic::persist(sidecar, &metadata_path.target);
+        interrupt::after_commit(true, true);
+        persisted.wrap_err_with(|| {
+            format!(
+                "{} was written, but its metadata file {} could not be replaced and still describes \
+                 the previous backup; run the backup again",
+                args.output.display(),
+                args.metadata.display()
+            )
+        })?;
+    } else {
+        interrupt::after_commit(true, true);
+    }
 
     warn_about_problems(&problems);
     if written.totals.analyses == 0 {
@@ -111,8 +161,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Writes a backup of the analyses with `status` (every analysis for `None`) to `dest`,
-/// from one read-only snapshot.
+/// Writes a backup of the analyses with `status` (every analysis for `None`) beside `dest`,
+/// from one read-only snapshot, ready to be put in place.
 pub fn write_backup(
     conn: &mut PgConnection,
     dest: &Path,
@@ -155,18 +205,18 @@ pub fn write_backup_in(
         }
         progress.inc(page_len);
     }
-    let written = writer.finish(&queries).wrap_err_with(|| {
+    let prepared = writer.finish(&queries).wrap_err_with(|| {
         format!(
             "finishing {}; the previous file is untouched",
             dest.display()
         )
     })?;
-    Ok(BackedUp { written, problems })
+    Ok(BackedUp { prepared, problems })
 }
 
-/// A written backup, and what in it `verify` would reject.
+/// A backup ready to be put in place, and what in it `verify` would reject.
 pub struct BackedUp {
-    pub written: Written,
+    pub prepared: Prepared,
     pub problems: Vec<crate::validate::Problem>,
 }
 

@@ -8,24 +8,31 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use color_eyre::eyre::eyre;
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::backup_file::reader::ReadError;
 use crate::backup_file::record::BackupQuery;
+use crate::backup_file::source::BackupSource;
 use crate::cli::GlobalArgs;
 use crate::compare::embedding_column_dims;
 use crate::db;
+use crate::embed::args::build_provider;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::{EmbedArgs, EmbeddingClient};
 use crate::error::{invalid_input, Exit};
 use crate::interrupt;
 use crate::output::{counted, Output};
+use crate::paths;
 use crate::progress::Progress;
-use crate::restore::{self, load, plan, Mode};
-use crate::validate::{self, Counts};
+use crate::restore::{self, load, plan, Input, Mode};
+use crate::validate::{self, Counts, Validation};
 
 /// Where safety backups go unless `--safety-backup` says otherwise (git-ignored).
 pub const SAFETY_BACKUP_FOLDER: &str = "data/safety";
+/// The window of a dry run without a provider (its requests are not counted then).
+const DRY_RUN_WINDOW_WITHOUT_PROVIDER: usize = 512;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,7 +52,8 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Where --replace writes the safety backup [default: data/safety/before-restore-<time>.json]
+    /// Where --replace writes the safety backup; never an existing file [default:
+    /// data/safety/before-restore-<time>-<random>.json]
     #[arg(long, value_name = "FILE")]
     pub safety_backup: Option<PathBuf>,
 
@@ -60,8 +68,12 @@ struct Summary {
     analyses_skipped: u64,
     chunks_inserted: u64,
     chunks_skipped: u64,
+    /// Of the chunks skipped, those whose (analysis_id, chunk_index) another chunk holds.
+    chunks_skipped_place_taken: u64,
     artifacts_inserted: u64,
     artifacts_skipped: u64,
+    /// Of the artifacts skipped, those whose analysis has another artifact.
+    artifacts_skipped_place_taken: u64,
     queries_inserted: u64,
     queries_skipped: u64,
     embedding_requests: u64,
@@ -79,18 +91,34 @@ struct Summary {
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let started = Instant::now();
     let path = args.input.path();
-    let (expected, queries) = validate_whole_file(&path)?;
+    let source = BackupSource::open(&path).map_err(ReadError::into_report)?;
     let mode = if args.replace {
         Mode::Replace
     } else {
         Mode::Append
     };
+    let safety_path = match (mode, args.dry_run) {
+        (Mode::Replace, false) => Some(safety_backup_path(&args, &path)?),
+        _ => None,
+    };
+    let validation = validate_whole_file(&source)?;
+    let input = Input {
+        source: &source,
+        validated_sha256: validation
+            .file_sha256
+            .ok_or_else(|| eyre!("internal error: the validation kept no digest of the file"))?,
+    };
+    let (expected, queries) = (validation.counts, &validation.queries);
     if args.dry_run {
-        return dry_run(&args, global, output, &path, mode);
+        return dry_run(&args, global, output, input, queries, mode);
     }
     let client = args.embed.client()?;
     let mut conn = db::connect(global)?;
     check_dimensions(&mut conn, &client)?;
+    restore::encoding::check(&mut conn, &validation.non_ascii)?;
+    if mode == Mode::Append {
+        interrupt::install();
+    }
     db::lock_dataset(&mut conn)?;
 
     let progress = Progress::new("restore", expected.analyses, "analyses", output);
@@ -109,16 +137,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         },
         side: db::connect(global)?,
     };
-    let loaded = match mode {
-        Mode::Append => {
-            interrupt::install();
-            let mut loaded = restore::append(&mut conn, &path, embedding, &progress)?;
-            loaded.queries_inserted = db::in_transaction(&mut conn, |conn| {
-                load::insert_queries(conn, &queries, false)
-            })?;
-            loaded
-        }
-        Mode::Replace => {
+    let loaded = match (mode, safety_path) {
+        (Mode::Replace, Some(safety_path)) => {
             let current = load::table_counts(&mut conn)?;
             confirm_replace(
                 &args,
@@ -127,15 +147,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             )?;
             // After the question: Ctrl-C at the prompt simply quits.
             interrupt::install();
-            let safety_path = args
-                .safety_backup
-                .clone()
-                .unwrap_or_else(default_safety_path);
             let replaced = restore::replace(
                 &mut conn,
-                &path,
+                input,
                 expected,
-                &queries,
+                queries,
                 &safety_path,
                 embedding,
                 &progress,
@@ -143,6 +159,20 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             summary.safety_backup = replaced.safety_backup;
             summary.deleted = Some(replaced.deleted);
             replaced.loaded
+        }
+        _ => {
+            let mut loaded = restore::append(&mut conn, input, embedding, &progress)?;
+            interrupt::set_outcome(format!(
+                "every analysis, chunk and artifact is committed, the golden queries are not: run \
+                 the same restore again to finish ({} analyses, {} chunks added)",
+                loaded.counts.inserted.analyses, loaded.counts.inserted.chunks
+            ));
+            loaded.queries_inserted = db::in_final_transaction(&mut conn, |conn| {
+                let inserted = load::insert_queries(conn, queries, false)?;
+                source.check_unchanged()?;
+                Ok(inserted)
+            })?;
+            loaded
         }
     };
     progress.finish();
@@ -152,8 +182,10 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     summary.analyses_skipped = total.analyses - inserted.analyses;
     summary.chunks_inserted = inserted.chunks;
     summary.chunks_skipped = total.chunks - inserted.chunks;
+    summary.chunks_skipped_place_taken = loaded.counts.place_taken.chunks;
     summary.artifacts_inserted = inserted.artifacts;
     summary.artifacts_skipped = total.artifacts - inserted.artifacts;
+    summary.artifacts_skipped_place_taken = loaded.counts.place_taken.artifacts;
     summary.queries_inserted = loaded.queries_inserted;
     summary.queries_skipped = expected.queries - loaded.queries_inserted;
     summary.embedding_requests = client.requests();
@@ -164,9 +196,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Every check of `verify`, before anything is written; problems are exit 2.
-fn validate_whole_file(path: &Path) -> Result<(Counts, Vec<BackupQuery>)> {
-    let validation = validate::validate_file(path).map_err(|e| e.into_report())?;
+/// Every check of `verify`, before anything is written; problems are exit 2. The file must
+/// not change while it is checked.
+fn validate_whole_file(source: &BackupSource) -> Result<Validation> {
+    let path = source.path();
+    let validation = validate::validate_source(source).map_err(|e| e.into_report())?;
     if !validation.is_ok() {
         for problem in &validation.problems {
             eprintln!("problem: {problem}");
@@ -182,7 +216,25 @@ fn validate_whole_file(path: &Path) -> Result<(Counts, Vec<BackupQuery>)> {
             }
         )));
     }
-    Ok((validation.counts, validation.queries))
+    source.check_unchanged()?;
+    Ok(validation)
+}
+
+/// Where `--replace` writes its safety backup, checked before anything is written: never
+/// the input, never a file that exists (a safety backup replaces nothing), never anything but
+/// a regular file. The default name is unique (time and a random part).
+fn safety_backup_path(args: &Args, input: &Path) -> Result<PathBuf> {
+    let chosen = args.safety_backup.clone();
+    let path = chosen.clone().unwrap_or_else(default_safety_path);
+    let checked = paths::output(&path, "safety backup", &[input])?;
+    if chosen.is_some() && std::fs::symlink_metadata(&path).is_ok() {
+        return Err(invalid_input(format!(
+            "the safety backup {} exists; a safety backup never replaces a file: choose another path \
+             or remove it; nothing was written",
+            path.display()
+        )));
+    }
+    Ok(checked.target)
 }
 
 /// The provider must make vectors of the column's size; say how to get there if not.
@@ -224,19 +276,34 @@ fn confirm_replace(args: &Args, current: &Counts, database: &str) -> Result<()> 
 
 fn default_safety_path() -> PathBuf {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    Path::new(SAFETY_BACKUP_FOLDER).join(format!("before-restore-{stamp}.json"))
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    Path::new(SAFETY_BACKUP_FOLDER).join(format!("before-restore-{stamp}-{unique}.json"))
 }
 
 fn dry_run(
     args: &Args,
     global: &GlobalArgs,
     output: Output,
-    path: &Path,
+    input: Input,
+    queries: &[BackupQuery],
     mode: Mode,
 ) -> Result<Exit> {
-    let config = args.embed.config()?;
+    let client = match args.embed.config()? {
+        Some(config) => Some(EmbeddingClient::new(build_provider(&config)?, &config)?),
+        None => None,
+    };
     let mut conn = db::connect(global)?;
-    let plan = plan::plan(&mut conn, path, mode, config.as_ref().map(|c| c.batch_size))?;
+    let embedder = client.as_ref().map(|client| CachedEmbedder {
+        client,
+        use_cache: !args.embed.embed_no_cache,
+    });
+    let window = client
+        .as_ref()
+        .map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
+            restore::window_chunks(client.batch_size(), client.concurrency())
+        });
+    let plan = plan::plan(&mut conn, input, queries, mode, embedder.as_ref(), window)?;
+    let path = input.source.path();
     output.line(format_args!(
         "plan for restoring {} ({}):",
         path.display(),
@@ -248,28 +315,52 @@ fn dry_run(
             delete.analyses, delete.chunks, delete.artifacts, delete.queries
         ))?;
     }
-    for (table, insert, skip) in [
-        ("analyses", plan.analyses_to_insert, plan.analyses_to_skip),
-        ("chunks", plan.chunks_to_insert, plan.chunks_to_skip),
+    for (table, insert, skip, place_taken) in [
+        (
+            "analyses",
+            plan.analyses_to_insert,
+            plan.analyses_to_skip,
+            0,
+        ),
+        (
+            "chunks",
+            plan.chunks_to_insert,
+            plan.chunks_to_skip,
+            plan.chunks_to_skip_place_taken,
+        ),
         (
             "artifacts",
             plan.artifacts_to_insert,
             plan.artifacts_to_skip,
+            plan.artifacts_to_skip_place_taken,
         ),
-        ("queries", plan.queries_to_insert, plan.queries_to_skip),
+        ("queries", plan.queries_to_insert, plan.queries_to_skip, 0),
     ] {
+        let why = match (skip, place_taken) {
+            (0, _) => String::new(),
+            (_, 0) => " (their ids exist)".to_string(),
+            (_, taken) if taken == skip => format!(
+                " (another row of the database holds their place: {})",
+                place_taken_reason(table)
+            ),
+            (_, taken) => format!(
+                " ({} because their ids exist, {taken} because another row holds their place: {})",
+                skip - taken,
+                place_taken_reason(table)
+            ),
+        };
         output.line(format_args!(
-            "  {table:<9} {insert} to insert, {skip} to skip"
+            "  {table:<9} {insert} to insert, {skip} to skip{why}"
         ))?;
     }
-    match (&config, plan.embedding_requests_needed) {
-        (Some(config), Some(requests)) => output.line(format_args!(
-            "  embed     {} chunks in {} of up to {} ({} model {})",
+    match (&client, plan.embeddings_to_compute, plan.embedding_requests_needed) {
+        (Some(client), Some(compute), Some(requests)) => output.line(format_args!(
+            "  embed     {} chunks: {compute} to compute in {} of up to {}, {} from the cache or identical texts ({})",
             plan.embeddings_needed,
             counted(requests, "request", "requests"),
-            config.batch_size,
-            config.kind,
-            config.model
+            client.batch_size(),
+            plan.embeddings_reused.unwrap_or(0),
+            client.info()
         ))?,
         _ => output.line(format_args!(
             "  embed     {} chunks (no provider configured: set --embed-provider to restore)",
@@ -294,6 +385,14 @@ fn dry_run(
     Ok(Exit::Success)
 }
 
+/// The unique place a skipped row of `table` could not take.
+fn place_taken_reason(table: &str) -> &'static str {
+    match table {
+        "chunks" => "the same (analysis, chunk_index)",
+        _ => "the analysis's one artifact",
+    }
+}
+
 fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result<()> {
     if let (Some(deleted), true) = (&summary.deleted, summary.replaced) {
         output.line(format_args!(
@@ -308,9 +407,19 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
                 .unwrap_or_default()
         ))?;
     }
+    let place_taken = summary.chunks_skipped_place_taken + summary.artifacts_skipped_place_taken;
+    if place_taken > 0 {
+        log::warn!(
+            "skipped {} chunks whose (analysis, chunk_index) and {} artifacts whose analysis another \
+             row of the database already holds (written by another program); `golden verify --against-db` \
+             shows the differences",
+            summary.chunks_skipped_place_taken,
+            summary.artifacts_skipped_place_taken
+        );
+    }
     output.line(format_args!(
         "restored {} analyses, {} chunks, {} artifacts from {} ({} already present, skipped); \
-         {} computed in {} to {}, {} from the cache, in {:.1} s",
+         {} computed in {} to {}, {} from the cache or identical texts, in {:.1} s",
         summary.analyses_inserted,
         summary.chunks_inserted,
         summary.artifacts_inserted,

@@ -5,6 +5,8 @@
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::backup_file::reader::ReadError;
+use crate::backup_file::source::BackupSource;
 use crate::cli::GlobalArgs;
 use crate::commands::backup::ALL_STATUSES;
 use crate::compare;
@@ -37,8 +39,9 @@ struct Summary<'a> {
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let path = args.input.path();
-    let validation = validate::validate_file(&path).map_err(|e| e.into_report())?;
-    let mut problems = validation.problems;
+    let source = BackupSource::open(&path).map_err(ReadError::into_report)?;
+    let validation = validate::validate_source(&source).map_err(|e| e.into_report())?;
+    let mut problems = validation.problems.clone();
     if args.against_db {
         let status_filter = validation
             .header
@@ -51,8 +54,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         let mut conn = db::connect(global)?;
         problems.extend(compare::compare_with_database(
             &mut conn,
-            &path,
-            &validation.queries,
+            &source,
+            &validation,
             status,
         )?);
     }

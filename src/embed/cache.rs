@@ -22,10 +22,13 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 
 type TextHash = [u8; 32];
 
-/// Vectors for a list of texts and where they came from.
+/// Vectors for a list of texts and where they came from: `computed + reused` is the number
+/// of texts.
 pub struct Embedded {
     pub vectors: Vec<Vector>,
+    /// Taken from the cache, or shared with an identical text computed in the same call.
     pub reused: u64,
+    /// Computed by the provider.
     pub computed: u64,
 }
 
@@ -57,10 +60,6 @@ impl CachedEmbedder<'_> {
             .map(|text| Sha256::digest(text.as_bytes()).into())
             .collect();
         let mut found = self.lookup(conn, &hashes)?;
-        let reused = hashes
-            .iter()
-            .filter(|hash| found.contains_key(*hash))
-            .count() as u64;
 
         // Each distinct missing text once.
         let mut queued = std::collections::HashSet::new();
@@ -91,9 +90,35 @@ impl CachedEmbedder<'_> {
             })?;
         Ok(Embedded {
             vectors,
-            reused,
+            // From the cache, or the vector of an identical text of this call: with the
+            // computed ones, one per text.
+            reused: texts.len() as u64 - computed_count,
             computed: computed_count,
         })
+    }
+
+    /// What [`CachedEmbedder::embed`] of `texts` would compute and reuse, without computing
+    /// anything (the dry-run plan): `(computed, reused)`.
+    pub fn plan(&self, conn: &mut PgConnection, texts: &[&str]) -> Result<(u64, u64)> {
+        if !self.use_cache {
+            return Ok((texts.len() as u64, 0));
+        }
+        let hashes: Vec<TextHash> = texts
+            .iter()
+            .map(|text| Sha256::digest(text.as_bytes()).into())
+            .collect();
+        let found = self.lookup(conn, &hashes)?;
+        let mut queued = std::collections::HashSet::new();
+        let computed = hashes
+            .iter()
+            .filter(|hash| !found.contains_key(*hash) && queued.insert(**hash))
+            .count() as u64;
+        Ok((computed, texts.len() as u64 - computed))
+    }
+
+    /// Requests of [`EmbeddingClient`] for `computed` texts in one call.
+    pub fn requests_for(&self, computed: u64) -> u64 {
+        computed.div_ceil(self.client.batch_size() as u64)
     }
 
     fn lookup(

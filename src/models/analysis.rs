@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupAnalysis, BackupAnalysisHead};
 use crate::schema::analyses;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -44,6 +44,20 @@ impl<'a> From<&'a BackupAnalysis> for NewAnalysis<'a> {
             status: &record.status,
             created_at: record.created_at,
             updated_at: record.updated_at,
+        }
+    }
+}
+
+impl<'a> From<&'a BackupAnalysisHead> for NewAnalysis<'a> {
+    fn from(head: &'a BackupAnalysisHead) -> Self {
+        NewAnalysis {
+            id: head.id,
+            url: &head.url,
+            title: head.title.as_deref(),
+            content_type: &head.content_type,
+            status: &head.status,
+            created_at: head.created_at,
+            updated_at: head.updated_at,
         }
     }
 }

@@ -1,54 +1,164 @@
-//! Which rows of a set of backup records the database already has: append mode skips them
-//! (neither inserted again nor embedded again), and `--dry-run` counts them. Three queries
-//! per set, whatever its size.
+//! What append mode does with each row of a window of records, decided once from what the
+//! database already holds, so that the dry-run plan and the restore agree: a row whose id
+//! exists is skipped (neither inserted again nor embedded again), and so is one whose place is
+//! taken by another row that another tool wrote (a chunk's `(analysis_id, chunk_index)`, an
+//! analysis's one artifact), with that reason. A few queries per window, whatever its size.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Integer, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use crate::backup_file::record::BackupAnalysis;
+use crate::backup_file::record::{BackupArtifact, BackupChunk};
+use crate::backup_file::records::Record;
 use crate::schema::{analyses, artifacts, chunks};
 
-#[derive(Debug, Default)]
-pub struct ExistingIds {
-    pub analyses: HashSet<Uuid>,
-    pub chunks: HashSet<Uuid>,
-    pub artifacts: HashSet<Uuid>,
+/// What happens to one row of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Insert,
+    /// Its id is in the database: skipped.
+    Exists,
+    /// Another row holds its unique place: skipped.
+    PlaceTaken,
 }
 
-pub fn existing_ids(
-    conn: &mut PgConnection,
-    records: &[BackupAnalysis],
-) -> QueryResult<ExistingIds> {
-    let analysis_ids: Vec<Uuid> = records.iter().map(|record| record.id).collect();
-    let chunk_ids: Vec<Uuid> = records
-        .iter()
-        .flat_map(|r| r.chunks.iter().map(|c| c.id))
-        .collect();
-    let artifact_ids: Vec<Uuid> = records
-        .iter()
-        .filter_map(|r| r.artifact.as_ref().map(|a| a.id))
-        .collect();
-    Ok(ExistingIds {
-        analyses: analyses::table
-            .filter(analyses::id.eq_any(&analysis_ids))
-            .select(analyses::id)
-            .load::<Uuid>(conn)?
-            .into_iter()
-            .collect(),
-        chunks: chunks::table
-            .filter(chunks::id.eq_any(&chunk_ids))
-            .select(chunks::id)
-            .load::<Uuid>(conn)?
-            .into_iter()
-            .collect(),
-        artifacts: artifacts::table
-            .filter(artifacts::id.eq_any(&artifact_ids))
-            .select(artifacts::id)
-            .load::<Uuid>(conn)?
-            .into_iter()
-            .collect(),
-    })
+/// The rows of a window that the database already has, by id and by unique place.
+#[derive(Debug, Default)]
+pub struct Existing {
+    analyses: HashSet<Uuid>,
+    chunks: HashSet<Uuid>,
+    /// The chunk at each `(analysis_id, chunk_index)` of the window's chunks.
+    chunk_places: HashMap<(Uuid, i32), Uuid>,
+    artifacts: HashSet<Uuid>,
+    /// The artifact each analysis of the window already has.
+    artifact_of: HashMap<Uuid, Uuid>,
+}
+
+impl Existing {
+    /// Nothing exists: the tables were emptied (replace mode).
+    pub fn none() -> Existing {
+        Existing::default()
+    }
+
+    /// Looks up the rows of `records` in the database.
+    pub fn lookup(conn: &mut PgConnection, records: &[Record]) -> QueryResult<Existing> {
+        let mut analysis_ids = Vec::new();
+        let mut chunk_ids = Vec::new();
+        let (mut place_analyses, mut place_indexes) = (Vec::new(), Vec::new());
+        let mut artifact_ids = Vec::new();
+        let mut artifact_analyses = Vec::new();
+        for record in records {
+            match record {
+                Record::Analysis(head) => analysis_ids.push(head.id),
+                Record::Chunk { analysis_id, chunk } => {
+                    chunk_ids.push(chunk.id);
+                    place_analyses.push(*analysis_id);
+                    place_indexes.push(chunk.chunk_index);
+                }
+                Record::End {
+                    analysis_id,
+                    artifact: Some(artifact),
+                } => {
+                    artifact_ids.push(artifact.id);
+                    artifact_analyses.push(*analysis_id);
+                }
+                Record::End { .. } => {}
+            }
+        }
+        #[derive(QueryableByName)]
+        struct Place {
+            #[diesel(sql_type = SqlUuid)]
+            id: Uuid,
+            #[diesel(sql_type = SqlUuid)]
+            analysis_id: Uuid,
+            #[diesel(sql_type = Integer)]
+            chunk_index: i32,
+        }
+        let places: Vec<Place> = if place_analyses.is_empty() {
+            Vec::new()
+        } else {
+            diesel::sql_query(
+                "SELECT c.id, c.analysis_id, c.chunk_index FROM chunks c \
+                 JOIN unnest($1::uuid[], $2::int4[]) AS w(analysis_id, chunk_index) \
+                 USING (analysis_id, chunk_index)",
+            )
+            .bind::<Array<SqlUuid>, _>(&place_analyses)
+            .bind::<Array<Integer>, _>(&place_indexes)
+            .load(conn)?
+        };
+        Ok(Existing {
+            analyses: analyses::table
+                .filter(analyses::id.eq_any(&analysis_ids))
+                .select(analyses::id)
+                .load::<Uuid>(conn)?
+                .into_iter()
+                .collect(),
+            chunks: chunks::table
+                .filter(chunks::id.eq_any(&chunk_ids))
+                .select(chunks::id)
+                .load::<Uuid>(conn)?
+                .into_iter()
+                .collect(),
+            chunk_places: places
+                .into_iter()
+                .map(|place| ((place.analysis_id, place.chunk_index), place.id))
+                .collect(),
+            artifacts: artifacts::table
+                .filter(artifacts::id.eq_any(&artifact_ids))
+                .select(artifacts::id)
+                .load::<Uuid>(conn)?
+                .into_iter()
+                .collect(),
+            artifact_of: artifacts::table
+                .filter(artifacts::analysis_id.eq_any(&artifact_analyses))
+                .select((artifacts::analysis_id, artifacts::id))
+                .load::<(Uuid, Uuid)>(conn)?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    pub fn analysis(&self, id: Uuid) -> Fate {
+        if self.analyses.contains(&id) {
+            Fate::Exists
+        } else {
+            Fate::Insert
+        }
+    }
+
+    pub fn chunk(&self, analysis_id: Uuid, chunk: &BackupChunk) -> Fate {
+        if self.chunks.contains(&chunk.id) {
+            return Fate::Exists;
+        }
+        match self.chunk_places.get(&(analysis_id, chunk.chunk_index)) {
+            Some(other) if *other != chunk.id => Fate::PlaceTaken,
+            _ => Fate::Insert,
+        }
+    }
+
+    pub fn artifact(&self, analysis_id: Uuid, artifact: &BackupArtifact) -> Fate {
+        if self.artifacts.contains(&artifact.id) {
+            return Fate::Exists;
+        }
+        match self.artifact_of.get(&analysis_id) {
+            Some(other) if *other != artifact.id => Fate::PlaceTaken,
+            _ => Fate::Insert,
+        }
+    }
+
+    /// The fate of `record`'s row.
+    pub fn fate(&self, record: &Record) -> Fate {
+        match record {
+            Record::Analysis(head) => self.analysis(head.id),
+            Record::Chunk { analysis_id, chunk } => self.chunk(*analysis_id, chunk),
+            Record::End {
+                analysis_id,
+                artifact: Some(artifact),
+            } => self.artifact(*analysis_id, artifact),
+            Record::End { .. } => Fate::Insert,
+        }
+    }
 }

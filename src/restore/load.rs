@@ -1,5 +1,5 @@
-//! Writing restored rows. Append mode inserts each batch of ten analyses in a transaction of
-//! its own, skipping ids that exist; replace mode empties the tables, drops the vector
+//! Writing restored rows. Append mode inserts each batch (ten analyses, or fewer when they
+//! hold many chunks) in a transaction of its own, skipping ids that exist; replace mode empties the tables, drops the vector
 //! indexes, COPYs every batch and builds the indexes once at the end, all inside the one
 //! transaction the caller holds, so a failure anywhere leaves the old data as it was.
 
@@ -12,7 +12,9 @@ use diesel::prelude::*;
 use pgvector::Vector;
 use uuid::Uuid;
 
-use crate::backup_file::record::{BackupAnalysis, BackupQuery};
+use super::existing::Fate;
+use crate::backup_file::record::BackupQuery;
+use crate::backup_file::records::Record;
 use crate::db::{self, QueryContext};
 use crate::models::{NewAnalysis, NewArtifact, NewChunk, NewQuery};
 use crate::schema::{analyses, artifacts, chunks, queries};
@@ -24,18 +26,20 @@ const CHUNK_ROWS_PER_INSERT: usize = 5_000;
 /// which pgvector warns that the HNSW graph no longer fits.
 const INDEX_BUILD_MEMORY: &str = "1GB";
 
-/// A batch of analyses with the vectors of the chunks to insert (a chunk without a vector
-/// here already exists and is skipped).
+/// A batch of records, each with what happens to its row, and the vectors of the chunks to
+/// insert. An analysis's records may span batches (its chunks are cut by count), in order.
 pub struct EmbeddedBatch {
-    pub records: Vec<BackupAnalysis>,
+    pub records: Vec<(Record, Fate)>,
     pub vectors: HashMap<Uuid, Vector>,
 }
 
-/// Rows inserted, and rows the batch held, per table.
+/// Rows inserted, rows the batch held, and rows skipped because their place was taken, per
+/// table.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BatchCounts {
     pub inserted: Counts,
     pub total: Counts,
+    pub place_taken: Counts,
 }
 
 impl std::ops::AddAssign for BatchCounts {
@@ -43,6 +47,7 @@ impl std::ops::AddAssign for BatchCounts {
         for (mine, theirs) in [
             (&mut self.inserted, other.inserted),
             (&mut self.total, other.total),
+            (&mut self.place_taken, other.place_taken),
         ] {
             mine.analyses += theirs.analyses;
             mine.chunks += theirs.chunks;
@@ -57,58 +62,86 @@ struct Rows<'a> {
     chunks: Vec<NewChunk<'a>>,
     artifacts: Vec<NewArtifact<'a>>,
     total: Counts,
+    place_taken: Counts,
 }
 
-fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Rows<'a> {
+fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Result<Rows<'a>> {
     let mut rows = Rows {
         analyses: Vec::new(),
         chunks: Vec::new(),
         artifacts: Vec::new(),
         total: Counts::default(),
+        place_taken: Counts::default(),
     };
-    for record in &batch.records {
-        rows.total.analyses += 1;
-        rows.analyses.push(NewAnalysis::from(record));
-        for chunk in &record.chunks {
-            rows.total.chunks += 1;
-            let Some(vector) = batch.vectors.get(&chunk.id) else {
-                continue;
-            };
-            rows.chunks.push(NewChunk::from_backup(
-                chunk,
-                record.id,
-                Some(vector.clone()),
-                Some(model),
-            ));
-        }
-        if let Some(artifact) = &record.artifact {
-            rows.total.artifacts += 1;
-            rows.artifacts
-                .push(NewArtifact::from_backup(artifact, record.id));
+    for (record, fate) in &batch.records {
+        let fate = *fate;
+        match record {
+            Record::Analysis(head) => {
+                rows.total.analyses += 1;
+                if fate == Fate::Insert {
+                    rows.analyses.push(NewAnalysis::from(head));
+                }
+            }
+            Record::Chunk { analysis_id, chunk } => {
+                rows.total.chunks += 1;
+                rows.place_taken.chunks += u64::from(fate == Fate::PlaceTaken);
+                if fate != Fate::Insert {
+                    continue;
+                }
+                let Some(vector) = batch.vectors.get(&chunk.id) else {
+                    bail!("internal error: chunk {} has no vector to insert", chunk.id);
+                };
+                rows.chunks.push(NewChunk::from_backup(
+                    chunk,
+                    *analysis_id,
+                    Some(vector.clone()),
+                    Some(model),
+                ));
+            }
+            Record::End {
+                analysis_id,
+                artifact: Some(artifact),
+            } => {
+                rows.total.artifacts += 1;
+                rows.place_taken.artifacts += u64::from(fate == Fate::PlaceTaken);
+                if fate == Fate::Insert {
+                    rows.artifacts
+                        .push(NewArtifact::from_backup(artifact, *analysis_id));
+                }
+            }
+            Record::End { .. } => {}
         }
     }
-    rows
+    Ok(rows)
 }
 
 fn describe(batch: &EmbeddedBatch) -> String {
-    match (batch.records.first(), batch.records.last()) {
-        (Some(first), Some(last)) if batch.records.len() > 1 => {
-            format!("the batch of analyses {} … {}", first.id, last.id)
+    let analysis_of = |record: &Record| match record {
+        Record::Analysis(head) => head.id,
+        Record::Chunk { analysis_id, .. } | Record::End { analysis_id, .. } => *analysis_id,
+    };
+    let first = batch.records.first().map(|(record, _)| analysis_of(record));
+    let last = batch.records.last().map(|(record, _)| analysis_of(record));
+    match (first, last) {
+        (Some(first), Some(last)) if first != last => {
+            format!("the batch of analyses {first} … {last}")
         }
-        (Some(only), _) => format!("analysis {}", only.id),
+        (Some(only), _) => format!("the batch of analysis {only}"),
         _ => "an empty batch".into(),
     }
 }
 
 /// Inserts one batch in its own transaction, skipping ids that exist; checks that every
 /// analysis of the batch is now there and every inserted chunk has a vector of `dims`.
+/// `before_commit` runs last, inside the transaction (it proves the input file unchanged).
 pub fn append_batch(
     conn: &mut PgConnection,
     batch: &EmbeddedBatch,
     model: &str,
     dims: usize,
+    before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<BatchCounts> {
-    let rows = rows(batch, model);
+    let rows = rows(batch, model)?;
     crate::db::in_transaction(conn, |conn| {
         let analyses_inserted = diesel::insert_into(analyses::table)
             .values(&rows.analyses)
@@ -119,8 +152,8 @@ pub fn append_batch(
         for part in rows.chunks.chunks(CHUNK_ROWS_PER_INSERT) {
             chunks_inserted += diesel::insert_into(chunks::table)
                 .values(part)
-                // Any unique key: the id, or (analysis_id, chunk_index) taken by a chunk
-                // another tool wrote. Such rows are skipped and counted as skipped.
+                // Any unique key: a row another program wrote since the window was looked
+                // up is skipped too, and counted as skipped.
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .step("inserting chunks")?;
@@ -131,7 +164,14 @@ pub fn append_batch(
             .execute(conn)
             .step("inserting artifacts")?;
 
-        let ids: Vec<Uuid> = rows.analyses.iter().map(|row| row.id).collect();
+        let ids: Vec<Uuid> = batch
+            .records
+            .iter()
+            .filter_map(|(record, _)| match record {
+                Record::Analysis(head) => Some(head.id),
+                _ => None,
+            })
+            .collect();
         let present: i64 = analyses::table
             .filter(analyses::id.eq_any(&ids))
             .count()
@@ -148,6 +188,7 @@ pub fn append_batch(
         if bad > 0 {
             bail!("{bad} restored chunks have no embedding of {dims} dimensions");
         }
+        before_commit()?;
         Ok(BatchCounts {
             inserted: Counts {
                 analyses: analyses_inserted as u64,
@@ -156,6 +197,7 @@ pub fn append_batch(
                 queries: 0,
             },
             total: rows.total,
+            place_taken: rows.place_taken,
         })
     })
     .wrap_err_with(|| format!("restoring {}; that batch was rolled back", describe(batch)))
@@ -167,7 +209,7 @@ pub fn copy_batch(
     batch: &EmbeddedBatch,
     model: &str,
 ) -> Result<BatchCounts> {
-    let rows = rows(batch, model);
+    let rows = rows(batch, model)?;
     let analyses_copied = diesel::copy_from(analyses::table)
         .from_insertable(&rows.analyses)
         .execute(conn)
@@ -189,6 +231,7 @@ pub fn copy_batch(
     Ok(BatchCounts {
         inserted,
         total: rows.total,
+        place_taken: rows.place_taken,
     })
 }
 

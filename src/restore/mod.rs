@@ -1,11 +1,14 @@
-//! Restoring a backup file: the file is streamed again after validation, its chunks are
-//! embedded a window of batches at a time on a second thread (so the provider works while
-//! the database writes), and the batches of ten analyses are written in order.
+//! Restoring a backup file: the file is read again after validation (the same open file,
+//! proven unchanged before every commit), its chunks are embedded a window at a time on a
+//! second thread (so the provider works while the database writes), and the batches are
+//! written in order. A window is bounded by chunks, not by analyses, so memory stays flat
+//! whatever the file's shape: an analysis of a hundred thousand chunks is loaded in pieces.
 //!
 //! Append mode commits each batch, skipping ids that exist, so an interrupted restore
 //! finishes when run again and embeds only what is missing. Replace mode runs the deletion
 //! and the whole load in one transaction: a failure at any point leaves the old data.
 
+pub mod encoding;
 pub mod existing;
 pub mod load;
 pub mod plan;
@@ -14,16 +17,19 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use color_eyre::eyre::{bail, eyre};
+use color_eyre::eyre::{bail, WrapErr};
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::RunQueryDsl;
 use pgvector::Vector;
 use uuid::Uuid;
 
+use self::existing::{Existing, Fate};
 use self::load::{BatchCounts, EmbeddedBatch};
-use crate::backup_file::reader::{read_backup, ReadError};
-use crate::backup_file::record::{BackupAnalysis, BackupQuery};
+use crate::backup_file::reader::ReadError;
+use crate::backup_file::record::BackupQuery;
+use crate::backup_file::records::{read_records, Record};
+use crate::backup_file::source::BackupSource;
 use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
@@ -32,8 +38,14 @@ use crate::pipeline::{self, Feed};
 use crate::progress::Progress;
 use crate::validate::Counts;
 
-/// Analyses written per transaction in append mode.
+/// Analyses written per transaction in append mode (fewer when they hold many chunks).
 pub const BATCH_ANALYSES: usize = 10;
+/// The most analyses a window holds whatever its chunks, so that a file of analyses without
+/// chunks stays bounded too.
+const WINDOW_ANALYSES: usize = 500;
+/// The most chunks of a window or a batch, whatever the analyses (one may hold a hundred
+/// thousand): about 5 MB of text and vectors.
+const MOST_CHUNKS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -65,21 +77,29 @@ pub struct Embedding<'a> {
     pub side: PgConnection,
 }
 
+/// The validated file that the load reads again, and the digest of the bytes validated.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub source: &'a BackupSource,
+    pub validated_sha256: [u8; 32],
+}
+
 /// Appends the file's rows that the database lacks, one committed batch at a time.
 pub fn append(
     conn: &mut PgConnection,
-    path: &Path,
+    input: Input,
     embedding: Embedding,
     progress: &Progress,
 ) -> Result<Loaded> {
-    load_file(conn, path, Mode::Append, embedding, progress)
+    load_file(conn, input, Mode::Append, embedding, progress)
 }
 
 /// Replaces the whole dataset with the file's, in one transaction: lock, safety backup of
-/// the rows about to go, clear, bulk load, index build, checks. Any failure rolls it all back.
+/// the rows about to go, clear, bulk load, index build, checks. Any failure (an interruption
+/// included) rolls it all back.
 pub fn replace(
     conn: &mut PgConnection,
-    path: &Path,
+    input: Input,
     expected: Counts,
     queries: &[BackupQuery],
     safety_path: &Path,
@@ -87,31 +107,46 @@ pub fn replace(
     progress: &Progress,
 ) -> Result<Replaced> {
     let dims = embedding.embedder.client.info().dims;
-    crate::db::in_transaction(conn, |conn| {
-        diesel::sql_query("LOCK TABLE analyses, chunks, artifacts IN ACCESS EXCLUSIVE MODE")
-            .execute(conn)
-            .step("locking the tables")?;
+    let rolled_back = "the replace was rolled back: the database holds what it held before";
+    interrupt::set_outcome(rolled_back);
+    crate::db::in_final_transaction(conn, |conn| {
+        progress.step("locking the dataset's tables");
+        diesel::sql_query(
+            "LOCK TABLE analyses, chunks, artifacts, queries IN ACCESS EXCLUSIVE MODE",
+        )
+        .execute(conn)
+        .step("locking the tables")?;
         let deleted = load::table_counts(conn)?;
         let safety_backup =
             if deleted.analyses + deleted.chunks + deleted.artifacts + deleted.queries > 0 {
                 progress.step("writing the safety backup");
-                crate::commands::backup::write_backup_in(
+                let backed_up = crate::commands::backup::write_backup_in(
                     conn,
                     safety_path,
                     None,
                     500,
                     &indicatif::ProgressBar::hidden(),
                 )?;
+                backed_up.prepared.persist_new().wrap_err_with(|| {
+                    format!(
+                        "writing the safety backup {}; nothing was changed",
+                        safety_path.display()
+                    )
+                })?;
                 log::info!(
                     "safety backup of the current data: {}",
                     safety_path.display()
                 );
+                interrupt::set_outcome(format!(
+                    "{rolled_back} (the safety backup {} was written all the same)",
+                    safety_path.display()
+                ));
                 Some(safety_path.to_path_buf())
             } else {
                 None
             };
         let index_definitions = load::clear_for_replace(conn)?;
-        let mut loaded = load_file(conn, path, Mode::Replace, embedding, progress)?;
+        let mut loaded = load_file(conn, input, Mode::Replace, embedding, progress)?;
         loaded.queries_inserted = load::insert_queries(conn, queries, true)?;
         interrupt::check()?;
         progress.step("building the vector index");
@@ -138,6 +173,7 @@ pub fn replace(
                 "{bad} chunks have no embedding of {dims} dimensions after the load; rolled back"
             );
         }
+        input.source.check_unchanged()?;
         Ok(Replaced {
             loaded,
             deleted,
@@ -148,7 +184,7 @@ pub fn replace(
 
 fn load_file(
     conn: &mut PgConnection,
-    path: &Path,
+    input: Input,
     mode: Mode,
     embedding: Embedding,
     progress: &Progress,
@@ -159,25 +195,33 @@ fn load_file(
     let computed = AtomicU64::new(0);
     let reused = AtomicU64::new(0);
     let producer = Producer {
-        path,
+        input,
         mode,
         embedding,
-        window_chunks: client.batch_size() * client.concurrency(),
+        window_chunks: window_chunks(client.batch_size(), client.concurrency()),
         computed: &computed,
         reused: &reused,
         progress,
     };
     let mut counts = BatchCounts::default();
+    let unchanged = || input.source.check_unchanged();
     pipeline::run(
         |feed| producer.run(feed),
         |batch| {
             interrupt::check()?;
             let written = match mode {
-                Mode::Append => load::append_batch(conn, &batch, &model, dims)?,
+                Mode::Append => load::append_batch(conn, &batch, &model, dims, &unchanged)?,
                 Mode::Replace => load::copy_batch(conn, &batch, &model)?,
             };
             progress.written(written.total.analyses, written.total.chunks);
             counts += written;
+            if mode == Mode::Append {
+                interrupt::set_outcome(format!(
+                    "the batch in progress was rolled back; the {} analyses and {} chunks committed \
+                     before it are kept: run the same restore again to finish",
+                    counts.inserted.analyses, counts.inserted.chunks
+                ));
+            }
             Ok(())
         },
     )?;
@@ -189,65 +233,101 @@ fn load_file(
     })
 }
 
-/// Reads the file and embeds a window of batches at a time, on its own thread.
+/// Reads the file and embeds a window of records at a time, on its own thread.
 struct Producer<'a> {
-    path: &'a Path,
+    input: Input<'a>,
     mode: Mode,
     embedding: Embedding<'a>,
+    /// The target of a [`Window`]; also the most chunks of a batch.
     window_chunks: usize,
     computed: &'a AtomicU64,
     reused: &'a AtomicU64,
     progress: &'a Progress,
 }
 
-impl Producer<'_> {
-    fn run(mut self, feed: &Feed<'_, EmbeddedBatch>) -> Result<()> {
-        let mut window: Vec<BackupAnalysis> = Vec::new();
-        let mut window_chunks = 0;
-        let path = self.path;
-        let read = read_backup(path, |index, value| {
-            if feed.stopped() {
-                bail!("stopped");
-            }
-            // The whole file passed every check before this read; only the typed record is
-            // needed now, not the validator's sets of every id (memory on large files).
-            let record: BackupAnalysis = serde_json::from_value(value).map_err(|e| {
-                eyre!("analysis #{} of {} no longer reads ({e}): was the file changed during the restore?", index + 1, path.display())
-            })?;
-            window_chunks += record.chunks.len();
-            window.push(record);
-            if window.len() % BATCH_ANALYSES == 0 && window_chunks >= self.window_chunks {
-                self.flush(std::mem::take(&mut window), feed)?;
-                window_chunks = 0;
-            }
-            Ok(())
-        });
-        read.map_err(ReadError::into_report)?;
-        self.flush(std::mem::take(&mut window), feed)
+/// Records gathered for one round of embedding: the restore and its dry-run plan cut the
+/// file into the same windows, so the plan's requests are the restore's.
+pub(crate) struct Window {
+    pub records: Vec<Record>,
+    /// Chunks a window gathers before it is embedded (the provider's batch size times its
+    /// concurrency: every request slot busy); a window ends at a batch boundary unless it
+    /// reaches [`most_chunks`].
+    target_chunks: usize,
+    chunks: usize,
+    ends: usize,
+}
+
+impl Window {
+    pub fn new(target_chunks: usize) -> Window {
+        Window {
+            records: Vec::new(),
+            target_chunks: target_chunks.max(1),
+            chunks: 0,
+            ends: 0,
+        }
     }
 
-    /// Embeds the chunks of `records` that the database lacks and sends them as batches.
-    fn flush(
-        &mut self,
-        records: Vec<BackupAnalysis>,
-        feed: &Feed<'_, EmbeddedBatch>,
-    ) -> Result<()> {
+    /// Adds `record`; true when the window is full and must be flushed.
+    pub fn push(&mut self, record: Record) -> bool {
+        match &record {
+            Record::Chunk { .. } => self.chunks += 1,
+            Record::End { .. } => self.ends += 1,
+            Record::Analysis(_) => {}
+        }
+        let at_batch_end = matches!(record, Record::End { .. }) && self.ends % BATCH_ANALYSES == 0;
+        self.records.push(record);
+        (at_batch_end && (self.chunks >= self.target_chunks || self.ends >= WINDOW_ANALYSES))
+            || self.chunks >= most_chunks(self.target_chunks)
+    }
+
+    /// Takes the records, leaving an empty window.
+    pub fn take(&mut self) -> Vec<Record> {
+        self.chunks = 0;
+        self.ends = 0;
+        std::mem::take(&mut self.records)
+    }
+}
+
+impl Producer<'_> {
+    fn run(mut self, feed: &Feed<'_, EmbeddedBatch>) -> Result<()> {
+        let mut window = Window::new(self.window_chunks);
+        let source = self.input.source;
+        let shown = source.path().display().to_string();
+        let mut pass = source.pass();
+        read_records(
+            &mut pass,
+            &shown,
+            |_| false,
+            |record| {
+                if feed.stopped() {
+                    bail!("stopped");
+                }
+                if window.push(record) {
+                    self.flush(window.take(), feed)?;
+                }
+                Ok(())
+            },
+        )
+        .map_err(ReadError::into_report)?;
+        // Before the last batch goes: the bytes read must be the bytes validated.
+        source.check_same_bytes(&self.input.validated_sha256, &pass.digest())?;
+        self.flush(window.take(), feed)
+    }
+
+    /// Embeds the chunks of `records` to insert and sends them as batches.
+    fn flush(&mut self, records: Vec<Record>, feed: &Feed<'_, EmbeddedBatch>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let existing = match self.mode {
-            Mode::Append => existing::existing_ids(&mut self.embedding.side, &records)
+            Mode::Append => Existing::lookup(&mut self.embedding.side, &records)
                 .step("looking up the rows that already exist")?,
             // The tables were emptied in the restore's own transaction.
-            Mode::Replace => existing::ExistingIds::default(),
+            Mode::Replace => Existing::none(),
         };
-        let missing: Vec<(Uuid, &str)> = records
-            .iter()
-            .flat_map(|record| record.chunks.iter())
-            .filter(|chunk| !existing.chunks.contains(&chunk.id))
-            .map(|chunk| (chunk.id, chunk.content.as_str()))
-            .collect();
-        let texts: Vec<&str> = missing.iter().map(|(_, text)| *text).collect();
+        let fates: Vec<Fate> = records.iter().map(|record| existing.fate(record)).collect();
+        let to_embed = chunks_to_embed(&records, &fates);
+        let texts: Vec<&str> = to_embed.iter().map(|(_, text)| *text).collect();
         let embedded =
             self.embedding
                 .embedder
@@ -256,25 +336,67 @@ impl Producer<'_> {
             .fetch_add(embedded.computed, Ordering::Relaxed);
         self.reused.fetch_add(embedded.reused, Ordering::Relaxed);
         self.progress.embedded(embedded.computed + embedded.reused);
-        let mut by_chunk: HashMap<Uuid, Vector> = missing
+        let mut vectors: HashMap<Uuid, Vector> = to_embed
             .iter()
             .map(|(id, _)| *id)
             .zip(embedded.vectors)
             .collect();
 
-        let mut records = records.into_iter().peekable();
-        while records.peek().is_some() {
-            let batch: Vec<BackupAnalysis> = records.by_ref().take(BATCH_ANALYSES).collect();
-            let vectors = batch
-                .iter()
-                .flat_map(|record| record.chunks.iter())
-                .filter_map(|chunk| by_chunk.remove_entry(&chunk.id))
-                .collect();
-            feed.send(EmbeddedBatch {
-                records: batch,
-                vectors,
-            })?;
+        let mut batch = Vec::new();
+        let (mut ends, mut chunks) = (0, 0);
+        for (record, fate) in records.into_iter().zip(fates) {
+            match &record {
+                Record::End { .. } => ends += 1,
+                Record::Chunk { .. } => chunks += 1,
+                Record::Analysis(_) => {}
+            }
+            batch.push((record, fate));
+            if ends == BATCH_ANALYSES || chunks >= most_chunks(self.window_chunks) {
+                self.send(std::mem::take(&mut batch), &mut vectors, feed)?;
+                (ends, chunks) = (0, 0);
+            }
         }
-        Ok(())
+        self.send(batch, &mut vectors, feed)
     }
+
+    fn send(
+        &self,
+        records: Vec<(Record, Fate)>,
+        vectors: &mut HashMap<Uuid, Vector>,
+        feed: &Feed<'_, EmbeddedBatch>,
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let vectors = records
+            .iter()
+            .filter_map(|(record, _)| match record {
+                Record::Chunk { chunk, .. } => vectors.remove_entry(&chunk.id),
+                _ => None,
+            })
+            .collect();
+        feed.send(EmbeddedBatch { records, vectors })
+    }
+}
+
+/// The chunks of `records` whose fate is to be inserted: those that need a vector.
+pub(crate) fn chunks_to_embed<'a>(records: &'a [Record], fates: &[Fate]) -> Vec<(Uuid, &'a str)> {
+    records
+        .iter()
+        .zip(fates)
+        .filter_map(|(record, fate)| match (record, fate) {
+            (Record::Chunk { chunk, .. }, Fate::Insert) => Some((chunk.id, chunk.content.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The most chunks of a window of `target` (and of a batch).
+fn most_chunks(target: usize) -> usize {
+    (2 * target).max(MOST_CHUNKS)
+}
+
+/// The chunks a window gathers for a provider of `batch_size` and `concurrency`.
+pub fn window_chunks(batch_size: usize, concurrency: usize) -> usize {
+    (batch_size * concurrency).max(1)
 }

@@ -1,101 +1,156 @@
 //! `restore --dry-run`: what a restore would do, computed without writing: rows to insert
-//! and to skip per table (golden queries too), embeddings to compute and the requests they
-//! take.
-
-use std::path::Path;
+//! and to skip per table (golden queries too) and why, embeddings to compute (after the
+//! cache and identical texts) and the requests they take. It reads the file in the restore's
+//! own windows and decides each row with the restore's own rules (`existing`), so the plan
+//! and the restore agree.
 
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::existing::existing_ids;
-use super::{load, Mode};
-use crate::backup_file::reader::{read_backup, ReadError};
-use crate::backup_file::record::{BackupAnalysis, BackupQuery};
+use super::existing::{Existing, Fate};
+use super::{chunks_to_embed, load, Input, Mode, Window};
+use crate::backup_file::reader::ReadError;
+use crate::backup_file::record::BackupQuery;
+use crate::backup_file::records::{read_records, Record};
 use crate::db::QueryContext;
+use crate::embed::cache::CachedEmbedder;
 use crate::schema::queries;
-use crate::validate::{Counts, Validator};
-
-/// Records looked up per query.
-const LOOKUP_WINDOW: usize = 500;
+use crate::validate::Counts;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Plan {
     pub analyses_to_insert: u64,
     pub analyses_to_skip: u64,
     pub chunks_to_insert: u64,
+    /// Chunks whose id the database has, or whose place another chunk holds.
     pub chunks_to_skip: u64,
+    /// Of those, the chunks whose (analysis_id, chunk_index) another chunk holds.
+    pub chunks_to_skip_place_taken: u64,
     pub artifacts_to_insert: u64,
     pub artifacts_to_skip: u64,
+    /// Of those, the artifacts whose analysis has another artifact already.
+    pub artifacts_to_skip_place_taken: u64,
     pub queries_to_insert: u64,
     /// Golden queries whose id the database already has (append keeps those).
     pub queries_to_skip: u64,
+    /// Chunks that need a vector: the chunks to insert.
     pub embeddings_needed: u64,
-    /// With the configured batch size; `None` when no provider is configured.
+    /// Of those, the vectors the provider computes (`None`: no provider configured).
+    pub embeddings_to_compute: Option<u64>,
+    /// And those taken from the cache or shared by identical texts.
+    pub embeddings_reused: Option<u64>,
+    /// Requests to the provider (`None` when no provider is configured).
     pub embedding_requests_needed: Option<u64>,
     /// The rows a replace would delete (after a safety backup).
     pub rows_to_delete: Option<Counts>,
 }
 
+/// The plan of restoring `input` in `mode`, windows of `window_chunks` as the restore
+/// would, through `embedder` when a provider is configured.
 pub fn plan(
     conn: &mut PgConnection,
-    path: &Path,
+    input: Input,
+    queries: &[BackupQuery],
     mode: Mode,
-    batch_size: Option<usize>,
+    embedder: Option<&CachedEmbedder>,
+    window_chunks: usize,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     if mode == Mode::Replace {
         plan.rows_to_delete = Some(load::table_counts(conn)?);
     }
-    let mut validator = Validator::default();
-    let mut window: Vec<BackupAnalysis> = Vec::new();
-    let header = read_backup(path, |index, value| {
-        if let Some(record) = validator.check(index, value) {
-            window.push(record);
-        }
-        if window.len() == LOOKUP_WINDOW {
-            count(conn, &std::mem::take(&mut window), mode, &mut plan)?;
-        }
-        Ok(())
-    })
+    if embedder.is_some() {
+        plan.embeddings_to_compute = Some(0);
+        plan.embeddings_reused = Some(0);
+        plan.embedding_requests_needed = Some(0);
+    }
+    let mut window = Window::new(window_chunks);
+    let source = input.source;
+    let shown = source.path().display().to_string();
+    let mut pass = source.pass();
+    read_records(
+        &mut pass,
+        &shown,
+        |_| false,
+        |record| {
+            if window.push(record) {
+                count(conn, &window.take(), mode, embedder, &mut plan)?;
+            }
+            Ok(())
+        },
+    )
     .map_err(ReadError::into_report)?;
-    count(conn, &window, mode, &mut plan)?;
-    count_queries(conn, &validator.finish(header).queries, mode, &mut plan)?;
-    plan.embedding_requests_needed =
-        batch_size.map(|size| plan.embeddings_needed.div_ceil(size as u64));
+    source.check_same_bytes(&input.validated_sha256, &pass.digest())?;
+    count(conn, &window.take(), mode, embedder, &mut plan)?;
+    count_queries(conn, queries, mode, &mut plan)?;
     Ok(plan)
 }
 
 fn count(
     conn: &mut PgConnection,
-    records: &[BackupAnalysis],
+    records: &[Record],
     mode: Mode,
+    embedder: Option<&CachedEmbedder>,
     plan: &mut Plan,
 ) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let existing = match mode {
         Mode::Append => {
-            existing_ids(conn, records).step("looking up the rows that already exist")?
+            Existing::lookup(conn, records).step("looking up the rows that already exist")?
         }
-        Mode::Replace => Default::default(),
+        Mode::Replace => Existing::none(),
     };
-    for record in records {
-        tally(
-            existing.analyses.contains(&record.id),
-            &mut plan.analyses_to_insert,
-            &mut plan.analyses_to_skip,
-        );
-        for chunk in &record.chunks {
-            let exists = existing.chunks.contains(&chunk.id);
-            tally(exists, &mut plan.chunks_to_insert, &mut plan.chunks_to_skip);
-            plan.embeddings_needed += u64::from(!exists);
-        }
-        if let Some(artifact) = &record.artifact {
-            tally(
-                existing.artifacts.contains(&artifact.id),
+    let fates: Vec<Fate> = records.iter().map(|record| existing.fate(record)).collect();
+    for (record, fate) in records.iter().zip(&fates) {
+        let (insert, skip, place_taken) = match record {
+            Record::Analysis(_) => (
+                &mut plan.analyses_to_insert,
+                &mut plan.analyses_to_skip,
+                None,
+            ),
+            Record::Chunk { .. } => (
+                &mut plan.chunks_to_insert,
+                &mut plan.chunks_to_skip,
+                Some(&mut plan.chunks_to_skip_place_taken),
+            ),
+            Record::End {
+                artifact: Some(_), ..
+            } => (
                 &mut plan.artifacts_to_insert,
                 &mut plan.artifacts_to_skip,
-            );
+                Some(&mut plan.artifacts_to_skip_place_taken),
+            ),
+            Record::End { .. } => continue,
+        };
+        match fate {
+            Fate::Insert => *insert += 1,
+            Fate::Exists => *skip += 1,
+            Fate::PlaceTaken => {
+                *skip += 1;
+                if let Some(place_taken) = place_taken {
+                    *place_taken += 1;
+                }
+            }
+        }
+    }
+    let to_embed = chunks_to_embed(records, &fates);
+    plan.embeddings_needed += to_embed.len() as u64;
+    if let Some(embedder) = embedder {
+        let texts: Vec<&str> = to_embed.iter().map(|(_, text)| *text).collect();
+        let (computed, reused) = embedder.plan(conn, &texts)?;
+        for (total, add) in [
+            (&mut plan.embeddings_to_compute, computed),
+            (&mut plan.embeddings_reused, reused),
+            (
+                &mut plan.embedding_requests_needed,
+                embedder.requests_for(computed),
+            ),
+        ] {
+            *total = Some(total.unwrap_or(0) + add);
         }
     }
     Ok(())
@@ -120,12 +175,4 @@ fn count_queries(
     plan.queries_to_skip = existing as u64;
     plan.queries_to_insert = (queries.len() as u64).saturating_sub(existing as u64);
     Ok(())
-}
-
-fn tally(exists: bool, insert: &mut u64, skip: &mut u64) {
-    if exists {
-        *skip += 1;
-    } else {
-        *insert += 1;
-    }
 }

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use assert_cmd::Command;
 use diesel::prelude::*;
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use golden::backup_file::reader::read_backup;
-use golden::backup_file::record::BackupAnalysis;
+use golden::backup_file::records::read_analyses_at;
 use golden::models::{NewAnalysis, NewArtifact, NewChunk};
 use golden::schema::{analyses, artifacts, chunks};
 use pgvector::Vector;
@@ -157,8 +156,8 @@ impl TestDb {
     /// Inserts every record of a backup file, with a made-up embedding per chunk when asked.
     pub fn load(&self, path: &Path, with_embeddings: bool) {
         let mut records = Vec::new();
-        let header = read_backup(path, |_, value| {
-            records.push(serde_json::from_value::<BackupAnalysis>(value)?);
+        let header = read_analyses_at(path, |record| {
+            records.push(record);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -213,7 +212,7 @@ fn admin_connection() -> PgConnection {
 
 pub fn insert_record(
     conn: &mut PgConnection,
-    record: &BackupAnalysis,
+    record: &golden::backup_file::record::BackupAnalysis,
     with_embeddings: bool,
 ) -> QueryResult<()> {
     diesel::insert_into(analyses::table)

@@ -1,0 +1,194 @@
+//! Typed records of a backup file, piece by piece, for the passes that follow its validation:
+//! restore's load, the dry-run plan, the comparison with a database.
+//!
+//! An analysis comes as its head (its own fields), then its chunks one by one, then its end
+//! (with its artifact), so one analysis of a million chunks never sits in memory whole. That
+//! needs the analysis's fields before its `chunks` list, as golden and the original tool
+//! write them; when a file puts some after it (a writer that sorts keys), that analysis's
+//! chunks are held until its end, on disk past a few megabytes (`spill`).
+
+use std::io::{BufRead, Read};
+
+use color_eyre::eyre::eyre;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::reader::{read_pieces, Header, Piece, ReadError};
+use super::record::{BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, HEAD_KEYS};
+use crate::spill::Spill;
+
+/// A typed piece of the `analyses` list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An analysis's own fields; its chunks and its end follow.
+    Analysis(BackupAnalysisHead),
+    /// A chunk of the analysis begun last.
+    Chunk {
+        analysis_id: Uuid,
+        chunk: BackupChunk,
+    },
+    /// The end of the analysis begun last, with its artifact.
+    End {
+        analysis_id: Uuid,
+        artifact: Option<BackupArtifact>,
+    },
+}
+
+enum Current {
+    None,
+    Streaming(Uuid),
+    /// Chunks read before the analysis's fields were all known (one JSON line each).
+    Holding(Spill),
+    Skipped,
+}
+
+/// Reads the records of `source` (named `shown`), skipping the analyses at the positions
+/// `skip` accepts (those validation rejected, say).
+pub fn read_records<R: Read>(
+    source: R,
+    shown: &str,
+    skip: impl Fn(usize) -> bool,
+    mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    let mut current = Current::None;
+    let unreadable = |analysis: usize, e: serde_json::Error| {
+        eyre!(crate::error::InvalidInput(format!(
+            "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
+            analysis + 1
+        )))
+    };
+    read_pieces(source, shown, |piece| {
+        match piece {
+            Piece::AnalysesStart { .. } => {}
+            Piece::NotAnObject { analysis, .. } => {
+                if !skip(analysis) {
+                    return Err(eyre!(crate::error::InvalidInput(format!(
+                        "analysis #{} of {shown} is not a JSON object",
+                        analysis + 1
+                    ))));
+                }
+            }
+            Piece::ChunksStart { analysis, fields } => {
+                current = if skip(analysis) {
+                    Current::Skipped
+                } else if HEAD_KEYS.iter().all(|key| fields.contains_key(*key)) {
+                    let head = BackupAnalysisHead::from_fields(fields)
+                        .map_err(|e| unreadable(analysis, e))?;
+                    let id = head.id;
+                    on_record(Record::Analysis(head))?;
+                    Current::Streaming(id)
+                } else {
+                    Current::Holding(Spill::new())
+                };
+            }
+            Piece::Chunk {
+                analysis, value, ..
+            } => match &mut current {
+                Current::Skipped => {}
+                Current::Streaming(analysis_id) => {
+                    let chunk =
+                        serde_json::from_value(value).map_err(|e| unreadable(analysis, e))?;
+                    on_record(Record::Chunk {
+                        analysis_id: *analysis_id,
+                        chunk,
+                    })?;
+                }
+                Current::Holding(held) => {
+                    let chunk: BackupChunk =
+                        serde_json::from_value(value).map_err(|e| unreadable(analysis, e))?;
+                    let mut line = serde_json::to_vec(&chunk)?;
+                    line.push(b'\n');
+                    held.write(&line)?;
+                }
+                Current::None => unreachable_piece()?,
+            },
+            Piece::AnalysisEnd {
+                analysis, fields, ..
+            } => {
+                let was = std::mem::replace(&mut current, Current::None);
+                if skip(analysis) {
+                    return Ok(());
+                }
+                let analysis_id = match was {
+                    Current::Streaming(id) => id,
+                    Current::Holding(_) | Current::None => {
+                        let head = BackupAnalysisHead::from_fields(&fields)
+                            .map_err(|e| unreadable(analysis, e))?;
+                        let id = head.id;
+                        on_record(Record::Analysis(head))?;
+                        if let Current::Holding(held) = was {
+                            // JSON text never holds a raw newline: one chunk per line.
+                            for line in held.into_reader()?.lines() {
+                                let chunk = serde_json::from_str(&line?)?;
+                                on_record(Record::Chunk {
+                                    analysis_id: id,
+                                    chunk,
+                                })?;
+                            }
+                        }
+                        id
+                    }
+                    Current::Skipped => return Ok(()),
+                };
+                let artifact = match fields.get("artifact") {
+                    None | Some(Value::Null) => None,
+                    Some(value) => Some(
+                        serde_json::from_value(value.clone())
+                            .map_err(|e| unreadable(analysis, e))?,
+                    ),
+                };
+                on_record(Record::End {
+                    analysis_id,
+                    artifact,
+                })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads whole analyses: for the passes that compare a record at a time (memory per
+/// analysis, not per file).
+pub fn read_analyses<R: Read>(
+    source: R,
+    shown: &str,
+    skip: impl Fn(usize) -> bool,
+    mut on_analysis: impl FnMut(BackupAnalysis) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    let mut building: Option<(BackupAnalysisHead, Vec<BackupChunk>)> = None;
+    read_records(source, shown, skip, |record| {
+        match record {
+            Record::Analysis(head) => building = Some((head, Vec::new())),
+            Record::Chunk { chunk, .. } => match building.as_mut() {
+                Some((_, chunks)) => chunks.push(chunk),
+                None => unreachable_piece()?,
+            },
+            Record::End { artifact, .. } => match building.take() {
+                Some((head, chunks)) => {
+                    on_analysis(BackupAnalysis::from_parts(head, chunks, artifact))?
+                }
+                None => unreachable_piece()?,
+            },
+        }
+        Ok(())
+    })
+}
+
+/// Reads whole analyses from the file at `path` (tests, tools).
+pub fn read_analyses_at(
+    path: &std::path::Path,
+    on_analysis: impl FnMut(BackupAnalysis) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    let source = super::source::BackupSource::open(path)?;
+    read_analyses(
+        source.pass(),
+        &path.display().to_string(),
+        |_| false,
+        on_analysis,
+    )
+}
+
+/// The reader hands out chunks only between a `ChunksStart` and its `AnalysisEnd`.
+fn unreachable_piece() -> color_eyre::Result<()> {
+    Err(eyre!("internal error: a chunk outside of an analysis"))
+}

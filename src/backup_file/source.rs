@@ -1,0 +1,156 @@
+//! A backup file held open from its validation to its load, so that what `restore` loads is
+//! exactly what it validated (CONTRACT.md).
+//!
+//! A restore reads its file twice: once to check all of it before writing anything, once to
+//! load it (holding it whole would cost memory in proportion to the file). In between, the
+//! file may be replaced (an editor's rename, a `git checkout`) or edited in place. So the file
+//! is opened once and every pass reads that same open file; its identity (device, inode,
+//! size, modification and change times) is checked again before every commit, through the
+//! open file and through its path; and each pass hashes the bytes it reads, so that the load
+//! proves, before its last commit, that it read the very bytes that were validated. A
+//! difference stops the restore (exit 2) before the next commit.
+//!
+//! The file is opened without blocking and must be a regular file: a FIFO would be used up
+//! by the first pass, a device might never end.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::reader::ReadError;
+
+/// A backup file opened for reading.
+pub struct BackupSource {
+    path: PathBuf,
+    file: File,
+    identity: Identity,
+}
+
+/// What tells one state of a file from another without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Identity {
+    #[cfg(unix)]
+    fn of(metadata: &Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+impl BackupSource {
+    /// Opens `path`, refusing what is not a regular file (exit 2).
+    pub fn open(path: &Path) -> Result<BackupSource, ReadError> {
+        let shown = path.display();
+        let cannot = |e: io::Error| ReadError::Invalid(format!("cannot read {shown}: {e}"));
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        // Opening a FIFO for reading would wait for a writer; without blocking it opens at
+        // once, and is then refused as not a regular file.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options.open(path).map_err(cannot)?;
+        let metadata = file.metadata().map_err(cannot)?;
+        if !metadata.is_file() {
+            return Err(ReadError::Invalid(
+                crate::paths::not_regular(path, &metadata, "backup file").to_string(),
+            ));
+        }
+        Ok(BackupSource {
+            path: path.to_path_buf(),
+            identity: Identity::of(&metadata),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read of the whole file from its start, hashing what it reads.
+    pub fn pass(&self) -> Pass<'_> {
+        Pass {
+            file: &self.file,
+            offset: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Fails (exit 2) when the file changed since it was opened, or its path now names
+    /// another file.
+    pub fn check_unchanged(&self) -> color_eyre::Result<()> {
+        let now = self.file.metadata().map(|m| Identity::of(&m));
+        let at_path = std::fs::metadata(&self.path).map(|m| Identity::of(&m));
+        let what = match (now, at_path) {
+            (Ok(now), _) if now != self.identity => "was changed",
+            (_, Ok(at_path)) if at_path != self.identity => "was replaced by another file",
+            (_, Err(_)) => "was removed or renamed",
+            (Err(e), _) => {
+                return Err(color_eyre::eyre::eyre!(
+                    "checking {}: {e}",
+                    self.path.display()
+                ))
+            }
+            _ => return Ok(()),
+        };
+        Err(crate::error::invalid_input(format!(
+            "{} {what} during the restore, after it was validated; what it now holds was not \
+             checked, so nothing more is written: run the restore again",
+            self.path.display()
+        )))
+    }
+
+    /// Fails (exit 2) unless `loaded` is the digest of the validated bytes.
+    pub fn check_same_bytes(
+        &self,
+        validated: &[u8; 32],
+        loaded: &[u8; 32],
+    ) -> color_eyre::Result<()> {
+        if validated == loaded {
+            return Ok(());
+        }
+        Err(crate::error::invalid_input(format!(
+            "{} changed during the restore: the bytes loaded are not the bytes validated; \
+             nothing more is written: run the restore again",
+            self.path.display()
+        )))
+    }
+}
+
+/// One read of a [`BackupSource`], positioned on its own (passes do not share an offset).
+pub struct Pass<'a> {
+    file: &'a File,
+    offset: u64,
+    hasher: Sha256,
+}
+
+impl Pass<'_> {
+    /// The SHA-256 of every byte read so far.
+    pub fn digest(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+}
+
+impl Read for Pass<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let read = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += read as u64;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod backup_file;
+pub mod child_process;
 pub mod cli;
 pub mod commands;
 pub mod compare;

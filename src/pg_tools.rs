@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use color_eyre::eyre::{bail, eyre};
+use color_eyre::eyre::bail;
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::RunQueryDsl;
@@ -75,18 +75,12 @@ impl PgTool {
         command
     }
 
-    /// Runs `command` and fails with its stderr (passwords masked) when it fails.
-    pub fn run(&self, mut command: Command, what: &str) -> Result<()> {
-        let output = command
-            .output()
-            .map_err(|e| eyre!("{what}: cannot run {}: {e}", self.program.display()))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            bail!(
-                "{what} failed ({}): {}",
-                output.status,
-                mask_password(stderr.trim())
-            );
+    /// Runs `command` and fails with its stderr (passwords masked) when it fails; an
+    /// interruption stops it (see `child_process`).
+    pub fn run(&self, command: Command, what: &str) -> Result<()> {
+        let (status, stderr) = crate::child_process::run_to_end(command, what)?;
+        if !status.success() {
+            bail!("{what} failed ({status}): {}", mask_password(stderr.trim()));
         }
         Ok(())
     }

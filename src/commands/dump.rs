@@ -13,6 +13,7 @@ use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
 use crate::error::Exit;
 use crate::output::Output;
+use crate::{interrupt, paths};
 use crate::pg_tools::PgTool;
 use crate::restore::load;
 
@@ -32,6 +33,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    let destination = paths::output(&args.output, "dump file", &[])?;
+    interrupt::install();
+    interrupt::set_outcome("the previous dump file is untouched");
     let url = db::database_url(global);
     let mut conn = db::connect(global)?;
     // Held until pg_dump is done: pg_dump takes its snapshot before its table locks, so a
@@ -41,7 +45,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let schema = current_schema(&mut conn)?;
     let counts = load::table_counts(&mut conn)?;
 
-    let temp = atomic::temp_file_beside(&args.output)
+    let temp = atomic::temp_file_beside(&destination.target)
         .wrap_err_with(|| format!("creating a temp file beside {}", args.output.display()))?;
     let mut command = pg_dump.command();
     command
@@ -52,8 +56,10 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     }
     pg_dump.run(command, "pg_dump")?;
     let bytes = std::fs::metadata(temp.path())?.len();
-    atomic::persist(temp, &args.output)
-        .wrap_err_with(|| format!("writing {}", args.output.display()))?;
+    interrupt::commit_point()?;
+    let persisted = atomic::persist(temp, &destination.target);
+    interrupt::after_commit(persisted.is_ok(), true);
+    persisted.wrap_err_with(|| format!("writing {}", args.output.display()))?;
 
     output.line(format_args!(
         "{} analyses, {} chunks (with embeddings), {} artifacts → {} ({:.1} MB)",

@@ -1,5 +1,6 @@
 //! `golden load`: restores an SQL snapshot of `golden dump` with `psql`, in a single
-//! transaction that stops at the first error. Non-empty tables are refused unless
+//! transaction that stops at the first error and that golden commits (`child_process`), holding
+//! the dataset lock. Non-empty tables are refused unless
 //! `--replace`, which deletes the old rows in that same transaction. The vector index is
 //! dropped before the rows go in and built once after, as `restore --replace` does.
 
@@ -13,7 +14,9 @@ use crate::cli::GlobalArgs;
 use crate::db;
 use crate::error::{invalid_input, Exit};
 use crate::output::Output;
+use crate::child_process::PsqlSession;
 use crate::pg_tools::PgTool;
+use crate::{interrupt, paths};
 use crate::restore::load;
 
 #[derive(Debug, clap::Args)]
@@ -32,15 +35,22 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
-    if !args.input.is_file() {
-        return Err(invalid_input(format!(
-            "cannot read {}: no such file (write one with `golden dump`)",
-            args.input.display()
-        )));
-    }
+    paths::input(&args.input, "SQL snapshot").map_err(|e| {
+        if args.input.exists() {
+            e
+        } else {
+            invalid_input(format!(
+                "cannot read {}: no such file (write one with `golden dump`)",
+                args.input.display()
+            ))
+        }
+    })?;
+    interrupt::install();
     let url = db::database_url(global);
     let mut conn = db::connect(global)?;
     let psql = PgTool::find("psql", args.pg_bin.as_deref(), &mut conn, &url)?;
+    // Held until psql has committed: no restore or regeneration writes meanwhile.
+    db::lock_dataset(&mut conn)?;
     let before = load::table_counts(&mut conn)?;
     if !args.replace && before.analyses + before.chunks + before.artifacts > 0 {
         return Err(invalid_input(format!(
@@ -54,38 +64,41 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         .map(|index| (index.name, index.definition))
         .collect();
     let schema = current_schema(&mut conn)?;
-    drop(conn);
 
-    let mut before_load = String::new();
+    let mut script = String::new();
     if args.replace {
-        before_load.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM analyses; ");
+        script.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM analyses;\n");
     }
     for (name, _) in &index_definitions {
-        before_load.push_str(&format!("DROP INDEX \"{schema}\".\"{name}\"; "));
+        script.push_str(&format!(
+            "DROP INDEX {}.{};\n",
+            db::quote_identifier(&schema),
+            db::quote_identifier(name)
+        ));
     }
+    script.push_str(&format!(
+        "\\i {}\n",
+        psql_quoted(&args.input.to_string_lossy())
+    ));
     // pg_dump's file empties search_path; the index definitions name the extension's operator
     // class unqualified, as pg_indexes shows them.
-    let mut after_load =
-        String::from("RESET search_path; SET LOCAL maintenance_work_mem = '1GB'; ");
+    script.push_str("RESET search_path; SET LOCAL maintenance_work_mem = '1GB';\n");
     for (_, definition) in &index_definitions {
-        after_load.push_str(definition);
-        after_load.push_str("; ");
+        script.push_str(definition);
+        script.push_str(";\n");
     }
+    let application = format!("golden-load-{}", std::process::id());
+    interrupt::register_application(&url, &application);
+    interrupt::set_outcome("the load was rolled back: the database holds what it held before");
     let mut command = psql.command();
-    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
-    if !before_load.is_empty() {
-        command.arg("-c").arg(&before_load);
-    }
     command
-        .arg("-f")
-        .arg(&args.input)
-        .arg("-c")
-        .arg(&after_load);
-    command.env("PGOPTIONS", "-c client_min_messages=warning");
-    psql.run(
-        command,
-        &format!("loading {} with psql (rolled back)", args.input.display()),
-    )?;
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .env("PGAPPNAME", &application);
+    PsqlSession::start(command, &script)?.run(&format!(
+        "loading {} with psql (rolled back)",
+        args.input.display()
+    ))?;
+    drop(conn);
 
     let mut conn = db::connect(global)?;
     let after = load::table_counts(&mut conn)?;
@@ -117,4 +130,9 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         replaced: args.replace,
     })?;
     Ok(Exit::Success)
+}
+
+/// `text` as a single-quoted argument of a psql backslash command.
+fn psql_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }

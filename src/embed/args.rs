@@ -12,6 +12,10 @@ use super::{
 };
 use crate::error::invalid_input;
 
+/// The longest `--embed-timeout`: durations past it are a typing error, and far larger ones
+/// overflow the HTTP stack's clock arithmetic.
+const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
 /// The vector size when none is configured, as in CONTRACT.md.
 pub const DEFAULT_DIMS: usize = 1024;
 
@@ -116,17 +120,13 @@ pub struct EmbedArgs {
     pub embed_concurrency: u32,
 
     /// Retries of one request (429, 5xx, timeouts, dropped connections) before the command fails
-    #[arg(
-        long,
-        env = "GOLDEN_EMBED_MAX_RETRIES",
-        value_name = "N",
-        default_value_t = 5
-    )]
+    #[arg(long, env = "GOLDEN_EMBED_MAX_RETRIES", value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     pub embed_max_retries: u32,
 
-    /// Seconds one request may take
+    /// Seconds one request may take (at most a day)
     #[arg(long, env = "GOLDEN_EMBED_TIMEOUT", value_name = "SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS))]
     pub embed_timeout: u64,
 
     /// Always ask the provider: neither read nor fill the embedding cache

@@ -108,10 +108,15 @@ impl Regeneration<'_> {
             }
             return self.fill_missing(conn, progress);
         }
+        check_indexes_fit(conn, self.dims())?;
         let total: i64 = chunks::table
             .count()
             .get_result(conn)
             .step("counting chunks")?;
+        interrupt::set_outcome(
+            "the vectors computed so far are kept in pending_embeddings, and chunks still hold \
+             their old vectors: run the same command again to continue",
+        );
         self.discard_stale_pending(conn)?;
         let embedded = self.fill_pending(conn, side, progress)?;
         let mut outcome = Outcome {
@@ -121,6 +126,10 @@ impl Regeneration<'_> {
         };
         interrupt::check()?;
         progress.step("swapping the new vectors in and building the vector index");
+        interrupt::set_outcome(
+            "the swap was rolled back: chunks hold their old vectors and index; the new vectors \
+             are kept in pending_embeddings: run the same command again to swap them in",
+        );
         let swapped = swap::swap_in(conn, self.dims(), self.changes_dims())?;
         outcome.chunks_embedded = swapped;
         outcome.chunks_skipped = (total as u64).saturating_sub(swapped);
@@ -166,6 +175,10 @@ impl Regeneration<'_> {
 
     /// `--only-missing`: fill chunks without an embedding, committing every step.
     fn fill_missing(&self, conn: &mut PgConnection, progress: &Progress) -> Result<Outcome> {
+        interrupt::set_outcome(
+            "the step in progress was rolled back; the chunks filled before it keep their new \
+             vectors: run the same command again to fill the rest",
+        );
         let total: i64 = chunks::table
             .count()
             .get_result(conn)
@@ -212,5 +225,50 @@ impl Regeneration<'_> {
         }
         outcome.chunks_skipped = (total as u64).saturating_sub(outcome.chunks_embedded);
         Ok(outcome)
+    }
+}
+
+/// The most dimensions pgvector indexes, by the operator class's type (pgvector 0.8: HNSW and
+/// IVFFlat index `vector` up to 2000 dimensions, `halfvec` up to 4000, `bit` up to 64000).
+fn index_dims_limit(definition: &str) -> Option<usize> {
+    let lower = definition.to_ascii_lowercase();
+    if lower.contains("halfvec_") {
+        Some(4000)
+    } else if lower.contains("bit_") {
+        Some(64_000)
+    } else if lower.contains("sparsevec_") {
+        None
+    } else {
+        Some(2000)
+    }
+}
+
+/// Fails (exit 2) before anything is embedded when a vector index on `chunks` cannot hold
+/// vectors of `dims`: otherwise every vector would be paid for, and the swap's index build
+/// would refuse them at the end.
+fn check_indexes_fit(conn: &mut PgConnection, dims: usize) -> Result<()> {
+    for index in crate::restore::load::vector_indexes(conn)? {
+        if let Some(limit) = index_dims_limit(&index.definition).filter(|limit| dims > *limit) {
+            bail!(crate::error::InvalidInput(format!(
+                "the vector index {} ({}) holds vectors of at most {limit} dimensions, and \
+                 --embed-dims is {dims}; nothing was embedded. Choose --embed-dims {limit} or fewer \
+                 (Voyage and OpenAI's text-embedding-3 models shorten their vectors), or index \
+                 half-precision vectors (halfvec, up to 4000 dimensions) instead",
+                index.name, index.definition
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn index_limits_by_operator_class() {
+        use super::index_dims_limit;
+        let hnsw = "CREATE INDEX i ON public.chunks USING hnsw (embedding vector_cosine_ops)";
+        assert_eq!(index_dims_limit(hnsw), Some(2000));
+        let half = "CREATE INDEX i ON public.chunks USING hnsw (((embedding)::halfvec(3072)) halfvec_cosine_ops)";
+        assert_eq!(index_dims_limit(half), Some(4000));
     }
 }

@@ -46,7 +46,7 @@ struct Plan {
 /// changing the column's dimension first when `changes_dims`, and builds the vector indexes
 /// once. Returns how many chunks got a new vector.
 pub fn swap_in(conn: &mut PgConnection, dims: usize, changes_dims: bool) -> Result<u64> {
-    db::in_transaction(conn, |conn| {
+    db::in_final_transaction(conn, |conn| {
         diesel::sql_query("LOCK TABLE chunks, pending_embeddings IN ACCESS EXCLUSIVE MODE")
             .execute(conn)
             .step("locking chunks")?;

@@ -26,7 +26,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// Runs `command` to its end and returns its stderr; kills it when an interruption comes.
 pub fn run_to_end(mut command: Command, what: &str) -> Result<(ExitStatus, String)> {
     own_process_group(&mut command);
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = command
         .spawn()
         .map_err(|e| eyre!("{what}: cannot run {:?}: {e}", command.get_program()))?;
@@ -100,7 +103,11 @@ impl PsqlSession {
             return Err(self.failed(what));
         }
         let verdict = interrupt::commit_point();
-        let end = if verdict.is_ok() { "COMMIT;" } else { "ROLLBACK;" };
+        let end = if verdict.is_ok() {
+            "COMMIT;"
+        } else {
+            "ROLLBACK;"
+        };
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "{end}");
         }

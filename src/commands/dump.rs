@@ -13,9 +13,9 @@ use crate::cli::GlobalArgs;
 use crate::db::{self, QueryContext};
 use crate::error::Exit;
 use crate::output::Output;
-use crate::{interrupt, paths};
 use crate::pg_tools::PgTool;
 use crate::restore::load;
+use crate::{interrupt, paths};
 
 pub const DEFAULT_DUMP_PATH: &str = "data/golden_dataset_dump.sql";
 /// The tables of the dataset, in the order their rows can be loaded.
@@ -33,8 +33,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
-    let destination = paths::output(&args.output, "dump file", &[])?;
     interrupt::install();
+    let destination = paths::output(&args.output, "dump file", &[])?;
     interrupt::set_outcome("the previous dump file is untouched");
     let url = db::database_url(global);
     let mut conn = db::connect(global)?;

@@ -10,14 +10,14 @@ use color_eyre::Result;
 use serde::Serialize;
 
 use super::dump::{current_schema, DEFAULT_DUMP_PATH};
+use crate::child_process::PsqlSession;
 use crate::cli::GlobalArgs;
 use crate::db;
 use crate::error::{invalid_input, Exit};
 use crate::output::Output;
-use crate::child_process::PsqlSession;
 use crate::pg_tools::PgTool;
-use crate::{interrupt, paths};
 use crate::restore::load;
+use crate::{interrupt, paths};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,6 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    interrupt::install();
     paths::input(&args.input, "SQL snapshot").map_err(|e| {
         if args.input.exists() {
             e
@@ -45,7 +46,6 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             ))
         }
     })?;
-    interrupt::install();
     let url = db::database_url(global);
     let mut conn = db::connect(global)?;
     let psql = PgTool::find("psql", args.pg_bin.as_deref(), &mut conn, &url)?;

@@ -54,8 +54,8 @@ struct Summary {
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     use diesel::prelude::*;
     let started = Instant::now();
-    let client = args.embed.client()?;
     interrupt::install();
+    let client = args.embed.client()?;
     let mut conn = db::connect(global)?;
     db::lock_dataset(&mut conn)?;
     let total: i64 = chunks::table

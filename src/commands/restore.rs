@@ -90,6 +90,9 @@ struct Summary {
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let started = Instant::now();
+    if !args.dry_run {
+        interrupt::install();
+    }
     let path = args.input.path();
     let source = BackupSource::open(&path).map_err(ReadError::into_report)?;
     let mode = if args.replace {
@@ -116,9 +119,6 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let mut conn = db::connect(global)?;
     check_dimensions(&mut conn, &client)?;
     restore::encoding::check(&mut conn, &validation.non_ascii)?;
-    if mode == Mode::Append {
-        interrupt::install();
-    }
     db::lock_dataset(&mut conn)?;
 
     let progress = Progress::new("restore", expected.analyses, "analyses", output);
@@ -145,8 +145,6 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 &current,
                 &db::mask_password(&db::database_url(global)),
             )?;
-            // After the question: Ctrl-C at the prompt simply quits.
-            interrupt::install();
             let replaced = restore::replace(
                 &mut conn,
                 input,
@@ -263,8 +261,20 @@ fn confirm_replace(args: &Args, current: &Counts, database: &str) -> Result<()> 
         current.analyses, current.chunks, current.artifacts
     );
     std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
+    // Read on a thread of its own, so that Ctrl-C at the question quits (exit 130).
+    let (send, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = send.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    let answer = loop {
+        interrupt::check()?;
+        match answer.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(answer) => break answer?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break String::new(),
+        }
+    };
     if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
     self, backup, cache, dump, evaluate, generate, load, migrate, regenerate, restore, verify,
@@ -108,7 +108,20 @@ pub fn main() -> ExitCode {
     // The panic hook of color-eyre: a bug is reported readably, not as a raw panic dump.
     let _ = color_eyre::install();
     let dotenv_problem = load_dotenv();
-    let cli = Cli::parse();
+    // Parsed in two steps (what `Cli::parse` does) to read --embed-url from whichever
+    // subcommand has it, without knowing each command's arguments.
+    let mut matches = Cli::command().get_matches();
+    let embed_url = embed_url_of(&matches);
+    let cli = match Cli::from_arg_matches_mut(&mut matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
+    // Before anything is logged or can fail: from now on no secret of this run, whether it
+    // came from a flag, the environment or .env, is printed.
+    crate::secrets::register_run_secrets(
+        &crate::db::database_url(&cli.global),
+        embed_url.as_deref(),
+    );
     init_logging(&cli.global);
     if let Some(problem) = dotenv_problem {
         log::warn!("{problem}");
@@ -128,6 +141,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The `--embed-url` (or GOLDEN_EMBED_URL) of the subcommand that takes one.
+fn embed_url_of(matches: &clap::ArgMatches) -> Option<String> {
+    let mut current = matches;
+    while let Some((_, sub)) = current.subcommand() {
+        if let Ok(Some(url)) = sub.try_get_one::<String>("embed_url") {
+            return Some(url.clone());
+        }
+        current = sub;
+    }
+    None
+}
+
 /// Reads `.env` from the working folder, as diesel_cli does; variables already set win.
 fn load_dotenv() -> Option<String> {
     match dotenvy::dotenv() {
@@ -145,17 +170,20 @@ fn init_logging(global: &GlobalArgs) {
         _ => "trace",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .format(|buf, record| match record.level() {
-            log::Level::Info => writeln!(buf, "{}", record.args()),
-            log::Level::Warn => writeln!(buf, "warning: {}", record.args()),
-            log::Level::Error => writeln!(buf, "error: {}", record.args()),
-            level => writeln!(
-                buf,
-                "{}: {}: {}",
-                level.as_str().to_lowercase(),
-                record.target(),
-                record.args()
-            ),
+        .format(|buf, record| {
+            let message = record.args().to_string();
+            let message = crate::secrets::redact(&message);
+            match record.level() {
+                log::Level::Info => writeln!(buf, "{message}"),
+                log::Level::Warn => writeln!(buf, "warning: {message}"),
+                log::Level::Error => writeln!(buf, "error: {message}"),
+                level => writeln!(
+                    buf,
+                    "{}: {}: {message}",
+                    level.as_str().to_lowercase(),
+                    record.target(),
+                ),
+            }
         })
         .init();
 }

@@ -64,13 +64,17 @@ pub fn is_broken_pipe(report: &color_eyre::Report) -> bool {
     })
 }
 
-/// Prints an error and its causes on stderr, one per line, the way the tool reports failures.
+/// Prints an error and its causes on stderr, one per line, the way the tool reports failures,
+/// without any trace of the run's secrets (see [`crate::secrets`]).
 pub fn report(report: &color_eyre::Report) {
     let mut causes = report.chain();
     if let Some(first) = causes.next() {
-        eprintln!("error: {first}");
+        eprintln!("error: {}", crate::secrets::redact(&first.to_string()));
     }
     for cause in causes {
-        eprintln!("  caused by: {cause}");
+        eprintln!(
+            "  caused by: {}",
+            crate::secrets::redact(&cause.to_string())
+        );
     }
 }

@@ -93,7 +93,13 @@ pub struct EmbedArgs {
     pub embed_provider: Option<ProviderKind>,
 
     /// Base URL of the embedding server, with or without a trailing /v1 [default: the provider's]
-    #[arg(long, env = "GOLDEN_EMBED_URL", value_name = "URL")]
+    // Its value may hold a password (userinfo): never shown in --help.
+    #[arg(
+        long,
+        env = "GOLDEN_EMBED_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub embed_url: Option<String>,
 
     /// Model name [default: voyage-3.5, text-embedding-3-small, mxbai-embed-large, golden-hash-v1]
@@ -158,7 +164,7 @@ impl fmt::Debug for EmbedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbedConfig")
             .field("kind", &self.kind)
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::secrets::display_url(&self.base_url))
             .field("model", &self.model)
             .field("dims", &self.dims)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
@@ -250,20 +256,21 @@ pub fn build_provider(config: &EmbedConfig) -> Result<Box<dyn Provider>> {
 
 /// An http(s) URL; plain http with a key only to this machine, unless explicitly allowed.
 fn check_base_url(url: &str, has_key: bool, allow_http: bool) -> Result<()> {
+    let shown = crate::secrets::display_url(url);
     let lower = url.to_ascii_lowercase();
     let rest = if let Some(rest) = lower.strip_prefix("https://") {
         rest
     } else if let Some(rest) = lower.strip_prefix("http://") {
         if has_key && !allow_http && !is_loopback(rest) {
             return Err(invalid_input(format!(
-                "refusing to send an API key over plain http to {url}: use https, or pass --embed-allow-http \
+                "refusing to send an API key over plain http to {shown}: use https, or pass --embed-allow-http \
                  if this network is trusted"
             )));
         }
         rest
     } else {
         return Err(invalid_input(format!(
-            "--embed-url {url:?} is not an http:// or https:// URL"
+            "--embed-url {shown:?} is not an http:// or https:// URL"
         )));
     };
     if rest
@@ -272,7 +279,7 @@ fn check_base_url(url: &str, has_key: bool, allow_http: bool) -> Result<()> {
         .unwrap_or_default()
         .is_empty()
     {
-        return Err(invalid_input(format!("--embed-url {url:?} has no host")));
+        return Err(invalid_input(format!("--embed-url {shown:?} has no host")));
     }
     Ok(())
 }

@@ -1,0 +1,148 @@
+//! No command prints an API key or a password (CONTRACT.md), whatever form the secret takes
+//! on its way out: a database URL or conninfo string with libpq's quoting, a `.env` line that
+//! does not parse, an HTTP dump at `-vv`, a server that echoes the key encoded, or the command
+//! line of pg_dump and psql. Each test runs the built binary.
+
+mod common;
+
+use std::path::Path;
+
+use common::embed_server::{EmbedServer, Fault, KeyEcho, Protocol};
+use common::{golden, sample_path, stderr_of, stdout_of, workdir, TestDb};
+
+const KEY: &str = "sk-test-SENTINEL-0123456789";
+
+/// Everything a command printed.
+fn everything(output: &std::process::Output) -> String {
+    format!("{}{}", stdout_of(output), stderr_of(output))
+}
+
+/// Fails when `text` holds any 8 consecutive bytes of `secret`.
+fn assert_no_window_of(secret: &str, text: &str, context: &str) {
+    let bytes = secret.as_bytes();
+    for window in bytes.windows(8.min(bytes.len())) {
+        let window = String::from_utf8_lossy(window);
+        assert!(
+            !text.contains(&*window),
+            "{context}: {window:?} (part of {secret:?}) was printed:\n{text}"
+        );
+    }
+}
+
+/// `golden restore` of the sample, run in `dir`, with the openai provider against `url`.
+fn restore_with_openai(db: &TestDb, dir: &Path, url: &str, key: &str) -> assert_cmd::Command {
+    let mut cmd = golden(Some(db), dir);
+    cmd.args(["restore", sample_path().to_str().unwrap()])
+        .args(["--embed-provider", "openai", "--embed-url", url])
+        .args(["--embed-max-retries", "0", "--embed-timeout", "5"])
+        .env("OPENAI_API_KEY", key);
+    cmd
+}
+
+#[test]
+fn a_key_echoed_by_the_server_is_removed_in_every_encoding() {
+    let dir = workdir();
+    // Quotes, a backslash and a slash: its JSON, percent and base64 forms differ from it.
+    let key = r#"sk-"echo\test/KEY"-0123456789abcdef"#;
+    let server = EmbedServer::start(Protocol::OpenAi);
+    let db = TestDb::migrated();
+    for echo in KeyEcho::ALL {
+        server.heal().fail_after(0, Fault::EchoKey(401, echo));
+        let output = restore_with_openai(&db, dir.path(), &server.url, key)
+            .output()
+            .unwrap();
+        let printed = everything(&output);
+        assert_eq!(output.status.code(), Some(1), "{echo:?}: {printed}");
+        assert!(printed.contains("HTTP 401"), "{echo:?}: {printed}");
+        assert!(printed.contains("invalid key"), "{echo:?}: {printed}");
+        assert_no_window_of(&echo.encode(key), &printed, &format!("{echo:?}"));
+        assert_no_window_of(key, &printed, &format!("{echo:?}"));
+    }
+}
+
+/// `url` (a postgres:// URL without a password) with `password` added to its userinfo.
+fn with_password(url: &str, password: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_password(Some(password)).unwrap();
+    parsed.to_string()
+}
+
+#[test]
+fn every_secret_of_the_run_is_removed_from_warnings_and_errors_whatever_its_source() {
+    let server = EmbedServer::start(Protocol::OpenAi);
+    let db = TestDb::migrated();
+    let dir = workdir();
+    let voyage_key = "voyage-from-dotenv-0123456789";
+    let db_password = "db-password-0123456789";
+    let url_password = "url-password-0123456789";
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("VOYAGE_API_KEY={voyage_key}\n"),
+    )
+    .unwrap();
+    // A proxy in front of the provider that repeats, in its errors, secrets the provider's
+    // own redaction does not know: another provider's key, the database password, the
+    // password of the embedding URL.
+    let said = format!("upstream got {voyage_key} and {db_password} and {url_password}");
+    server.fail_after(0, Fault::Body(500, said));
+    let embed_url = server
+        .url
+        .replace("http://", &format!("http://user:{url_password}@"));
+    let output = golden(Some(&db), dir.path())
+        .env("DATABASE_URL", with_password(&db.url, db_password))
+        .args(["restore", sample_path().to_str().unwrap()])
+        .args(["--embed-provider", "openai", "--embed-url", &embed_url])
+        .args(["--embed-max-retries", "1", "--embed-timeout", "5"])
+        // The server is this machine; the flag keeps a guard that misread userinfo as the
+        // host out of the way of what this test is about.
+        .arg("--embed-allow-http")
+        .env("OPENAI_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let printed = everything(&output);
+    assert_eq!(output.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("warning:"),
+        "a retry was logged: {printed}"
+    );
+    assert!(printed.contains("upstream got ***"), "{printed}");
+    for secret in [voyage_key, db_password, url_password, KEY] {
+        assert_no_window_of(secret, &printed, "restore");
+    }
+}
+
+#[test]
+fn an_embed_url_password_is_printed_as_stars() {
+    let dir = workdir();
+    let server = EmbedServer::start(Protocol::OpenAi);
+    server.fail_after(0, Fault::Status(404, "no such model", None));
+    let db = TestDb::migrated();
+    let password = "hunter2-embed-url";
+    let with_userinfo = server
+        .url
+        .replace("http://", &format!("http://alice:{password}@"));
+    // The server is this machine; the flag keeps a guard that misread userinfo as the host
+    // out of the way of what this test is about.
+    let output = restore_with_openai(&db, dir.path(), &with_userinfo, KEY)
+        .arg("--embed-allow-http")
+        .output()
+        .unwrap();
+    let printed = everything(&output);
+    assert_eq!(output.status.code(), Some(1), "{printed}");
+    let shown = server.url.replace("http://", "http://alice:***@");
+    assert!(printed.contains(&shown), "{printed}");
+    assert!(!printed.contains(password), "{printed}");
+
+    // The refusal to send a key over plain http names the URL too.
+    let remote = format!("http://alice:{password}@embeddings.internal:8080");
+    let output = restore_with_openai(&db, dir.path(), &remote, KEY)
+        .output()
+        .unwrap();
+    let printed = everything(&output);
+    assert_eq!(output.status.code(), Some(2), "{printed}");
+    assert!(
+        printed.contains("http://alice:***@embeddings.internal:8080"),
+        "{printed}"
+    );
+    assert!(!printed.contains(password), "{printed}");
+}

@@ -5,7 +5,12 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::embed_server::{EmbedServer, Fault, KeyEcho, Protocol};
 use common::{golden, sample_path, stderr_of, stdout_of, workdir, TestDb};
@@ -37,6 +42,73 @@ fn restore_with_openai(db: &TestDb, dir: &Path, url: &str, key: &str) -> assert_
         .args(["--embed-max-retries", "0", "--embed-timeout", "5"])
         .env("OPENAI_API_KEY", key);
     cmd
+}
+
+/// A TCP listener on 127.0.0.1 that counts the connections it gets and answers each with
+/// 403: set as the HTTP proxy, it receives whatever golden would have sent to another host,
+/// so no test traffic leaves this machine and no name is looked up.
+struct ProxyTrap {
+    url: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl ProxyTrap {
+    fn start() -> ProxyTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                        let _ = stream.read(&mut [0u8; 4096]);
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ProxyTrap { url, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn plain_http_with_a_key_is_refused_for_any_host_that_only_looks_local() {
+    let dir = workdir();
+    let db = TestDb::migrated();
+    let trap = ProxyTrap::start();
+    for url in [
+        "http://127.0.0.1.attacker.example",
+        "http://localhost:x@attacker.example",
+        "http://127.0.0.1@attacker.example",
+        "http://127.0.0.1:8080@attacker.example/v1",
+        "http://localhost.attacker.example:8080",
+    ] {
+        let output = restore_with_openai(&db, dir.path(), url, KEY)
+            .env("HTTP_PROXY", &trap.url)
+            .env("ALL_PROXY", &trap.url)
+            .env_remove("http_proxy")
+            .env_remove("all_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(trap.connections(), 0, "{url}: the key was sent:\n{stderr}");
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("--embed-allow-http"), "{url}: {stderr}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM analyses"), 0);
 }
 
 #[test]

@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
     }
     // The panic hook of color-eyre: a bug is reported readably, not as a raw panic dump.
     let _ = color_eyre::install();
-    let dotenv_problem = load_dotenv();
+    let dotenv_problems = load_dotenv();
     // Parsed in two steps (what `Cli::parse` does) to read --embed-url from whichever
     // subcommand has it, without knowing each command's arguments.
     let mut matches = Cli::command().get_matches();
@@ -123,7 +123,7 @@ pub fn main() -> ExitCode {
         embed_url.as_deref(),
     );
     init_logging(&cli.global);
-    if let Some(problem) = dotenv_problem {
+    for problem in dotenv_problems {
         log::warn!("{problem}");
     }
 
@@ -153,13 +153,124 @@ fn embed_url_of(matches: &clap::ArgMatches) -> Option<String> {
     None
 }
 
-/// Reads `.env` from the working folder, as diesel_cli does; variables already set win.
-fn load_dotenv() -> Option<String> {
-    match dotenvy::dotenv() {
-        Ok(_) => None,
-        Err(e) if e.not_found() => None,
-        Err(e) => Some(format!("ignoring .env: {e}")),
+/// Reads `.env` from the working folder (or the nearest parent that has one), as diesel_cli
+/// does; variables already set win. A line that does not parse is skipped, the others are
+/// loaded, and each problem says which line and which variable, never the line itself: it
+/// may hold a key or a password.
+fn load_dotenv() -> Vec<String> {
+    let Some(path) = find_dotenv() else {
+        return Vec::new();
+    };
+    let shown = path.display();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => return vec![format!("ignoring {shown}: {e}")],
+    };
+    let content = match String::from_utf8(bytes) {
+        Ok(content) => content,
+        Err(_) => return vec![format!("ignoring {shown}: it is not UTF-8 text")],
+    };
+    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
+    let mut problems = Vec::new();
+    // Where the next logical line starts, to give each problem its line number.
+    let mut cursor = 0;
+    for item in dotenvy::from_read_iter(content.as_bytes()) {
+        match item {
+            Ok((key, value)) => {
+                // The iterator hands out values, not lines: follow the key in the text.
+                if let Some(found) = find_line_starting_with(content, cursor, &format!("{key}=")) {
+                    cursor = content[found..]
+                        .find('\n')
+                        .map_or(content.len(), |i| found + i + 1);
+                }
+                if std::env::var_os(&key).is_none() {
+                    std::env::set_var(&key, value);
+                }
+            }
+            Err(dotenvy::Error::LineParse(text, _)) => {
+                // `text` is the line, or only its value: find the line that holds it.
+                let found = content
+                    .get(cursor..)
+                    .and_then(|rest| rest.find(text.trim()))
+                    .map_or(cursor, |i| cursor + i);
+                let start = content.as_bytes()[..found.min(content.len())]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                cursor = found + text.trim().len().max(1);
+                let number = line_number_at(content, start);
+                problems.push(match dotenv_key_of(&content[start..]) {
+                    Some(key) => format!(
+                        "ignoring line {number} of {shown} ({key}): it does not parse \
+                         (an unclosed quote, or a space in an unquoted value?)"
+                    ),
+                    None => format!("ignoring line {number} of {shown}: it is not KEY=VALUE"),
+                });
+            }
+            Err(e) => {
+                // An I/O error reading from memory, or an environment lookup: no content.
+                problems.push(format!("ignoring the rest of {shown}: {e}"));
+                break;
+            }
+        }
     }
+    problems
+}
+
+/// `.env` in the working folder or its nearest parent, as dotenvy looks for it.
+fn find_dotenv() -> Option<std::path::PathBuf> {
+    let mut folder = std::env::current_dir().ok()?;
+    loop {
+        let candidate = folder.join(".env");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if !folder.pop() {
+            return None;
+        }
+    }
+}
+
+/// The byte offset, at or after `from`, of the first line of `content` whose text (leading
+/// blanks and `export ` aside) starts with `prefix`.
+fn find_line_starting_with(content: &str, from: usize, prefix: &str) -> Option<usize> {
+    let bytes = content.as_bytes();
+    let mut start = from.min(bytes.len());
+    // Forward to the start of a line (always a character boundary: right after a '\n').
+    if start > 0 && bytes[start - 1] != b'\n' {
+        start += bytes[start..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    loop {
+        let line = &content[start..];
+        let text = line.trim_start_matches([' ', '\t']);
+        let text = text.strip_prefix("export ").unwrap_or(text);
+        if !prefix.is_empty() && text.starts_with(prefix) {
+            return Some(start);
+        }
+        start += line.find('\n')? + 1;
+    }
+}
+
+/// The 1-based number of the line that starts at byte `offset`.
+fn line_number_at(content: &str, offset: usize) -> usize {
+    let offset = offset.min(content.len());
+    content.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The variable a `.env` line sets, if it has the shape `KEY=…`.
+fn dotenv_key_of(line: &str) -> Option<&str> {
+    let text = line.trim_start();
+    let text = text.strip_prefix("export ").unwrap_or(text).trim_start();
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
+    let key = &text[..end];
+    let rest = text[end..].trim_start();
+    (!key.is_empty() && rest.starts_with('=')).then_some(key)
 }
 
 fn init_logging(global: &GlobalArgs) {
@@ -186,4 +297,26 @@ fn init_logging(global: &GlobalArgs) {
             }
         })
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_problems_name_the_line_and_the_key() {
+        assert_eq!(
+            dotenv_key_of("OPENAI_API_KEY=\"sk-x"),
+            Some("OPENAI_API_KEY")
+        );
+        assert_eq!(
+            dotenv_key_of("  export DATABASE_URL = x y"),
+            Some("DATABASE_URL")
+        );
+        assert_eq!(dotenv_key_of("sk-secret-on-its-own"), None);
+        let content = "A=1\n# A=2\n\nB='x\n";
+        assert_eq!(find_line_starting_with(content, 0, "A"), Some(0));
+        assert_eq!(find_line_starting_with(content, 1, "B='x"), Some(11));
+        assert_eq!(find_line_starting_with(content, 1, "C"), None);
+    }
 }

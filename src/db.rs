@@ -1,5 +1,6 @@
 //! Connecting to PostgreSQL: which database (flag, environment, `.env`, or the local one of
-//! `make db`), the embedded migrations, and error messages that never show a password.
+//! `make db`), the embedded migrations, and error messages that never show a password (see
+//! [`crate::conninfo`] for where libpq finds them).
 
 use color_eyre::eyre::eyre;
 use color_eyre::Result;
@@ -33,10 +34,15 @@ pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
         } else {
             "check DATABASE_URL (or --database-url) and that the server is running"
         };
+        // libpq's own parse errors quote the words they stop at, which may be pieces of a
+        // password: when the string does not parse, say where instead.
+        let why = match crate::conninfo::parse(&url) {
+            Err(parse_error) => format!("the connection string is not valid: {parse_error}"),
+            Ok(_) => mask_password(e.to_string().trim()),
+        };
         eyre!(
-            "could not connect to the database at {}: {}\n  hint: {hint}",
-            mask_password(&url),
-            mask_password(e.to_string().trim())
+            "could not connect to the database at {}: {why}\n  hint: {hint}",
+            crate::conninfo::mask(&url),
         )
     })
 }
@@ -60,43 +66,15 @@ pub fn explain_query_error(error: diesel::result::Error, step: &str) -> color_ey
     }
 }
 
-/// Replaces the password of a `postgres://user:password@host` URL, or of a `password=…`
-/// keyword in a key/value connection string, with `***`.
+/// Replaces with `***` the passwords of a connection string (libpq's URI or key/value form,
+/// as libpq reads them, see [`crate::conninfo`]), or of any connection string inside a
+/// message.
 pub fn mask_password(text: &str) -> String {
-    let mut masked = mask_url_passwords(text);
-    if let Some(start) = masked.find("password=") {
-        let value_start = start + "password=".len();
-        let value_end = masked[value_start..]
-            .find(char::is_whitespace)
-            .map_or(masked.len(), |end| value_start + end);
-        masked.replace_range(value_start..value_end, "***");
+    if crate::conninfo::is_connection_string(text) {
+        crate::conninfo::mask(text)
+    } else {
+        crate::conninfo::mask_in_text(text)
     }
-    masked
-}
-
-fn mask_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
-        out.push_str(&rest[..authority_start]);
-        rest = &rest[authority_start..];
-        let authority_end = rest
-            .find(['/', '?', '#', ' ', '\n', '"', '\''])
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &rest[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Runs `f` in a read-only REPEATABLE READ transaction: one consistent snapshot of the
@@ -232,6 +210,14 @@ mod tests {
         assert_eq!(
             mask_password("failed: postgres://u:p@h/d and postgresql://v:q@i/e"),
             "failed: postgres://u:***@h/d and postgresql://v:***@i/e"
+        );
+        assert_eq!(
+            mask_password("postgres://alice:a#b c@db/golden"),
+            "postgres://alice:***@db/golden"
+        );
+        assert_eq!(
+            mask_password("host=db password = 'a b' password=c"),
+            "host=db password = *** password=***"
         );
     }
 }

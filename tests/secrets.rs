@@ -112,6 +112,140 @@ fn plain_http_with_a_key_is_refused_for_any_host_that_only_looks_local() {
 }
 
 #[test]
+fn connection_errors_show_no_password_in_any_form_libpq_accepts() {
+    let dir = workdir();
+    // (connection string, pieces of its password that must not be printed)
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "postgres://alice:zebra#quokka?yak walrus'\"ibex@127.0.0.1:9/golden".into(),
+            vec!["zebra", "quokka", "walrus", "ibex"],
+        ),
+        (
+            "postgresql://alice:zebra%20quokka%23@127.0.0.1:9/golden".into(),
+            vec!["zebra", "quokka"],
+        ),
+        (
+            "host=127.0.0.1 port=9 user=alice password = zebra-quokka dbname=golden".into(),
+            vec!["zebra", "quokka"],
+        ),
+        (
+            r"host=127.0.0.1 port=9 password='zebra quokka\'s yak\\walrus' dbname=golden".into(),
+            vec!["zebra", "quokka", "walrus"],
+        ),
+        (
+            "password=zebra-quokka host=127.0.0.1 port=9 password=walrus-ibex".into(),
+            vec!["zebra", "quokka", "walrus", "ibex"],
+        ),
+        (
+            r"host=127.0.0.1 port=9 password=zebra\ quokka".into(),
+            vec!["zebra", "quokka"],
+        ),
+        (
+            "postgres://alice@127.0.0.1:9/golden?sslmode=disable&password=zebra-quokka".into(),
+            vec!["zebra", "quokka"],
+        ),
+        (
+            "postgres://alice@127.0.0.1:9/golden?pass%77ord=zebra%2Dquokka".into(),
+            vec!["zebra", "quokka"],
+        ),
+        // libpq itself fails on these, and its messages quote the offending word.
+        (
+            "host=127.0.0.1 port=9 password=zebra quokka walrus".into(),
+            vec!["zebra", "quokka", "walrus"],
+        ),
+        (
+            "postgres://alice:zebra%zzquokka@127.0.0.1:9/golden".into(),
+            vec!["zebra", "quokka"],
+        ),
+        (
+            "host=127.0.0.1 port=9 password='zebra quokka".into(),
+            vec!["zebra", "quokka"],
+        ),
+    ];
+    for (url, pieces) in cases {
+        for args in [vec!["migrate"], vec!["backup"]] {
+            let output = golden(None, dir.path())
+                .env("DATABASE_URL", &url)
+                .args(&args)
+                .output()
+                .unwrap();
+            let printed = everything(&output);
+            assert_eq!(output.status.code(), Some(1), "{url}: {printed}");
+            assert!(printed.contains("could not connect"), "{url}: {printed}");
+            for piece in &pieces {
+                assert!(
+                    !printed.contains(piece),
+                    "{url}: {piece:?} was printed:\n{printed}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_short_password_is_masked_where_it_stands_and_nowhere_else() {
+    let dir = workdir();
+    let output = golden(None, dir.path())
+        .env("DATABASE_URL", "postgres://alice:ab@127.0.0.1:9/golden")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("postgres://alice:***@127.0.0.1:9/golden"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("database"),
+        "a two-letter password is not replaced inside other words: {stderr}"
+    );
+}
+
+#[test]
+fn a_dotenv_line_that_does_not_parse_is_named_never_shown() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("x.json"),
+        r#"{"version":"1.0","metadata":{"total_analyses":0,"total_chunks":0,"total_artifacts":0},"analyses":[]}"#,
+    )
+    .unwrap();
+    for (env_file, line, key) in [
+        (
+            "GOLDEN_EMBED_MODEL=m\nOPENAI_API_KEY=sk-zebra quokka\n",
+            2,
+            "OPENAI_API_KEY",
+        ),
+        (
+            "# comment\n\nDATABASE_URL='postgres://a:zebra-quokka@h/d\n",
+            3,
+            "DATABASE_URL",
+        ),
+        (
+            "VOYAGE_API_KEY=\"sk-zebra\\\"quokka\\\n",
+            1,
+            "VOYAGE_API_KEY",
+        ),
+    ] {
+        std::fs::write(dir.path().join(".env"), env_file).unwrap();
+        let output = golden(None, dir.path())
+            .args(["verify", "x.json"])
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!("line {line}")),
+            "{env_file:?}: {stderr}"
+        );
+        assert!(stderr.contains(key), "{env_file:?}: {stderr}");
+        assert!(
+            !stderr.contains("zebra") && !stderr.contains("quokka"),
+            "{env_file:?}: the value was printed: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_key_echoed_by_the_server_is_removed_in_every_encoding() {
     let dir = workdir();
     // Quotes, a backslash and a slash: its JSON, percent and base64 forms differ from it.

@@ -273,14 +273,91 @@ fn dotenv_key_of(line: &str) -> Option<&str> {
     (!key.is_empty() && rest.starts_with('=')).then_some(key)
 }
 
-fn init_logging(global: &GlobalArgs) {
-    let default_filter = match (global.quiet, global.verbose) {
-        (q, _) if q > 0 => "error",
-        (_, 0) => "golden=info,warn",
-        (_, 1) => "golden=debug,info",
-        _ => "trace",
+/// Crates whose log records are never printed, at any level a user may ask for: ureq-proto
+/// hex-dumps every request and answer at trace level in 16-byte rows, so a key's
+/// `Authorization` header is split across lines where no substring redaction can find it.
+const SUPPRESSED_LOG_TARGETS: [&str; 1] = ["ureq_proto::util"];
+
+/// The default filter for -q / -v: golden's own records at the level asked, every other
+/// crate at info at most (their debug output is for their developers, and may carry
+/// secrets).
+fn default_log_filter(global: &GlobalArgs) -> String {
+    match (global.quiet, global.verbose) {
+        (q, _) if q > 0 => "error".into(),
+        (_, 0) => "golden=info,warn".into(),
+        (_, 1) => "golden=debug,info".into(),
+        _ => "golden=trace,info".into(),
+    }
+}
+
+/// RUST_LOG with its bare levels confined: `trace` means golden at trace and other crates at
+/// info; crates named (`ureq=debug`) get what is asked.
+fn confine_rust_log(spec: &str) -> String {
+    let (directives, regex) = match spec.split_once('/') {
+        Some((directives, regex)) => (directives, Some(regex)),
+        None => (spec, None),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+    let names_golden = directives.split(',').any(|directive| {
+        let name = directive.split('=').next().unwrap_or_default().trim();
+        name == "golden" || name.starts_with("golden::")
+    });
+    let mut out = Vec::new();
+    for directive in directives.split(',').map(str::trim) {
+        match directive.parse::<log::LevelFilter>() {
+            Ok(level) if !directive.contains('=') => {
+                out.push(level.min(log::LevelFilter::Info).to_string().to_lowercase());
+                if !names_golden {
+                    out.push(format!("golden={}", level.to_string().to_lowercase()));
+                }
+            }
+            _ if directive.is_empty() => {}
+            _ => out.push(directive.to_string()),
+        }
+    }
+    let mut confined = out.join(",");
+    if let Some(regex) = regex {
+        confined.push('/');
+        confined.push_str(regex);
+    }
+    confined
+}
+
+/// The logger: env_logger with the filter above, every message passed through the secrets'
+/// redaction, and the records of [`SUPPRESSED_LOG_TARGETS`] dropped.
+struct SecretSafeLogger {
+    inner: env_logger::Logger,
+}
+
+impl log::Log for SecretSafeLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !SUPPRESSED_LOG_TARGETS
+            .iter()
+            .any(|target| metadata.target().starts_with(target))
+            && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => confine_rust_log(&spec),
+        _ => default_log_filter(global),
+    };
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(&filter);
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        builder.parse_write_style(&style);
+    }
+    let logger = builder
         .format(|buf, record| {
             let message = record.args().to_string();
             let message = crate::secrets::redact(&message);
@@ -296,12 +373,31 @@ fn init_logging(global: &GlobalArgs) {
                 ),
             }
         })
-        .init();
+        .build();
+    let max_level = logger.filter();
+    if log::set_boxed_logger(Box::new(SecretSafeLogger { inner: logger })).is_ok() {
+        log::set_max_level(max_level);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_log_levels_stay_within_golden() {
+        assert_eq!(confine_rust_log("trace"), "info,golden=trace");
+        assert_eq!(confine_rust_log("debug"), "info,golden=debug");
+        assert_eq!(confine_rust_log("warn"), "warn,golden=warn");
+        assert_eq!(confine_rust_log("TRACE"), "info,golden=trace");
+        assert_eq!(
+            confine_rust_log("trace,ureq=debug"),
+            "info,golden=trace,ureq=debug"
+        );
+        assert_eq!(confine_rust_log("debug,golden=info"), "info,golden=info");
+        assert_eq!(confine_rust_log("ureq"), "ureq");
+        assert_eq!(confine_rust_log("trace/retry"), "info,golden=trace/retry");
+    }
 
     #[test]
     fn dotenv_problems_name_the_line_and_the_key() {

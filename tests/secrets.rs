@@ -246,6 +246,47 @@ fn a_dotenv_line_that_does_not_parse_is_named_never_shown() {
 }
 
 #[test]
+fn verbose_logging_never_shows_the_key_nor_an_http_dump() {
+    let dir = workdir();
+    let server = EmbedServer::start(Protocol::OpenAi);
+    let db = TestDb::migrated();
+    for (flag, rust_log, third_party_shown) in [
+        (Some("-vv"), None, false),
+        (Some("-vvv"), None, false),
+        (None, Some("trace"), false),
+        (None, Some("debug"), false),
+        (None, Some("trace,ureq=trace,ureq_proto=trace"), true),
+    ] {
+        let mut cmd = restore_with_openai(&db, dir.path(), &server.url, KEY);
+        // Every run asks the server, so every run's requests are logged.
+        cmd.arg("--embed-no-cache");
+        if let Some(flag) = flag {
+            cmd.arg(flag);
+        }
+        if let Some(rust_log) = rust_log {
+            cmd.env("RUST_LOG", rust_log);
+        }
+        let output = cmd.output().unwrap();
+        let stderr = stderr_of(&output);
+        let context = format!("{flag:?} RUST_LOG={rust_log:?}");
+        assert_eq!(output.status.code(), Some(0), "{context}: {stderr}");
+        assert_no_window_of(KEY, &everything(&output), &context);
+        assert!(
+            !stderr.contains("ureq_proto::util"),
+            "{context}: the hex dump of the request was logged:\n{stderr}"
+        );
+        let third_party = stderr
+            .lines()
+            .any(|line| line.starts_with("debug: ureq") || line.starts_with("trace: ureq"));
+        assert_eq!(
+            third_party, third_party_shown,
+            "{context}: ureq's debug lines only when named:\n{stderr}"
+        );
+        db.execute("TRUNCATE analyses CASCADE");
+    }
+}
+
+#[test]
 fn a_key_echoed_by_the_server_is_removed_in_every_encoding() {
     let dir = workdir();
     // Quotes, a backslash and a slash: its JSON, percent and base64 forms differ from it.

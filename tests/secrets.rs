@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -392,4 +393,112 @@ fn an_embed_url_password_is_printed_as_stars() {
         "{printed}"
     );
     assert!(!printed.contains(password), "{printed}");
+}
+
+/// A folder whose pg_dump and psql record their arguments and PGPASSWORD, then run the real
+/// program of the server's version.
+fn recording_pg_bin(dir: &Path, db: &TestDb) -> std::path::PathBuf {
+    let major = db.count("SELECT current_setting('server_version_num')::int / 10000");
+    let real = format!("/usr/lib/postgresql/{major}/bin");
+    let bin = dir.join("pg-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["pg_dump", "psql"] {
+        let log = dir.join(format!("{program}.log"));
+        let script = format!(
+            "#!/bin/sh\n\
+             {{ printf 'argv'; for arg in \"$@\"; do printf ' [%s]' \"$arg\"; done; printf '\\n';\n\
+             printf 'PGPASSWORD=[%s]\\n' \"${{PGPASSWORD-}}\"; }} >> '{}'\n\
+             exec '{real}/{program}' \"$@\"\n",
+            log.display()
+        );
+        let path = bin.join(program);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn pg_dump_and_psql_get_every_password_in_the_environment_never_on_their_command_line() {
+    let source = TestDb::with_sample();
+    let server = url::Url::parse(&source.url).unwrap();
+    let host = server.host_str().unwrap().to_string();
+    let port = server.port().unwrap_or(5432);
+    let user = server.username().to_string();
+    let name = source.name.clone();
+    // The test server trusts loopback, so any password connects: what matters is where it goes.
+    let cases = [
+        (
+            format!(
+                "host={host} port={port} user={user} dbname={name} password='zebra quokka\\'s'"
+            ),
+            "zebra quokka's",
+        ),
+        (
+            format!("host={host} port={port} password = walrus-ibex user={user} dbname={name}"),
+            "walrus-ibex",
+        ),
+        (
+            format!("postgres://{user}@{host}:{port}/{name}?password=zebra%20yak&sslmode=disable"),
+            "zebra yak",
+        ),
+        (
+            format!("postgresql://{user}:quokka%23%3F%20walrus@{host}:{port}/{name}"),
+            "quokka#? walrus",
+        ),
+    ];
+    for (url, password) in cases {
+        let dir = workdir();
+        let bin = recording_pg_bin(dir.path(), &source);
+        let dumped = golden(None, dir.path())
+            .env("DATABASE_URL", &url)
+            .args(["dump", "--json", "--pg-bin", bin.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            dumped.status.code(),
+            Some(0),
+            "{url}: {}",
+            everything(&dumped)
+        );
+        assert!(!everything(&dumped).contains(password), "{url}");
+        let log = std::fs::read_to_string(dir.path().join("pg_dump.log")).unwrap();
+        let runs: Vec<&str> = log.lines().collect();
+        let (argv, env) = (runs[runs.len() - 2], runs[runs.len() - 1]);
+        assert!(argv.contains("--data-only"), "{log}");
+        for piece in password.split([' ', '\'', '#', '?', '-']) {
+            assert!(
+                piece.len() < 4 || !argv.contains(piece),
+                "{url}: the password is on pg_dump's command line: {argv}"
+            );
+        }
+        assert_eq!(env, format!("PGPASSWORD=[{password}]"), "{url}");
+        let sql = std::fs::read_to_string(dir.path().join("data/golden_dataset_dump.sql")).unwrap();
+        assert!(sql.contains("COPY"), "the dump holds the rows");
+
+        let target = TestDb::migrated();
+        let target_url = url.replace(&name, &target.name);
+        let loaded = golden(None, dir.path())
+            .env("DATABASE_URL", &target_url)
+            .args(["load", "--pg-bin", bin.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            loaded.status.code(),
+            Some(0),
+            "{url}: {}",
+            everything(&loaded)
+        );
+        let log = std::fs::read_to_string(dir.path().join("psql.log")).unwrap();
+        let runs: Vec<&str> = log.lines().collect();
+        let (argv, env) = (runs[runs.len() - 2], runs[runs.len() - 1]);
+        for piece in password.split([' ', '\'', '#', '?', '-']) {
+            assert!(
+                piece.len() < 4 || !argv.contains(piece),
+                "{url}: the password is on psql's command line: {argv}"
+            );
+        }
+        assert_eq!(env, format!("PGPASSWORD=[{password}]"), "{url}");
+        assert_eq!(target.digest(), source.digest(), "{url}");
+    }
 }

@@ -34,8 +34,9 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// PostgreSQL connection URL [default: the local database of `make db`,
-    /// postgres://postgres@127.0.0.1:54329/golden]
+    /// PostgreSQL connection URL or key/value string [default: the local database of `make db`,
+    /// postgres://postgres@127.0.0.1:$GOLDEN_PGPORT/$GOLDEN_PGDATABASE, port 54329 and database
+    /// golden when unset]
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -502,3 +502,50 @@ fn pg_dump_and_psql_get_every_password_in_the_environment_never_on_their_command
         assert_eq!(target.digest(), source.digest(), "{url}");
     }
 }
+
+#[test]
+fn the_default_database_follows_golden_pgport_and_golden_pgdatabase() {
+    let dir = workdir();
+    let output = golden(None, dir.path())
+        .env("GOLDEN_PGPORT", "9")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("postgres://postgres@127.0.0.1:9/golden"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("GOLDEN_PGPORT"), "{stderr}");
+    assert!(
+        stderr.contains("port 9"),
+        "the hint names the port: {stderr}"
+    );
+
+    // The local server of the tests, found through the two variables alone.
+    let db = TestDb::migrated();
+    let server = url::Url::parse(&db.url).unwrap();
+    if server.host_str() == Some("127.0.0.1") && server.username() == "postgres" {
+        let port = server.port().unwrap_or(5432).to_string();
+        let output = golden(None, dir.path())
+            .env("GOLDEN_PGPORT", &port)
+            .env("GOLDEN_PGDATABASE", &db.name)
+            .args([
+                "backup",
+                "--json",
+                "--output",
+                "b.json",
+                "--metadata",
+                "m.json",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        assert!(
+            stdout_of(&output).contains("\"analyses\": 0"),
+            "{}",
+            stdout_of(&output)
+        );
+    }
+}

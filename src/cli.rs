@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
     self, backup, cache, dump, evaluate, generate, load, migrate, regenerate, restore, verify,
@@ -34,8 +34,9 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// PostgreSQL connection URL [default: the local database of `make db`,
-    /// postgres://postgres@127.0.0.1:54329/golden]
+    /// PostgreSQL connection URL or key/value string [default: the local database of `make db`,
+    /// postgres://postgres@127.0.0.1:$GOLDEN_PGPORT/$GOLDEN_PGDATABASE, port 54329 and database
+    /// golden when unset]
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -107,10 +108,23 @@ pub fn main() -> ExitCode {
     }
     // The panic hook of color-eyre: a bug is reported readably, not as a raw panic dump.
     let _ = color_eyre::install();
-    let dotenv_problem = load_dotenv();
-    let cli = Cli::parse();
+    let dotenv_problems = load_dotenv();
+    // Parsed in two steps (what `Cli::parse` does) to read --embed-url from whichever
+    // subcommand has it, without knowing each command's arguments.
+    let mut matches = Cli::command().get_matches();
+    let embed_url = embed_url_of(&matches);
+    let cli = match Cli::from_arg_matches_mut(&mut matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
+    // Before anything is logged or can fail: from now on no secret of this run, whether it
+    // came from a flag, the environment or .env, is printed.
+    crate::secrets::register_run_secrets(
+        &crate::db::database_url(&cli.global),
+        embed_url.as_deref(),
+    );
     init_logging(&cli.global);
-    if let Some(problem) = dotenv_problem {
+    for problem in dotenv_problems {
         log::warn!("{problem}");
     }
 
@@ -132,34 +146,278 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Reads `.env` from the working folder, as diesel_cli does; variables already set win.
-fn load_dotenv() -> Option<String> {
-    match dotenvy::dotenv() {
-        Ok(_) => None,
-        Err(e) if e.not_found() => None,
-        Err(e) => Some(format!("ignoring .env: {e}")),
+/// The `--embed-url` (or GOLDEN_EMBED_URL) of the subcommand that takes one.
+fn embed_url_of(matches: &clap::ArgMatches) -> Option<String> {
+    let mut current = matches;
+    while let Some((_, sub)) = current.subcommand() {
+        if let Ok(Some(url)) = sub.try_get_one::<String>("embed_url") {
+            return Some(url.clone());
+        }
+        current = sub;
+    }
+    None
+}
+
+/// Reads `.env` from the working folder (or the nearest parent that has one), as diesel_cli
+/// does; variables already set win. A line that does not parse is skipped, the others are
+/// loaded, and each problem says which line and which variable, never the line itself: it
+/// may hold a key or a password.
+fn load_dotenv() -> Vec<String> {
+    let Some(path) = find_dotenv() else {
+        return Vec::new();
+    };
+    let shown = path.display();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => return vec![format!("ignoring {shown}: {e}")],
+    };
+    let content = match String::from_utf8(bytes) {
+        Ok(content) => content,
+        Err(_) => return vec![format!("ignoring {shown}: it is not UTF-8 text")],
+    };
+    let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
+    let mut problems = Vec::new();
+    // Where the next logical line starts, to give each problem its line number.
+    let mut cursor = 0;
+    for item in dotenvy::from_read_iter(content.as_bytes()) {
+        match item {
+            Ok((key, value)) => {
+                // The iterator hands out values, not lines: follow the key in the text.
+                if let Some(found) = find_line_starting_with(content, cursor, &format!("{key}=")) {
+                    cursor = content[found..]
+                        .find('\n')
+                        .map_or(content.len(), |i| found + i + 1);
+                }
+                if std::env::var_os(&key).is_none() {
+                    std::env::set_var(&key, value);
+                }
+            }
+            Err(dotenvy::Error::LineParse(text, _)) => {
+                // `text` is the line, or only its value: find the line that holds it.
+                let found = content
+                    .get(cursor..)
+                    .and_then(|rest| rest.find(text.trim()))
+                    .map_or(cursor, |i| cursor + i);
+                let start = content.as_bytes()[..found.min(content.len())]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                cursor = found + text.trim().len().max(1);
+                let number = line_number_at(content, start);
+                problems.push(match dotenv_key_of(&content[start..]) {
+                    Some(key) => format!(
+                        "ignoring line {number} of {shown} ({key}): it does not parse \
+                         (an unclosed quote, or a space in an unquoted value?)"
+                    ),
+                    None => format!("ignoring line {number} of {shown}: it is not KEY=VALUE"),
+                });
+            }
+            Err(e) => {
+                // An I/O error reading from memory, or an environment lookup: no content.
+                problems.push(format!("ignoring the rest of {shown}: {e}"));
+                break;
+            }
+        }
+    }
+    problems
+}
+
+/// `.env` in the working folder or its nearest parent, as dotenvy looks for it.
+fn find_dotenv() -> Option<std::path::PathBuf> {
+    let mut folder = std::env::current_dir().ok()?;
+    loop {
+        let candidate = folder.join(".env");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if !folder.pop() {
+            return None;
+        }
+    }
+}
+
+/// The byte offset, at or after `from`, of the first line of `content` whose text (leading
+/// blanks and `export ` aside) starts with `prefix`.
+fn find_line_starting_with(content: &str, from: usize, prefix: &str) -> Option<usize> {
+    let bytes = content.as_bytes();
+    let mut start = from.min(bytes.len());
+    // Forward to the start of a line (always a character boundary: right after a '\n').
+    if start > 0 && bytes[start - 1] != b'\n' {
+        start += bytes[start..].iter().position(|&b| b == b'\n')? + 1;
+    }
+    loop {
+        let line = &content[start..];
+        let text = line.trim_start_matches([' ', '\t']);
+        let text = text.strip_prefix("export ").unwrap_or(text);
+        if !prefix.is_empty() && text.starts_with(prefix) {
+            return Some(start);
+        }
+        start += line.find('\n')? + 1;
+    }
+}
+
+/// The 1-based number of the line that starts at byte `offset`.
+fn line_number_at(content: &str, offset: usize) -> usize {
+    let offset = offset.min(content.len());
+    content.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The variable a `.env` line sets, if it has the shape `KEY=…`.
+fn dotenv_key_of(line: &str) -> Option<&str> {
+    let text = line.trim_start();
+    let text = text.strip_prefix("export ").unwrap_or(text).trim_start();
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
+    let key = &text[..end];
+    let rest = text[end..].trim_start();
+    (!key.is_empty() && rest.starts_with('=')).then_some(key)
+}
+
+/// Crates whose log records are never printed, at any level a user may ask for: ureq-proto
+/// hex-dumps every request and answer at trace level in 16-byte rows, so a key's
+/// `Authorization` header is split across lines where no substring redaction can find it.
+const SUPPRESSED_LOG_TARGETS: [&str; 1] = ["ureq_proto::util"];
+
+/// The default filter for -q / -v: golden's own records at the level asked, every other
+/// crate at info at most (their debug output is for their developers, and may carry
+/// secrets).
+fn default_log_filter(global: &GlobalArgs) -> String {
+    match (global.quiet, global.verbose) {
+        (q, _) if q > 0 => "error".into(),
+        (_, 0) => "golden=info,warn".into(),
+        (_, 1) => "golden=debug,info".into(),
+        _ => "golden=trace,info".into(),
+    }
+}
+
+/// RUST_LOG with its bare levels confined: `trace` means golden at trace and other crates at
+/// info; crates named (`ureq=debug`) get what is asked.
+fn confine_rust_log(spec: &str) -> String {
+    let (directives, regex) = match spec.split_once('/') {
+        Some((directives, regex)) => (directives, Some(regex)),
+        None => (spec, None),
+    };
+    let names_golden = directives.split(',').any(|directive| {
+        let name = directive.split('=').next().unwrap_or_default().trim();
+        name == "golden" || name.starts_with("golden::")
+    });
+    let mut out = Vec::new();
+    for directive in directives.split(',').map(str::trim) {
+        match directive.parse::<log::LevelFilter>() {
+            Ok(level) if !directive.contains('=') => {
+                out.push(level.min(log::LevelFilter::Info).to_string().to_lowercase());
+                if !names_golden {
+                    out.push(format!("golden={}", level.to_string().to_lowercase()));
+                }
+            }
+            _ if directive.is_empty() => {}
+            _ => out.push(directive.to_string()),
+        }
+    }
+    let mut confined = out.join(",");
+    if let Some(regex) = regex {
+        confined.push('/');
+        confined.push_str(regex);
+    }
+    confined
+}
+
+/// The logger: env_logger with the filter above, every message passed through the secrets'
+/// redaction, and the records of [`SUPPRESSED_LOG_TARGETS`] dropped.
+struct SecretSafeLogger {
+    inner: env_logger::Logger,
+}
+
+impl log::Log for SecretSafeLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !SUPPRESSED_LOG_TARGETS
+            .iter()
+            .any(|target| metadata.target().starts_with(target))
+            && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
     }
 }
 
 fn init_logging(global: &GlobalArgs) {
-    let default_filter = match (global.quiet, global.verbose) {
-        (q, _) if q > 0 => "error",
-        (_, 0) => "golden=info,warn",
-        (_, 1) => "golden=debug,info",
-        _ => "trace",
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => confine_rust_log(&spec),
+        _ => default_log_filter(global),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .format(|buf, record| match record.level() {
-            log::Level::Info => writeln!(buf, "{}", record.args()),
-            log::Level::Warn => writeln!(buf, "warning: {}", record.args()),
-            log::Level::Error => writeln!(buf, "error: {}", record.args()),
-            level => writeln!(
-                buf,
-                "{}: {}: {}",
-                level.as_str().to_lowercase(),
-                record.target(),
-                record.args()
-            ),
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(&filter);
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        builder.parse_write_style(&style);
+    }
+    let logger = builder
+        .format(|buf, record| {
+            let message = record.args().to_string();
+            let message = crate::secrets::redact(&message);
+            match record.level() {
+                log::Level::Info => writeln!(buf, "{message}"),
+                log::Level::Warn => writeln!(buf, "warning: {message}"),
+                log::Level::Error => writeln!(buf, "error: {message}"),
+                level => writeln!(
+                    buf,
+                    "{}: {}: {message}",
+                    level.as_str().to_lowercase(),
+                    record.target(),
+                ),
+            }
         })
-        .init();
+        .build();
+    let max_level = logger.filter();
+    if log::set_boxed_logger(Box::new(SecretSafeLogger { inner: logger })).is_ok() {
+        log::set_max_level(max_level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_log_levels_stay_within_golden() {
+        assert_eq!(confine_rust_log("trace"), "info,golden=trace");
+        assert_eq!(confine_rust_log("debug"), "info,golden=debug");
+        assert_eq!(confine_rust_log("warn"), "warn,golden=warn");
+        assert_eq!(confine_rust_log("TRACE"), "info,golden=trace");
+        assert_eq!(
+            confine_rust_log("trace,ureq=debug"),
+            "info,golden=trace,ureq=debug"
+        );
+        assert_eq!(confine_rust_log("debug,golden=info"), "info,golden=info");
+        assert_eq!(confine_rust_log("ureq"), "ureq");
+        assert_eq!(confine_rust_log("trace/retry"), "info,golden=trace/retry");
+    }
+
+    #[test]
+    fn dotenv_problems_name_the_line_and_the_key() {
+        assert_eq!(
+            dotenv_key_of("OPENAI_API_KEY=\"sk-x"),
+            Some("OPENAI_API_KEY")
+        );
+        assert_eq!(
+            dotenv_key_of("  export DATABASE_URL = x y"),
+            Some("DATABASE_URL")
+        );
+        assert_eq!(dotenv_key_of("sk-secret-on-its-own"), None);
+        let content = "A=1\n# A=2\n\nB='x\n";
+        assert_eq!(find_line_starting_with(content, 0, "A"), Some(0));
+        assert_eq!(find_line_starting_with(content, 1, "B='x"), Some(11));
+        assert_eq!(find_line_starting_with(content, 1, "C"), None);
+    }
 }

@@ -1,5 +1,6 @@
 //! Connecting to PostgreSQL: which database (flag, environment, `.env`, or the local one of
-//! `make db`), the embedded migrations, and error messages that never show a password.
+//! `make db`, on GOLDEN_PGPORT), the embedded migrations, and error messages that never show
+//! a password (see [`crate::conninfo`] for where libpq finds them).
 
 use color_eyre::eyre::eyre;
 use color_eyre::Result;
@@ -9,8 +10,49 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::cli::GlobalArgs;
 
-/// The database `make db` starts; used when no URL is given anywhere.
-pub const LOCAL_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/golden";
+/// The port of the local server `make db` starts when GOLDEN_PGPORT is not set.
+pub const DEFAULT_LOCAL_PORT: &str = "54329";
+/// Its database when GOLDEN_PGDATABASE is not set.
+pub const DEFAULT_LOCAL_DATABASE: &str = "golden";
+
+/// The port and database of the local server, as `scripts/db.sh` chooses them.
+fn local_port_and_database() -> (String, String) {
+    port_and_database_from(|name| std::env::var(name).ok())
+}
+
+fn port_and_database_from(lookup: impl Fn(&str) -> Option<String>) -> (String, String) {
+    let variable = |name: &str, default: &str| {
+        lookup(name)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (
+        variable("GOLDEN_PGPORT", DEFAULT_LOCAL_PORT),
+        variable("GOLDEN_PGDATABASE", DEFAULT_LOCAL_DATABASE),
+    )
+}
+
+/// The database `make db` starts (on GOLDEN_PGPORT, named GOLDEN_PGDATABASE); used when no
+/// URL is given anywhere.
+pub fn local_database_url() -> String {
+    let (port, database) = local_port_and_database();
+    url_of_local(&port, &database)
+}
+
+fn url_of_local(port: &str, database: &str) -> String {
+    let database: String = database
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+}
 
 /// The migrations of `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -21,22 +63,35 @@ pub fn database_url(global: &GlobalArgs) -> String {
         .database_url
         .clone()
         .filter(|url| !url.trim().is_empty())
-        .unwrap_or_else(|| LOCAL_DATABASE_URL.to_string())
+        .unwrap_or_else(local_database_url)
 }
 
 /// Opens a connection, with an error that says what to do when it fails.
 pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
     let url = database_url(global);
     let mut conn = PgConnection::establish(&url).map_err(|e| {
-        let hint = if global.database_url.is_none() {
-            "start the local database with `make db`, or set DATABASE_URL"
+        let local = global
+            .database_url
+            .as_deref()
+            .is_none_or(|given| given.trim().is_empty());
+        let hint = if local {
+            let (port, _) = local_port_and_database();
+            format!(
+                "no DATABASE_URL is set, so this is the local database of `make db` on port {port} \
+                 (GOLDEN_PGPORT, {DEFAULT_LOCAL_PORT} when unset): start it with `make db`, or set DATABASE_URL"
+            )
         } else {
-            "check DATABASE_URL (or --database-url) and that the server is running"
+            "check DATABASE_URL (or --database-url) and that the server is running".to_string()
+        };
+        // libpq's own parse errors quote the words they stop at, which may be pieces of a
+        // password: when the string does not parse, say where instead.
+        let why = match crate::conninfo::parse(&url) {
+            Err(parse_error) => format!("the connection string is not valid: {parse_error}"),
+            Ok(_) => mask_password(e.to_string().trim()),
         };
         eyre!(
-            "could not connect to the database at {}: {}\n  hint: {hint}",
-            mask_password(&url),
-            mask_password(e.to_string().trim())
+            "could not connect to the database at {}: {why}\n  hint: {hint}",
+            crate::conninfo::mask(&url),
         )
     })?;
     register_for_cancel(&mut conn, &url)?;
@@ -82,43 +137,15 @@ pub fn explain_query_error(error: diesel::result::Error, step: &str) -> color_ey
     }
 }
 
-/// Replaces the password of a `postgres://user:password@host` URL, or of a `password=…`
-/// keyword in a key/value connection string, with `***`.
+/// Replaces with `***` the passwords of a connection string (libpq's URI or key/value form,
+/// as libpq reads them, see [`crate::conninfo`]), or of any connection string inside a
+/// message.
 pub fn mask_password(text: &str) -> String {
-    let mut masked = mask_url_passwords(text);
-    if let Some(start) = masked.find("password=") {
-        let value_start = start + "password=".len();
-        let value_end = masked[value_start..]
-            .find(char::is_whitespace)
-            .map_or(masked.len(), |end| value_start + end);
-        masked.replace_range(value_start..value_end, "***");
+    if crate::conninfo::is_connection_string(text) {
+        crate::conninfo::mask(text)
+    } else {
+        crate::conninfo::mask_in_text(text)
     }
-    masked
-}
-
-fn mask_url_passwords(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
-        out.push_str(&rest[..authority_start]);
-        rest = &rest[authority_start..];
-        let authority_end = rest
-            .find(['/', '?', '#', ' ', '\n', '"', '\''])
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &rest[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Runs `f` in a read-only REPEATABLE READ transaction: one consistent snapshot of the
@@ -262,6 +289,26 @@ mod tests {
     use super::mask_password;
 
     #[test]
+    fn the_local_url_follows_golden_pgport() {
+        let url = |port: Option<&str>, database: Option<&str>| {
+            let (port, database) = super::port_and_database_from(|name| match name {
+                "GOLDEN_PGPORT" => port.map(String::from),
+                "GOLDEN_PGDATABASE" => database.map(String::from),
+                _ => None,
+            });
+            super::url_of_local(&port, &database)
+        };
+        assert_eq!(
+            url(Some("6543"), Some("my db")),
+            "postgres://postgres@127.0.0.1:6543/my%20db"
+        );
+        assert_eq!(
+            url(None, Some(" ")),
+            "postgres://postgres@127.0.0.1:54329/golden"
+        );
+    }
+
+    #[test]
     fn masks_url_and_keyword_passwords() {
         assert_eq!(
             mask_password("postgres://alice:s3cret@db:5432/golden"),
@@ -278,6 +325,14 @@ mod tests {
         assert_eq!(
             mask_password("failed: postgres://u:p@h/d and postgresql://v:q@i/e"),
             "failed: postgres://u:***@h/d and postgresql://v:***@i/e"
+        );
+        assert_eq!(
+            mask_password("postgres://alice:a#b c@db/golden"),
+            "postgres://alice:***@db/golden"
+        );
+        assert_eq!(
+            mask_password("host=db password = 'a b' password=c"),
+            "host=db password = *** password=***"
         );
     }
 }

@@ -71,7 +71,7 @@ pub fn report_interrupted(report: &color_eyre::Report) {
     let signal = crate::interrupt::stopped_by().unwrap_or("an interruption");
     eprintln!(
         "error: interrupted by {signal}: {}",
-        crate::interrupt::outcome()
+        crate::secrets::redact(&crate::interrupt::outcome())
     );
     let mut causes = report.chain();
     if let Some(first) = causes.next() {
@@ -82,13 +82,17 @@ pub fn report_interrupted(report: &color_eyre::Report) {
     }
 }
 
-/// Prints an error and its causes on stderr, one per line, the way the tool reports failures.
+/// Prints an error and its causes on stderr, one per line, the way the tool reports failures,
+/// without any trace of the run's secrets (see [`crate::secrets`]).
 pub fn report(report: &color_eyre::Report) {
     let mut causes = report.chain();
     if let Some(first) = causes.next() {
-        eprintln!("error: {first}");
+        eprintln!("error: {}", crate::secrets::redact(&first.to_string()));
     }
     for cause in causes {
-        eprintln!("  caused by: {cause}");
+        eprintln!(
+            "  caused by: {}",
+            crate::secrets::redact(&cause.to_string())
+        );
     }
 }

@@ -1,21 +1,24 @@
 //! Running PostgreSQL's own `pg_dump` and `psql` for the SQL snapshot (`dump`/`load`): the
-//! binary of the server's major version, the connection without the password on the command
-//! line (it goes in PGPASSWORD, out of `ps`), and errors that say what to install.
+//! binary of the server's major version, the connection without any password on the command
+//! line, whatever form the connection string takes (the password goes in PGPASSWORD, out of
+//! `ps`), and errors that say what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use color_eyre::eyre::bail;
+use color_eyre::eyre::{bail, eyre};
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::RunQueryDsl;
 
+use crate::conninfo;
 use crate::db::{mask_password, QueryContext};
 
 /// A PostgreSQL client program of the right version, ready to connect.
 pub struct PgTool {
     pub program: PathBuf,
-    url_without_password: String,
+    /// The connection as a key/value string without the password: what `ps` may show.
+    connection_without_password: String,
     password: Option<String>,
 }
 
@@ -42,10 +45,10 @@ impl PgTool {
                 continue;
             };
             if major == server {
-                let (url_without_password, password) = split_password(url);
+                let (connection_without_password, password) = split_password(url)?;
                 return Ok(PgTool {
                     program: candidate.clone(),
-                    url_without_password,
+                    connection_without_password,
                     password,
                 });
             }
@@ -68,7 +71,9 @@ impl PgTool {
     /// A command for the program, connected to the database.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
-        command.arg("--dbname").arg(&self.url_without_password);
+        command
+            .arg("--dbname")
+            .arg(&self.connection_without_password);
         if let Some(password) = &self.password {
             command.env("PGPASSWORD", password);
         }
@@ -107,47 +112,15 @@ fn client_major(program: &Path) -> Option<u32> {
         .find_map(|word| word.split('.').next().and_then(|major| major.parse().ok()))
 }
 
-/// `postgres://user:secret@host/db` → (`postgres://user@host/db`, Some("secret")), with the
-/// password's percent-encoding undone, as libpq would.
-fn split_password(url: &str) -> (String, Option<String>) {
-    let Some(scheme_end) = url.find("://") else {
-        return (url.to_string(), None);
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let (Some(at), Some(colon)) = (authority.rfind('@'), authority.find(':')) else {
-        return (url.to_string(), None);
-    };
-    if colon > at {
-        return (url.to_string(), None);
-    }
-    let password = percent_decode(&authority[colon + 1..at]);
-    let without = format!(
-        "{}{}{}",
-        &url[..scheme_end + 3],
-        &authority[..colon],
-        &rest[at..]
-    );
-    (without, Some(password))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The connection string rewritten as a key/value string without its password, and the
+/// password libpq would use (the last one given, in the userinfo or a `?password=` parameter
+/// of a URI, or a `password` keyword), decoded.
+fn split_password(url: &str) -> Result<(String, Option<String>)> {
+    let info = conninfo::parse(url).map_err(|e| {
+        eyre!("the database connection string cannot be passed to pg_dump/psql without its password: {e}")
+    })?;
+    let password = info.password().map(String::from);
+    Ok((info.to_keyword_value_without_password(), password))
 }
 
 #[cfg(test)]
@@ -155,21 +128,33 @@ mod tests {
     use super::split_password;
 
     #[test]
-    fn passwords_leave_the_url() {
+    fn passwords_leave_the_connection_string() {
         assert_eq!(
-            split_password("postgres://alice:s%40cret@db:5432/golden"),
+            split_password("postgres://alice:s%40cret@db:5432/golden").unwrap(),
             (
-                "postgres://alice@db:5432/golden".into(),
+                "user='alice' host='db' port='5432' dbname='golden'".into(),
                 Some("s@cret".into())
             )
         );
         assert_eq!(
-            split_password("postgres://alice@db/golden"),
-            ("postgres://alice@db/golden".into(), None)
+            split_password("postgres://alice@db/golden").unwrap(),
+            ("user='alice' host='db' dbname='golden'".into(), None)
         );
         assert_eq!(
-            split_password("host=db dbname=x"),
-            ("host=db dbname=x".into(), None)
+            split_password("host=db dbname=x").unwrap(),
+            ("host='db' dbname='x'".into(), None)
         );
+        assert_eq!(
+            split_password(r"host=db password = 'a b\'c' password=last dbname=x").unwrap(),
+            ("host='db' dbname='x'".into(), Some("last".into()))
+        );
+        assert_eq!(
+            split_password("postgres://u:first@db/x?password=second&sslmode=disable").unwrap(),
+            (
+                "user='u' host='db' dbname='x' sslmode='disable'".into(),
+                Some("second".into())
+            )
+        );
+        assert!(split_password("host=db password='unclosed").is_err());
     }
 }

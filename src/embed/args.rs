@@ -97,7 +97,13 @@ pub struct EmbedArgs {
     pub embed_provider: Option<ProviderKind>,
 
     /// Base URL of the embedding server, with or without a trailing /v1 [default: the provider's]
-    #[arg(long, env = "GOLDEN_EMBED_URL", value_name = "URL")]
+    // Its value may hold a password (userinfo): never shown in --help.
+    #[arg(
+        long,
+        env = "GOLDEN_EMBED_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub embed_url: Option<String>,
 
     /// Model name [default: voyage-3.5, text-embedding-3-small, mxbai-embed-large, golden-hash-v1]
@@ -158,7 +164,7 @@ impl fmt::Debug for EmbedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbedConfig")
             .field("kind", &self.kind)
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::secrets::display_url(&self.base_url))
             .field("model", &self.model)
             .field("dims", &self.dims)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
@@ -195,9 +201,11 @@ impl EmbedArgs {
             .embed_url
             .clone()
             .unwrap_or_else(|| kind.default_url().to_string());
-        if kind != ProviderKind::Hash {
-            check_base_url(&base_url, api_key.is_some(), self.embed_allow_http)?;
-        }
+        let base_url = if kind == ProviderKind::Hash {
+            base_url
+        } else {
+            check_base_url(&base_url, api_key.is_some(), self.embed_allow_http)?
+        };
         Ok(Some(EmbedConfig {
             kind,
             base_url,
@@ -249,42 +257,44 @@ pub fn build_provider(config: &EmbedConfig) -> Result<Box<dyn Provider>> {
 }
 
 /// An http(s) URL; plain http with a key only to this machine, unless explicitly allowed.
-fn check_base_url(url: &str, has_key: bool, allow_http: bool) -> Result<()> {
-    let lower = url.to_ascii_lowercase();
-    let rest = if let Some(rest) = lower.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = lower.strip_prefix("http://") {
-        if has_key && !allow_http && !is_loopback(rest) {
-            return Err(invalid_input(format!(
-                "refusing to send an API key over plain http to {url}: use https, or pass --embed-allow-http \
-                 if this network is trusted"
-            )));
+/// Returns the URL as the WHATWG parser writes it back, so the HTTP client connects to the
+/// very host checked here (its own parser could read an ambiguous URL differently).
+fn check_base_url(url: &str, has_key: bool, allow_http: bool) -> Result<String> {
+    let shown = crate::secrets::display_url(url);
+    let parsed = url::Url::parse(url)
+        .map_err(|e| invalid_input(format!("--embed-url {shown:?} is not a valid URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            if has_key && !allow_http && !is_loopback(&parsed) {
+                return Err(invalid_input(format!(
+                    "refusing to send an API key over plain http to {shown}: use https, or pass --embed-allow-http \
+                     if this network is trusted"
+                )));
+            }
         }
-        rest
-    } else {
-        return Err(invalid_input(format!(
-            "--embed-url {url:?} is not an http:// or https:// URL"
-        )));
-    };
-    if rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default()
-        .is_empty()
-    {
-        return Err(invalid_input(format!("--embed-url {url:?} has no host")));
+        _ => {
+            return Err(invalid_input(format!(
+                "--embed-url {shown:?} is not an http:// or https:// URL"
+            )))
+        }
     }
-    Ok(())
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid_input(format!("--embed-url {shown:?} has no host")));
+    }
+    Ok(parsed.to_string())
 }
 
-fn is_loopback(rest: &str) -> bool {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+/// This machine, decided on the parsed host alone (never on a prefix of the text, which
+/// `127.0.0.1.attacker.example` or `localhost:x@attacker.example` would pass): an IPv4
+/// address in 127.0.0.0/8, `::1`, or the exact name `localhost`.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address == std::net::Ipv6Addr::LOCALHOST,
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -302,5 +312,42 @@ mod tests {
         assert!(check_base_url("http://gpu-box:8080", false, false).is_ok());
         assert!(check_base_url("ftp://host", false, false).is_err());
         assert!(check_base_url("https://", false, false).is_err());
+        assert!(check_base_url("http://127.1.2.3", true, false).is_ok());
+        assert!(check_base_url("http://LOCALHOST:1", true, false).is_ok());
+    }
+
+    #[test]
+    fn hosts_that_only_look_local_are_not_this_machine() {
+        for url in [
+            "http://127.0.0.1.attacker.example",
+            "http://localhost:x@attacker.example",
+            "http://127.0.0.1@attacker.example",
+            "http://127.0.0.1:80@attacker.example/v1",
+            "http://localhost.attacker.example",
+            "http://localhost./v1",
+            "http://[::ffff:127.0.0.1]",
+            "http://[::2]",
+            "http://attacker.example#@127.0.0.1",
+            "http://attacker.example?@127.0.0.1",
+            "http://attacker.example\\@127.0.0.1",
+        ] {
+            assert!(check_base_url(url, true, false).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_checked_url_is_the_one_used() {
+        // A backslash is a '/' to the WHATWG parser: the host is 127.0.0.1, and the URL the
+        // client gets says so without ambiguity.
+        assert_eq!(
+            check_base_url("http://127.0.0.1\\@attacker.example", true, false).unwrap(),
+            "http://127.0.0.1/@attacker.example"
+        );
+        let error = check_base_url("http://u:hunter2@remote:1", true, false).unwrap_err();
+        assert!(
+            error.to_string().contains("http://u:***@remote:1"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("hunter2"));
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP plumbing the remote providers share: one blocking ureq agent with timeouts, a
 //! JSON POST, and the classification of every failure into retry, split or stop. Error
-//! messages carry the server's own words but never the API key.
+//! messages carry the server's own words but never the API key, in any encoding, nor the
+//! password of the URL.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use super::args::EmbedConfig;
 use super::ProviderError;
+use crate::redact::Redactor;
 
 /// The largest answer read: 2048 vectors of 4096 numbers as JSON text fit well within it.
 const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
@@ -18,7 +20,11 @@ const EXCERPT_CHARS: usize = 300;
 pub struct JsonEndpoint {
     agent: ureq::Agent,
     url: String,
+    /// The URL as messages show it: without the password of its userinfo.
+    shown_url: String,
     api_key: Option<String>,
+    /// Removes the API key in any form a server may repeat it in.
+    key_redactor: Redactor,
     /// "voyage model voyage-3.5", for messages.
     label: String,
     key_variable: Option<&'static str>,
@@ -41,10 +47,17 @@ impl JsonEndpoint {
             .user_agent(concat!("golden/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        let url = format!("{base}{path}");
+        let mut key_redactor = Redactor::new();
+        if let Some(key) = &config.api_key {
+            key_redactor.add(key);
+        }
         JsonEndpoint {
             agent,
-            url: format!("{base}{path}"),
+            shown_url: crate::secrets::display_url(&url),
+            url,
             api_key: config.api_key.clone(),
+            key_redactor,
             label: format!("{} model {}", config.kind, config.model),
             key_variable: config.kind.key_variable(),
             timeout: config.timeout,
@@ -75,7 +88,7 @@ impl JsonEndpoint {
                     ProviderError::Transient {
                         message: format!(
                             "{} at {}: the answer was cut short ({e})",
-                            self.label, self.url
+                            self.label, self.shown_url
                         ),
                         retry_after: None,
                     }
@@ -133,7 +146,7 @@ impl JsonEndpoint {
             )),
             404 => self.fatal(format!(
                 "answered 404 Not Found at {}: check --embed-url and --embed-model ({said})",
-                self.url
+                self.shown_url
             )),
             _ => self.fatal(format!("rejected the request (HTTP {status}): {said}")),
         }
@@ -157,11 +170,11 @@ impl JsonEndpoint {
             | ureq::Error::Decompress(..) => ProviderError::Transient {
                 message: format!(
                     "{} at {}: connection failed or dropped ({message})",
-                    self.label, self.url
+                    self.label, self.shown_url
                 ),
                 retry_after: None,
             },
-            _ => self.fatal(format!("at {}: {message}", self.url)),
+            _ => self.fatal(format!("at {}: {message}", self.shown_url)),
         }
     }
 
@@ -185,12 +198,13 @@ impl JsonEndpoint {
         excerpt
     }
 
-    /// Removes the API key from text that came back from the server or the HTTP stack.
+    /// Removes the API key (every substring of 8 bytes or more of it, JSON-escaped,
+    /// percent-encoded, base64 or hex too), the URL's password and every other secret of the
+    /// run from text that came back from the server or the HTTP stack.
     fn redact(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) if !key.is_empty() => text.replace(key.as_str(), "***"),
-            _ => text.to_string(),
-        }
+        let text = text.replace(&self.url, &self.shown_url);
+        let text = self.key_redactor.redact(&text);
+        crate::secrets::redact(&text).into_owned()
     }
 }
 

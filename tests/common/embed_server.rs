@@ -40,6 +40,116 @@ pub enum Fault {
     DuplicateIndex,
     /// A number too large for an f32.
     Infinite,
+    /// Answer this status with this plain-text body (a server that repeats what it was sent).
+    Body(u16, String),
+    /// Answer this status with a plain-text body that repeats the request's API key (the
+    /// Authorization header's Bearer token) in this form.
+    EchoKey(u16, KeyEcho),
+}
+
+/// The forms in which a careless server may repeat an API key in an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEcho {
+    /// As a JSON string, escapes and all.
+    Json,
+    /// Percent-encoded, every byte outside the unreserved set.
+    Percent,
+    /// Base64 of the key after `offset` (0, 1 or 2) other bytes, standard or URL-safe alphabet.
+    Base64 { url_safe: bool, offset: usize },
+    /// Lowercase or uppercase hex of its bytes.
+    Hex { upper: bool },
+    /// Its first 12 characters.
+    Prefix,
+    /// Its last 12 characters.
+    Suffix,
+}
+
+impl KeyEcho {
+    pub const ALL: [KeyEcho; 12] = [
+        KeyEcho::Json,
+        KeyEcho::Percent,
+        KeyEcho::Base64 {
+            url_safe: false,
+            offset: 0,
+        },
+        KeyEcho::Base64 {
+            url_safe: false,
+            offset: 1,
+        },
+        KeyEcho::Base64 {
+            url_safe: false,
+            offset: 2,
+        },
+        KeyEcho::Base64 {
+            url_safe: true,
+            offset: 0,
+        },
+        KeyEcho::Base64 {
+            url_safe: true,
+            offset: 1,
+        },
+        KeyEcho::Base64 {
+            url_safe: true,
+            offset: 2,
+        },
+        KeyEcho::Hex { upper: false },
+        KeyEcho::Hex { upper: true },
+        KeyEcho::Prefix,
+        KeyEcho::Suffix,
+    ];
+
+    /// The text the server puts in its body for `key`.
+    pub fn encode(self, key: &str) -> String {
+        match self {
+            KeyEcho::Json => serde_json::to_string(key).unwrap(),
+            KeyEcho::Percent => key
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect(),
+            KeyEcho::Base64 { url_safe, offset } => {
+                let mut bytes = b"xyz"[..offset].to_vec();
+                bytes.extend_from_slice(key.as_bytes());
+                base64(&bytes, url_safe)
+            }
+            KeyEcho::Hex { upper: false } => key.bytes().map(|b| format!("{b:02x}")).collect(),
+            KeyEcho::Hex { upper: true } => key.bytes().map(|b| format!("{b:02X}")).collect(),
+            KeyEcho::Prefix => key.chars().take(12).collect(),
+            KeyEcho::Suffix => {
+                let chars: Vec<char> = key.chars().collect();
+                chars[chars.len().saturating_sub(12)..].iter().collect()
+            }
+        }
+    }
+}
+
+/// Base64 with padding, in the standard or the URL-safe alphabet.
+fn base64(bytes: &[u8], url_safe: bool) -> String {
+    let alphabet: &[u8] = if url_safe {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +300,11 @@ fn handle(protocol: Protocol, state: &Mutex<State>, mut request: tiny_http::Requ
         let _ = request.respond(json_response(200, json!({ "requests": requests })));
         return;
     }
+    let key = authorization
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
     let (fault, max_batch, delay, fixed_dims) = {
         let mut state = state.lock().unwrap();
         state.requests.push(Recorded {
@@ -262,6 +377,15 @@ fn handle(protocol: Protocol, state: &Mutex<State>, mut request: tiny_http::Requ
                 response.add_header(Header::from_bytes("Retry-After", seconds).unwrap());
             }
             let _ = request.respond(response);
+            return;
+        }
+        Some(Fault::Body(status, text)) => {
+            let _ = request.respond(Response::from_string(text).with_status_code(status));
+            return;
+        }
+        Some(Fault::EchoKey(status, echo)) => {
+            let text = format!("invalid key {}", echo.encode(&key));
+            let _ = request.respond(Response::from_string(text).with_status_code(status));
             return;
         }
         Some(Fault::Delay(extra)) => std::thread::sleep(extra),

@@ -11,13 +11,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR="${PG_MAJOR:-15}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
-PGDATA_DIR="${GOLDEN_PGDATA:-$ROOT/.pgdata}"
-# As root the server runs as `postgres`, which may not be able to reach a repository under a
-# private folder (/root, say); then the data goes to a folder of /var/tmp named after it.
-if [ "$(id -u)" -eq 0 ] && [ -z "${GOLDEN_PGDATA:-}" ] && id postgres >/dev/null 2>&1 &&
-    ! runuser -u postgres -- test -x "$ROOT"; then
-    PGDATA_DIR="/var/tmp/golden-pgdata-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
-fi
 PORT="${GOLDEN_PGPORT:-54329}"
 DB_NAME="${GOLDEN_PGDATABASE:-golden}"
 SUPERUSER=postgres
@@ -34,6 +27,27 @@ as_owner() {
     fi
 }
 
+# As root the server runs as `postgres`, which may not be able to reach a repository under a
+# private folder (/root, say); then the data goes to a folder of /var/tmp named after it. This
+# depends on the postgres user, so `start` decides after installing PostgreSQL and creating
+# that user; `stop` and `status` decide the same way and find the same folder.
+choose_pgdata() {
+    if [ -n "${GOLDEN_PGDATA:-}" ]; then
+        PGDATA_DIR="$GOLDEN_PGDATA"
+    elif [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
+        ! runuser -u postgres -- test -x "$ROOT"; then
+        PGDATA_DIR="/var/tmp/golden-pgdata-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
+    else
+        PGDATA_DIR="$ROOT/.pgdata"
+    fi
+}
+
+ensure_postgres_user() {
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+}
+
 is_running() {
     [ -f "$PGDATA_DIR/PG_VERSION" ] && as_owner "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1
 }
@@ -41,9 +55,6 @@ is_running() {
 init_cluster() {
     mkdir -p "$PGDATA_DIR"
     if [ "$(id -u)" -eq 0 ]; then
-        if ! id postgres >/dev/null 2>&1; then
-            useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-        fi
         chown postgres: "$PGDATA_DIR"
         if ! runuser -u postgres -- test -w "$PGDATA_DIR"; then
             say "the postgres user cannot write $PGDATA_DIR; set GOLDEN_PGDATA to a folder it can use"
@@ -76,6 +87,8 @@ EOF
 
 start() {
     bash "$ROOT/scripts/install-postgres.sh"
+    ensure_postgres_user
+    choose_pgdata
     if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
         init_cluster
     fi
@@ -95,6 +108,7 @@ start() {
 }
 
 stop() {
+    choose_pgdata
     if is_running; then
         as_owner "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
         say "stopped"
@@ -106,7 +120,7 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
-status) if is_running; then echo "running: $URL"; else echo "stopped"; exit 3; fi ;;
+status) choose_pgdata; if is_running; then echo "running: $URL"; else echo "stopped"; exit 3; fi ;;
 url) echo "$URL" ;;
 *)
     echo "usage: $0 start|stop|status|url" >&2

@@ -18,10 +18,18 @@ URL="postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"
 
 say() { echo "db: $*" >&2; }
 
+# Runs a command as the postgres system user, from / : the PostgreSQL programs change back to
+# their working folder, and postgres may not be allowed into the caller's (the repository under
+# /root, say), which makes each of them print "could not change directory". Every path given
+# to them is absolute.
+as_postgres() {
+    (cd / && runuser -u postgres -- "$@")
+}
+
 # Runs a command as the user that owns the cluster.
 as_owner() {
     if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
+        as_postgres "$@"
     else
         "$@"
     fi
@@ -33,9 +41,12 @@ as_owner() {
 # that user; `stop` and `status` decide the same way and find the same folder.
 choose_pgdata() {
     if [ -n "${GOLDEN_PGDATA:-}" ]; then
-        PGDATA_DIR="$GOLDEN_PGDATA"
+        case "$GOLDEN_PGDATA" in
+        /*) PGDATA_DIR="$GOLDEN_PGDATA" ;;
+        *) PGDATA_DIR="$PWD/$GOLDEN_PGDATA" ;;
+        esac
     elif [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
-        ! runuser -u postgres -- test -x "$ROOT"; then
+        ! as_postgres test -x "$ROOT"; then
         PGDATA_DIR="/var/tmp/golden-pgdata-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
     else
         PGDATA_DIR="$ROOT/.pgdata"
@@ -56,7 +67,7 @@ init_cluster() {
     mkdir -p "$PGDATA_DIR"
     if [ "$(id -u)" -eq 0 ]; then
         chown postgres: "$PGDATA_DIR"
-        if ! runuser -u postgres -- test -w "$PGDATA_DIR"; then
+        if ! as_postgres test -w "$PGDATA_DIR"; then
             say "the postgres user cannot write $PGDATA_DIR; set GOLDEN_PGDATA to a folder it can use"
             exit 1
         fi

@@ -3,9 +3,10 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# The local database of `make db`; golden itself uses it when DATABASE_URL is unset (in the
+# The local database of `make db` (scripts/db.sh); GOLDEN_PGPORT moves it, as it moves the
+# tests' server and golden's own default, which is this URL when DATABASE_URL is unset (in the
 # environment and in .env).
-LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:54329/golden
+LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:$(or $(GOLDEN_PGPORT),54329)/golden
 GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 

@@ -18,6 +18,15 @@ URL="postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"
 
 say() { echo "db: $*" >&2; }
 
+case "$PORT" in
+'' | *[!0-9]* | 0*) bad_port=1 ;;
+*) bad_port=$((PORT > 65535)) ;;
+esac
+if [ "$bad_port" -ne 0 ]; then
+    say "GOLDEN_PGPORT must be a port number (1-65535), not '$PORT'"
+    exit 2
+fi
+
 # Runs a command as the postgres system user, from / : the PostgreSQL programs change back to
 # their working folder, and postgres may not be allowed into the caller's (the repository under
 # /root, say), which makes each of them print "could not change directory". Every path given

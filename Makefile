@@ -11,7 +11,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ test: db lint ## start the local database, then run every test against it
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
+
+fresh-check: ## as root: make demo and make test in a fresh Debian 12 root (debootstrap), 20+ min, not in CI
+	@bash scripts/fresh-check.sh
 
 fuzz: ## the reader's property tests at length (PROPTEST_CASES, default 100000)
 	PROPTEST_CASES=$${PROPTEST_CASES:-100000} $(CARGO) test --release --locked --test fuzz_reader

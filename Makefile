@@ -3,14 +3,15 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# The local database of `make db`; golden itself uses it when DATABASE_URL is unset (in the
+# The local database of `make db` (scripts/db.sh); GOLDEN_PGPORT moves it, as it moves the
+# tests' server and golden's own default, which is this URL when DATABASE_URL is unset (in the
 # environment and in .env).
-LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:54329/golden
+LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:$(or $(GOLDEN_PGPORT),54329)/golden
 GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +73,9 @@ test: db lint ## start the local database, then run every test against it
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
+
+fresh-check: ## as root: make demo and make test in a fresh Debian 12 root (debootstrap), 20+ min, not in CI
+	@bash scripts/fresh-check.sh
 
 fuzz: ## the reader's property tests at length (PROPTEST_CASES, default 100000)
 	PROPTEST_CASES=$${PROPTEST_CASES:-100000} $(CARGO) test --release --locked --test fuzz_reader

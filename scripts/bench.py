@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "target/release/golden")
 SERVER = os.path.join(ROOT, "target/release/examples/embed_server")
 PG_BIN = "/usr/lib/postgresql/15/bin"
-SERVER_URL = "postgres://postgres@127.0.0.1:54329"
+# The local server of `make db`, on GOLDEN_PGPORT as scripts/db.sh starts it.
+SERVER_URL = f"postgres://postgres@127.0.0.1:{os.environ.get('GOLDEN_PGPORT') or 54329}"
 WORK = os.path.join(ROOT, "target/bench")
 TIME = "/usr/bin/time"
 

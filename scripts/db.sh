@@ -11,13 +11,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR="${PG_MAJOR:-15}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
-PGDATA_DIR="${GOLDEN_PGDATA:-$ROOT/.pgdata}"
-# As root the server runs as `postgres`, which may not be able to reach a repository under a
-# private folder (/root, say); then the data goes to a folder of /var/tmp named after it.
-if [ "$(id -u)" -eq 0 ] && [ -z "${GOLDEN_PGDATA:-}" ] && id postgres >/dev/null 2>&1 &&
-    ! runuser -u postgres -- test -x "$ROOT"; then
-    PGDATA_DIR="/var/tmp/golden-pgdata-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
-fi
 PORT="${GOLDEN_PGPORT:-54329}"
 DB_NAME="${GOLDEN_PGDATABASE:-golden}"
 SUPERUSER=postgres
@@ -25,12 +18,53 @@ URL="postgres://$SUPERUSER@127.0.0.1:$PORT/$DB_NAME"
 
 say() { echo "db: $*" >&2; }
 
+case "$PORT" in
+'' | *[!0-9]* | 0*) bad_port=1 ;;
+*) bad_port=$((PORT > 65535)) ;;
+esac
+if [ "$bad_port" -ne 0 ]; then
+    say "GOLDEN_PGPORT must be a port number (1-65535), not '$PORT'"
+    exit 2
+fi
+
+# Runs a command as the postgres system user, from / : the PostgreSQL programs change back to
+# their working folder, and postgres may not be allowed into the caller's (the repository under
+# /root, say), which makes each of them print "could not change directory". Every path given
+# to them is absolute.
+as_postgres() {
+    (cd / && runuser -u postgres -- "$@")
+}
+
 # Runs a command as the user that owns the cluster.
 as_owner() {
     if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$@"
+        as_postgres "$@"
     else
         "$@"
+    fi
+}
+
+# As root the server runs as `postgres`, which may not be able to reach a repository under a
+# private folder (/root, say); then the data goes to a folder of /var/tmp named after it. This
+# depends on the postgres user, so `start` decides after installing PostgreSQL and creating
+# that user; `stop` and `status` decide the same way and find the same folder.
+choose_pgdata() {
+    if [ -n "${GOLDEN_PGDATA:-}" ]; then
+        case "$GOLDEN_PGDATA" in
+        /*) PGDATA_DIR="$GOLDEN_PGDATA" ;;
+        *) PGDATA_DIR="$PWD/$GOLDEN_PGDATA" ;;
+        esac
+    elif [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
+        ! as_postgres test -x "$ROOT"; then
+        PGDATA_DIR="/var/tmp/golden-pgdata-$(echo -n "$ROOT" | sha256sum | cut -c1-12)"
+    else
+        PGDATA_DIR="$ROOT/.pgdata"
+    fi
+}
+
+ensure_postgres_user() {
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
     fi
 }
 
@@ -41,11 +75,8 @@ is_running() {
 init_cluster() {
     mkdir -p "$PGDATA_DIR"
     if [ "$(id -u)" -eq 0 ]; then
-        if ! id postgres >/dev/null 2>&1; then
-            useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-        fi
         chown postgres: "$PGDATA_DIR"
-        if ! runuser -u postgres -- test -w "$PGDATA_DIR"; then
+        if ! as_postgres test -w "$PGDATA_DIR"; then
             say "the postgres user cannot write $PGDATA_DIR; set GOLDEN_PGDATA to a folder it can use"
             exit 1
         fi
@@ -76,6 +107,8 @@ EOF
 
 start() {
     bash "$ROOT/scripts/install-postgres.sh"
+    ensure_postgres_user
+    choose_pgdata
     if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
         init_cluster
     fi
@@ -95,6 +128,7 @@ start() {
 }
 
 stop() {
+    choose_pgdata
     if is_running; then
         as_owner "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
         say "stopped"
@@ -106,7 +140,7 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
-status) if is_running; then echo "running: $URL"; else echo "stopped"; exit 3; fi ;;
+status) choose_pgdata; if is_running; then echo "running: $URL"; else echo "stopped"; exit 3; fi ;;
 url) echo "$URL" ;;
 *)
     echo "usage: $0 start|stop|status|url" >&2

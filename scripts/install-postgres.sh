@@ -39,18 +39,9 @@ pgvector_installed() {
         [ -f "$("$PG_BIN/pg_config" --sharedir)/extension/vector.control" ]
 }
 
-# The first non-security Debian mirror in this machine's apt sources (deb822 or one-line form).
-debian_mirror() {
-    {
-        grep -hsE '^\s*URIs:' /etc/apt/sources.list.d/*.sources || true
-        grep -hsE '^\s*deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-            sed -E 's/\[[^]]*\]//' || true
-    } | awk '{print $2}' | grep -v -e security -e '^$' | grep -i debian | head -n 1 || true
-}
-
 build_pgvector_from_source() {
     local mirror work
-    mirror="$(debian_mirror)"
+    mirror="$(bash "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh")"
     if [ -z "$mirror" ]; then
         say "no Debian mirror found in /etc/apt; cannot fetch the pgvector source package"
         exit 1

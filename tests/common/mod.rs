@@ -21,10 +21,16 @@ pub fn sample_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/golden_dataset_backup.json")
 }
 
-/// The server the tests create their databases on; `make test` starts it.
+/// The server the tests create their databases on: `GOLDEN_TEST_SERVER_URL`, else the local
+/// server of `make db` on `GOLDEN_PGPORT` (54329 when unset), which `make test` starts.
 fn server_url() -> String {
-    std::env::var("GOLDEN_TEST_SERVER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329".into())
+    std::env::var("GOLDEN_TEST_SERVER_URL").unwrap_or_else(|_| {
+        let port = std::env::var("GOLDEN_PGPORT")
+            .ok()
+            .filter(|port| !port.is_empty())
+            .unwrap_or_else(|| "54329".into());
+        format!("postgres://postgres@127.0.0.1:{port}")
+    })
 }
 
 /// A database of its own, dropped when the test ends.

@@ -55,8 +55,23 @@ impl TestDb {
         db
     }
 
+    /// A new database with the golden tables whose encoding is `encoding` (LATIN1, say).
+    pub fn migrated_with_encoding(encoding: &str) -> TestDb {
+        let db = TestDb::create(&format!(
+            "ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ));
+        let mut conn = db.conn();
+        golden::db::run_pending_migrations(&mut conn).expect("migrations apply");
+        db
+    }
+
     /// A new database without tables (with the vector extension, as `make db` creates them).
     pub fn empty() -> TestDb {
+        TestDb::create("")
+    }
+
+    /// A new database created with `options` (`CREATE DATABASE … <options>`).
+    fn create(options: &str) -> TestDb {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "golden_test_{}_{}_{}",
@@ -68,7 +83,7 @@ impl TestDb {
                 .subsec_nanos()
         );
         let mut admin = admin_connection();
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\" {options}"))
             .execute(&mut admin)
             .unwrap();
         let db = TestDb {

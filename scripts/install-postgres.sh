@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the local database needs and is missing: the PostgreSQL server and pgvector.
+# Installs what the local database and the build need and is missing: the PostgreSQL server,
+# libpq-dev and pgvector.
 #
 # Why a script: a fresh Debian 12 machine has PostgreSQL 15 but no pgvector package for it.
 # Where the distribution ships `postgresql-NN-pgvector` we install that; otherwise we build the
@@ -69,6 +70,13 @@ build_pgvector_from_source() {
 if [ ! -x "$PG_BIN/postgres" ]; then
     say "installing the PostgreSQL $PG_MAJOR server"
     apt_install "postgresql-$PG_MAJOR" "postgresql-client-$PG_MAJOR"
+fi
+
+# golden links against libpq (diesel's PostgreSQL backend): its headers and the unversioned
+# library come with libpq-dev, which nothing else here is sure to pull in.
+if [ ! -f /usr/include/postgresql/libpq-fe.h ]; then
+    say "installing libpq-dev (golden links against libpq)"
+    apt_install libpq-dev
 fi
 
 if pgvector_installed; then

@@ -76,6 +76,19 @@ case("query-expects-missing-chunk.json", 3, "is not in the file",
      edited(lambda d: d["queries"][0].update(expected_chunk_ids=["22222222-2222-4222-8222-999999999999"])))
 case("checksum-mismatch.json", 3, "checksum does not match",
      edited(lambda d: d["metadata"].update(checksum="sha256:" + "0" * 64)))
+case("before-4714-bc.json", 3, "before 4714-11-24 BC",
+     edited(lambda d: d["analyses"][0].update(created_at="-5000-01-01T00:00:00Z")))
+case("leap-second.json", 3, "leap second",
+     edited(lambda d: d["analyses"][1].update(updated_at="2016-12-31T23:59:60Z")))
+case("nanoseconds.json", 3, "more than microsecond precision",
+     edited(lambda d: d["analyses"][0]["artifact"].update(created_at="2025-01-01T00:00:00.0000001Z")))
+case("chunks-not-a-list.json", 3, "\"chunks\" is not a list",
+     edited(lambda d: d["analyses"][0].update(chunks={"0": "a"})))
+case("analysis-a-number.json", 3, "is not a JSON object", edited(lambda d: d["analyses"].insert(1, 42)))
+# Keys sorted, as writers that sort them put them: "chunks" before "id". A problem in a chunk
+# is still named by its analysis's id.
+case("sorted-keys-bad-chunk.json", 3, "analysis 11111111-1111-4111-8111-111111111112, chunk",
+     json.dumps(json.loads(edited(lambda d: d["analyses"][1]["chunks"][0].update(content=""))), indent=2, sort_keys=True))
 
 for name, content in cases.items():
     with open(name, "w", encoding="utf-8", newline="") as f:

@@ -5,6 +5,7 @@
 //! integration tests can share the file format and the models with the tool.
 
 pub mod atomic;
+pub mod backup;
 pub mod backup_file;
 pub mod child_process;
 pub mod cli;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::backup_file::checksum::{self, ContentHasher};
 use crate::backup_file::reader::{self, ChunkList, Header, Piece, ReadError};
 use crate::backup_file::record::{
-    BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, HEAD_KEYS,
+    BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, HEAD_KEYS,
 };
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::timestamp;
@@ -741,50 +741,56 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// The checks a record read from the database can fail (the schema enforces the others):
-/// what `backup` warns about while it writes, without reading the file again.
-pub fn database_record_problems(record: &BackupAnalysis) -> Vec<Problem> {
+/// The checks an analysis read from the database can fail (the schema enforces the others):
+/// what `backup` warns about while it writes, without reading the file again; its chunks and
+/// artifact have [`database_chunk_problems`] and [`database_artifact_problems`].
+pub fn database_head_problems(head: &BackupAnalysisHead) -> Vec<Problem> {
+    let at = format!("analysis {}", head.id);
     let mut problems = Vec::new();
-    let at = format!("analysis {}", record.id);
-    let mut problem = |at: &str, text: String| {
-        problems.push(Problem {
-            location: at.to_string(),
-            problem: text,
-        })
-    };
-    if let Err(why) = check_url(&record.url) {
-        problem(&at, format!("url {:?} {why}", record.url));
+    if let Err(why) = check_url(&head.url) {
+        problems.push(problem_at(&at, format!("url {:?} {why}", head.url)));
     }
     for (key, value) in [
-        ("content_type", &record.content_type),
-        ("status", &record.status),
+        ("content_type", &head.content_type),
+        ("status", &head.status),
     ] {
         if value.trim().is_empty() {
-            problem(&at, format!("\"{key}\" is empty"));
-        }
-    }
-    for chunk in &record.chunks {
-        for (key, value) in [
-            ("content", &chunk.content),
-            ("content_type", &chunk.content_type),
-        ] {
-            if value.trim().is_empty() {
-                problem(
-                    &format!("{at}, chunk {}", chunk.id),
-                    format!("\"{key}\" is empty"),
-                );
-            }
-        }
-    }
-    if let Some(artifact) = &record.artifact {
-        if artifact.summary.trim().is_empty() {
-            problem(
-                &format!("{at}, artifact {}", artifact.id),
-                "\"summary\" is empty".into(),
-            );
+            problems.push(problem_at(&at, format!("\"{key}\" is empty")));
         }
     }
     problems
+}
+
+/// See [`database_head_problems`].
+pub fn database_chunk_problems(analysis_id: Uuid, chunk: &BackupChunk) -> Vec<Problem> {
+    let at = format!("analysis {analysis_id}, chunk {}", chunk.id);
+    [
+        ("content", &chunk.content),
+        ("content_type", &chunk.content_type),
+    ]
+    .into_iter()
+    .filter(|(_, value)| value.trim().is_empty())
+    .map(|(key, _)| problem_at(&at, format!("\"{key}\" is empty")))
+    .collect()
+}
+
+/// See [`database_head_problems`].
+pub fn database_artifact_problems(analysis_id: Uuid, artifact: &BackupArtifact) -> Vec<Problem> {
+    if artifact.summary.trim().is_empty() {
+        vec![problem_at(
+            &format!("analysis {analysis_id}, artifact {}", artifact.id),
+            "\"summary\" is empty".into(),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+fn problem_at(at: &str, problem: String) -> Problem {
+    Problem {
+        location: at.to_string(),
+        problem,
+    }
 }
 
 /// An absolute http(s) URL with a real host: not a placeholder or loopback address that a

@@ -131,9 +131,19 @@ fn outputs_that_are_not_regular_files_are_refused_and_left_as_they_are() {
     let socket = dir.path().join("socket.json");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     fs::create_dir(dir.path().join("folder.json")).unwrap();
-    let null_before = fs::metadata("/dev/null").unwrap();
+    // A character device of the test's own (as root; /dev/null's twin), so that a golden that
+    // renames over devices damages nothing of the machine's. Without root, /dev/null itself:
+    // a rename over it then fails anyway.
+    let device = dir.path().join("null.json");
+    let made = std::process::Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|status| status.success());
+    let device = if made { device } else { "/dev/null".into() };
+    let device_before = fs::metadata(&device).unwrap();
     for (path, kind) in [
-        ("/dev/null", "a character device"),
+        (device.to_str().unwrap(), "a character device"),
         ("fifo.json", "a FIFO"),
         ("socket.json", "a socket"),
         ("folder.json", "a folder"),
@@ -174,13 +184,10 @@ fn outputs_that_are_not_regular_files_are_refused_and_left_as_they_are() {
     );
     assert_eq!(safety.status.code(), Some(2), "{}", stderr_of(&safety));
     use std::os::unix::fs::FileTypeExt;
-    assert!(fs::metadata("/dev/null")
-        .unwrap()
-        .file_type()
-        .is_char_device());
+    assert!(fs::metadata(&device).unwrap().file_type().is_char_device());
     assert_eq!(
-        std::os::unix::fs::MetadataExt::ino(&fs::metadata("/dev/null").unwrap()),
-        std::os::unix::fs::MetadataExt::ino(&null_before)
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(&device).unwrap()),
+        std::os::unix::fs::MetadataExt::ino(&device_before)
     );
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert!(fs::symlink_metadata(&socket)

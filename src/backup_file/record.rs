@@ -65,6 +65,20 @@ impl BackupAnalysisHead {
     }
 }
 
+impl From<Analysis> for BackupAnalysisHead {
+    fn from(analysis: Analysis) -> Self {
+        BackupAnalysisHead {
+            id: analysis.id,
+            url: analysis.url,
+            title: analysis.title,
+            content_type: analysis.content_type,
+            status: analysis.status,
+            created_at: analysis.created_at,
+            updated_at: analysis.updated_at,
+        }
+    }
+}
+
 impl BackupAnalysis {
     /// The record of `head`, `chunks` and `artifact`.
     pub fn from_parts(

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tempfile::NamedTempFile;
 
 use super::checksum::{self, ContentHasher};
-use super::record::{BackupAnalysis, BackupQuery};
+use super::record::{BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
 use super::{timestamp, FORMAT_VERSION};
 use crate::atomic;
 
@@ -48,6 +48,8 @@ pub struct BackupWriter {
     created_at_offset: u64,
     checksum_offset: u64,
     header_prefix: Vec<u8>,
+    /// Chunks written of the analysis begun last.
+    chunks_of_analysis: usize,
 }
 
 impl BackupWriter {
@@ -100,32 +102,101 @@ impl BackupWriter {
             created_at_offset,
             checksum_offset,
             header_prefix,
+            chunks_of_analysis: 0,
         })
     }
 
     /// Appends one analysis (with its chunks and artifact).
     pub fn write(&mut self, analysis: &BackupAnalysis) -> io::Result<()> {
-        self.write_element(self.written.analyses == 0, analysis)?;
-        self.hasher.add(analysis);
+        let head = BackupAnalysisHead {
+            id: analysis.id,
+            url: analysis.url.clone(),
+            title: analysis.title.clone(),
+            content_type: analysis.content_type.clone(),
+            status: analysis.status.clone(),
+            created_at: analysis.created_at,
+            updated_at: analysis.updated_at,
+        };
+        self.begin_analysis(&head)?;
+        for chunk in &analysis.chunks {
+            self.write_chunk(chunk)?;
+        }
+        self.end_analysis(analysis.artifact.as_ref())
+    }
+
+    /// Starts an analysis whose chunks follow one at a time ([`BackupWriter::write_chunk`],
+    /// then [`BackupWriter::end_analysis`]): one analysis of a hundred thousand chunks is
+    /// written without being held. The bytes are those of [`BackupWriter::write`] of the whole
+    /// record (its pretty JSON, indented four spaces in the `analyses` list).
+    pub fn begin_analysis(&mut self, head: &BackupAnalysisHead) -> io::Result<()> {
+        self.out.write_all(if self.written.analyses == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        })?;
+        let mut pretty = to_pretty_json(head)?;
+        // `{ … "updated_at": "…"\n}` without its `\n}`: the record goes on with its chunks.
+        pretty.truncate(pretty.len().saturating_sub(2));
+        self.indented(&pretty, 0)?;
+        self.out.write_all(b",\n      \"chunks\": [")?;
+        self.hasher.begin_analysis(head);
+        self.chunks_of_analysis = 0;
         self.written.analyses += 1;
-        self.written.chunks += analysis.chunks.len() as u64;
-        self.written.artifacts += u64::from(analysis.artifact.is_some());
         Ok(())
     }
 
-    /// One element of a list, indented by four spaces: JSON strings never hold a raw
-    /// newline, so every newline of the pretty form is a line break of the layout.
-    fn write_element<T: Serialize>(&mut self, first: bool, value: &T) -> io::Result<()> {
-        self.out
-            .write_all(if first { b"\n    " } else { b",\n    " })?;
-        let pretty = to_pretty_json(value)?;
+    /// Appends a chunk to the analysis begun last.
+    pub fn write_chunk(&mut self, chunk: &BackupChunk) -> io::Result<()> {
+        self.out.write_all(if self.chunks_of_analysis == 0 {
+            b"\n        "
+        } else {
+            b",\n        "
+        })?;
+        let pretty = to_pretty_json(chunk)?;
+        self.indented(&pretty, 4)?;
+        self.hasher.add_chunk(self.chunks_of_analysis, chunk);
+        self.chunks_of_analysis += 1;
+        self.written.chunks += 1;
+        Ok(())
+    }
+
+    /// Ends the analysis begun last, with its artifact.
+    pub fn end_analysis(&mut self, artifact: Option<&BackupArtifact>) -> io::Result<()> {
+        self.out.write_all(if self.chunks_of_analysis == 0 {
+            b"]"
+        } else {
+            b"\n      ]"
+        })?;
+        self.out.write_all(b",\n      \"artifact\": ")?;
+        let pretty = to_pretty_json(&artifact)?;
+        self.indented(&pretty, 2)?;
+        self.out.write_all(b"\n    }")?;
+        self.hasher.end_analysis(artifact);
+        self.written.artifacts += u64::from(artifact.is_some());
+        Ok(())
+    }
+
+    /// Writes `pretty` (pretty JSON) as part of an element of a list: every line after its
+    /// first indented by the element's four spaces and `extra` more. JSON strings never hold
+    /// a raw newline, so every newline of the pretty form is a line break of the layout.
+    fn indented(&mut self, pretty: &[u8], extra: usize) -> io::Result<()> {
+        let indent = " ".repeat(4 + extra);
         for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
-                self.out.write_all(b"\n    ")?;
+                self.out.write_all(b"\n")?;
+                self.out.write_all(indent.as_bytes())?;
             }
             self.out.write_all(line)?;
         }
         Ok(())
+    }
+
+    /// One element of a list, indented by four spaces.
+    fn write_element<T: Serialize>(&mut self, first: bool, value: &T) -> io::Result<()> {
+        self.out
+            .write_all(if first { b"\n    " } else { b",\n    " })?;
+        let pretty = to_pretty_json(value)?;
+        self.indented(&pretty, 0)
     }
 
     /// Writes the queries after the analyses and completes the file, ready to be put in place
@@ -261,4 +332,65 @@ fn to_pretty_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 
 fn json_string(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout [`BackupWriter::write`] had when it wrote each record whole.
+    fn whole_layout(record: &BackupAnalysis) -> Vec<u8> {
+        let pretty = serde_json::to_vec_pretty(record).unwrap();
+        let mut out = b"\n    ".to_vec();
+        for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\n    ");
+            }
+            out.extend_from_slice(line);
+        }
+        out
+    }
+
+    #[test]
+    fn an_analysis_written_piece_by_piece_has_the_bytes_of_the_whole_record() {
+        let sample = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/golden_dataset_backup.json"
+        ))
+        .unwrap();
+        let file: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+        let mut first: BackupAnalysis =
+            serde_json::from_value(file["analyses"][0].clone()).unwrap();
+        let mut records = vec![first.clone()];
+        first.chunks.clear();
+        first.artifact = None;
+        first.title = None;
+        records.push(first);
+        for record in records {
+            let dir = tempfile::tempdir().unwrap();
+            let totals = Totals {
+                analyses: 1,
+                chunks: record.chunks.len() as u64,
+                artifacts: u64::from(record.artifact.is_some()),
+                queries: 0,
+            };
+            let mut writer =
+                BackupWriter::create(&dir.path().join("b.json"), Utc::now(), totals, "all")
+                    .unwrap();
+            let start = writer.header_prefix.len() as u64;
+            writer.write(&record).unwrap();
+            writer.out.flush().unwrap();
+            let written = std::fs::read(writer.out.get_ref().path()).unwrap();
+            let header_end = written
+                .windows(13)
+                .position(|w| w == b"\"analyses\": [")
+                .unwrap()
+                + 13;
+            assert!(header_end as u64 > start);
+            assert_eq!(
+                String::from_utf8_lossy(&written[header_end..]),
+                String::from_utf8_lossy(&whole_layout(&record))
+            );
+        }
+    }
 }

@@ -5,10 +5,10 @@
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::backup::ALL_STATUSES;
 use crate::backup_file::reader::ReadError;
 use crate::backup_file::source::BackupSource;
 use crate::cli::GlobalArgs;
-use crate::commands::backup::ALL_STATUSES;
 use crate::compare;
 use crate::db;
 use crate::error::Exit;

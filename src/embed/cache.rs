@@ -81,9 +81,22 @@ impl CachedEmbedder<'_> {
         for ((hash, _), vector) in missing.into_iter().zip(computed) {
             found.insert(hash, vector);
         }
+        // Each vector moves to its text's place; only a text that appears again takes a copy.
+        let mut uses: HashMap<TextHash, usize> = HashMap::new();
+        for hash in &hashes {
+            *uses.entry(*hash).or_default() += 1;
+        }
         let vectors = hashes
             .iter()
-            .map(|hash| found.get(hash).cloned())
+            .map(|hash| {
+                let left = uses.get_mut(hash)?;
+                *left -= 1;
+                if *left == 0 {
+                    found.remove(hash)
+                } else {
+                    found.get(hash).cloned()
+                }
+            })
             .collect::<Option<Vec<Vector>>>()
             .ok_or_else(|| {
                 color_eyre::eyre::eyre!("a vector went missing between the cache and the provider")

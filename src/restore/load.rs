@@ -33,6 +33,20 @@ pub struct EmbeddedBatch {
     pub vectors: HashMap<Uuid, Vector>,
 }
 
+impl EmbeddedBatch {
+    /// Splits the batch into its records and its vectors, for [`rows`] to move the vectors.
+    fn split(self) -> (Self, HashMap<Uuid, Vector>) {
+        let EmbeddedBatch { records, vectors } = self;
+        (
+            EmbeddedBatch {
+                records,
+                vectors: HashMap::new(),
+            },
+            vectors,
+        )
+    }
+}
+
 /// Rows inserted, rows the batch held, and rows skipped because their place was taken, per
 /// table.
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,7 +79,13 @@ struct Rows<'a> {
     place_taken: Counts,
 }
 
-fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Result<Rows<'a>> {
+/// The rows of `batch`; the vectors move from `vectors` into them (a batch's vectors are a few
+/// megabytes: never copied).
+fn rows<'a>(
+    batch: &'a EmbeddedBatch,
+    vectors: &mut HashMap<Uuid, Vector>,
+    model: &'a str,
+) -> Result<Rows<'a>> {
     let mut rows = Rows {
         analyses: Vec::new(),
         chunks: Vec::new(),
@@ -88,13 +108,13 @@ fn rows<'a>(batch: &'a EmbeddedBatch, model: &'a str) -> Result<Rows<'a>> {
                 if fate != Fate::Insert {
                     continue;
                 }
-                let Some(vector) = batch.vectors.get(&chunk.id) else {
+                let Some(vector) = vectors.remove(&chunk.id) else {
                     bail!("internal error: chunk {} has no vector to insert", chunk.id);
                 };
                 rows.chunks.push(NewChunk::from_backup(
                     chunk,
                     *analysis_id,
-                    Some(vector.clone()),
+                    Some(vector),
                     Some(model),
                 ));
             }
@@ -136,12 +156,14 @@ fn describe(batch: &EmbeddedBatch) -> String {
 /// `before_commit` runs last, inside the transaction (it proves the input file unchanged).
 pub fn append_batch(
     conn: &mut PgConnection,
-    batch: &EmbeddedBatch,
+    batch: EmbeddedBatch,
     model: &str,
     dims: usize,
     before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<BatchCounts> {
-    let rows = rows(batch, model)?;
+    let (batch, mut vectors) = batch.split();
+    let batch = &batch;
+    let rows = rows(batch, &mut vectors, model)?;
     crate::db::in_transaction(conn, |conn| {
         let analyses_inserted = diesel::insert_into(analyses::table)
             .values(&rows.analyses)
@@ -206,10 +228,11 @@ pub fn append_batch(
 /// COPYs one batch into the emptied tables (replace mode, inside the caller's transaction).
 pub fn copy_batch(
     conn: &mut PgConnection,
-    batch: &EmbeddedBatch,
+    batch: EmbeddedBatch,
     model: &str,
 ) -> Result<BatchCounts> {
-    let rows = rows(batch, model)?;
+    let (batch, mut vectors) = batch.split();
+    let rows = rows(&batch, &mut vectors, model)?;
     let analyses_copied = diesel::copy_from(analyses::table)
         .from_insertable(&rows.analyses)
         .execute(conn)

@@ -43,9 +43,11 @@ pub const BATCH_ANALYSES: usize = 10;
 /// The most analyses a window holds whatever its chunks, so that a file of analyses without
 /// chunks stays bounded too.
 const WINDOW_ANALYSES: usize = 500;
-/// The most chunks of a window or a batch, whatever the analyses (one may hold a hundred
-/// thousand): about 5 MB of text and vectors.
+/// The most chunks of a window whatever the analyses (one may hold a hundred thousand):
+/// with 1024-dimension vectors, about 5 MB of text and vectors.
 const MOST_CHUNKS: usize = 1024;
+/// The most chunks of a batch (a transaction of append mode, a COPY of replace mode).
+const BATCH_CHUNKS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -120,7 +122,7 @@ pub fn replace(
         let safety_backup =
             if deleted.analyses + deleted.chunks + deleted.artifacts + deleted.queries > 0 {
                 progress.step("writing the safety backup");
-                let backed_up = crate::commands::backup::write_backup_in(
+                let backed_up = crate::backup::write_backup_in(
                     conn,
                     safety_path,
                     None,
@@ -210,8 +212,8 @@ fn load_file(
         |batch| {
             interrupt::check()?;
             let written = match mode {
-                Mode::Append => load::append_batch(conn, &batch, &model, dims, &unchanged)?,
-                Mode::Replace => load::copy_batch(conn, &batch, &model)?,
+                Mode::Append => load::append_batch(conn, batch, &model, dims, &unchanged)?,
+                Mode::Replace => load::copy_batch(conn, batch, &model)?,
             };
             progress.written(written.total.analyses, written.total.chunks);
             counts += written;
@@ -351,7 +353,7 @@ impl Producer<'_> {
                 Record::Analysis(_) => {}
             }
             batch.push((record, fate));
-            if ends == BATCH_ANALYSES || chunks >= most_chunks(self.window_chunks) {
+            if ends == BATCH_ANALYSES || chunks >= BATCH_CHUNKS {
                 self.send(std::mem::take(&mut batch), &mut vectors, feed)?;
                 (ends, chunks) = (0, 0);
             }
@@ -391,9 +393,9 @@ pub(crate) fn chunks_to_embed<'a>(records: &'a [Record], fates: &[Fate]) -> Vec<
         .collect()
 }
 
-/// The most chunks of a window of `target` (and of a batch).
+/// The most chunks of a window of `target`.
 fn most_chunks(target: usize) -> usize {
-    (2 * target).max(MOST_CHUNKS)
+    target.max(MOST_CHUNKS)
 }
 
 /// The chunks a window gathers for a provider of `batch_size` and `concurrency`.

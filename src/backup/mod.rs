@@ -1,0 +1,301 @@
+//! Writing the dataset to a backup file: one read-only snapshot, analyses read a page at a
+//! time in (created_at, id) order (keyset pagination on an index), their chunks and artifacts
+//! fetched per page (`belonging_to` + `grouped_by`: a few queries per 500 analyses, never one
+//! per analysis), and every record written as it comes, so memory does not grow with the
+//! dataset. Chunks are fetched a bounded window at a time, so neither does it grow with one
+//! analysis: an analysis of a hundred thousand chunks is read and written in pieces.
+//!
+//! `golden backup` uses it, and so does `restore --replace` for its safety backup, inside its
+//! own transaction.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use color_eyre::eyre::WrapErr;
+use color_eyre::Result;
+use diesel::dsl::sql;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
+use indicatif::ProgressBar;
+use uuid::Uuid;
+
+use crate::backup_file::record::{BackupArtifact, BackupChunk, BackupQuery};
+use crate::backup_file::writer::{BackupWriter, Prepared, Totals};
+use crate::db::{self, QueryContext};
+use crate::interrupt;
+use crate::models::{query, Analysis, Artifact, ChunkText};
+use crate::schema::{analyses, artifacts, chunks};
+use crate::validate::{self, Problem};
+
+/// The status filter value that selects every analysis.
+pub const ALL_STATUSES: &str = "all";
+/// The most chunks read by one query: about 1 MB of text a thousand chunks.
+const CHUNKS_PER_QUERY: i64 = 2_000;
+
+/// Writes a backup of the analyses with `status` (every analysis for `None`) beside `dest`,
+/// from one read-only snapshot, ready to be put in place.
+pub fn write_backup(
+    conn: &mut PgConnection,
+    dest: &Path,
+    status: Option<&str>,
+    page_size: i64,
+    progress: &ProgressBar,
+) -> Result<BackedUp> {
+    db::in_snapshot(conn, |conn| {
+        write_backup_in(conn, dest, status, page_size, progress)
+    })
+}
+
+/// [`write_backup`] inside a transaction the caller holds: the safety backup of a restore
+/// reads exactly the rows its own transaction is about to replace.
+pub fn write_backup_in(
+    conn: &mut PgConnection,
+    dest: &Path,
+    status: Option<&str>,
+    page_size: i64,
+    progress: &ProgressBar,
+) -> Result<BackedUp> {
+    let queries = queries_to_back_up(conn, status)?;
+    let totals = count(conn, status, queries.len() as u64)?;
+    progress.set_length(totals.analyses);
+    let mut writer = BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
+        .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
+    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+    let mut problems = Vec::new();
+    loop {
+        interrupt::check()?;
+        let page = analyses_page(conn, status, after, page_size)?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.created_at, last.id));
+        let page_len = page.len() as u64;
+        write_page(conn, page, &mut writer, &mut problems)
+            .wrap_err_with(|| format!("writing {}", dest.display()))?;
+        progress.inc(page_len);
+    }
+    let prepared = writer.finish(&queries).wrap_err_with(|| {
+        format!(
+            "finishing {}; the previous file is untouched",
+            dest.display()
+        )
+    })?;
+    Ok(BackedUp { prepared, problems })
+}
+
+/// A backup ready to be put in place, and what in it `verify` would reject.
+pub struct BackedUp {
+    pub prepared: Prepared,
+    pub problems: Vec<Problem>,
+}
+
+/// The golden queries to back up: those whose expected chunks are all in this backup. A
+/// query expecting a chunk that is left out (another status, or deleted) would make the file
+/// fail its own checks, so it is left out, with a warning.
+fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<Vec<BackupQuery>> {
+    let selected = query::for_backup(conn, status)?;
+    if !selected.left_out.is_empty() {
+        let ids: Vec<&str> = selected.left_out.iter().map(|q| q.id.as_str()).collect();
+        log::warn!(
+            "left out {} queries whose expected chunks are not in this backup (another status, or deleted): {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
+    Ok(selected.queries)
+}
+
+fn count(conn: &mut PgConnection, status: Option<&str>, queries: u64) -> Result<Totals> {
+    let (analyses, chunks, artifacts) =
+        count_rows(conn, status).step("counting the rows to back up")?;
+    Ok(Totals {
+        analyses: analyses as u64,
+        chunks: chunks as u64,
+        artifacts: artifacts as u64,
+        queries,
+    })
+}
+
+fn count_rows(conn: &mut PgConnection, status: Option<&str>) -> QueryResult<(i64, i64, i64)> {
+    let Some(status) = status else {
+        return Ok((
+            analyses::table.count().get_result(conn)?,
+            chunks::table.count().get_result(conn)?,
+            artifacts::table.count().get_result(conn)?,
+        ));
+    };
+    let analyses = analyses::table
+        .filter(analyses::status.eq(status))
+        .count()
+        .get_result(conn)?;
+    let chunks = chunks::table
+        .inner_join(analyses::table)
+        .filter(analyses::status.eq(status))
+        .count()
+        .get_result(conn)?;
+    let artifacts = artifacts::table
+        .inner_join(analyses::table)
+        .filter(analyses::status.eq(status))
+        .count()
+        .get_result(conn)?;
+    Ok((analyses, chunks, artifacts))
+}
+
+/// The next page of analyses after `after`, in (created_at, id) order (keyset pagination).
+fn analyses_page(
+    conn: &mut PgConnection,
+    status: Option<&str>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    page_size: i64,
+) -> Result<Vec<Analysis>> {
+    let mut query = analyses::table
+        .select(Analysis::as_select())
+        .order((analyses::created_at, analyses::id))
+        .limit(page_size)
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(analyses::status.eq(status));
+    }
+    if let Some((created_at, id)) = after {
+        // A row comparison, so PostgreSQL walks the (created_at, id) index.
+        query = query.filter(
+            sql::<Bool>("(analyses.created_at, analyses.id) > (")
+                .bind::<Timestamptz, _>(created_at)
+                .sql(", ")
+                .bind::<SqlUuid, _>(id)
+                .sql(")"),
+        );
+    }
+    query.load(conn).step("reading analyses")
+}
+
+/// Writes a page of analyses with their chunks and artifacts: the artifacts in one query,
+/// the chunks in queries of at most [`CHUNKS_PER_QUERY`] (several analyses per query, or one
+/// analysis in several), noting what `verify` would reject.
+fn write_page(
+    conn: &mut PgConnection,
+    page: Vec<Analysis>,
+    writer: &mut BackupWriter,
+    problems: &mut Vec<Problem>,
+) -> Result<()> {
+    let mut artifacts_by_analysis: HashMap<Uuid, Artifact> = Artifact::belonging_to(&page)
+        .select(Artifact::as_select())
+        .load(conn)
+        .step("reading artifacts")?
+        .into_iter()
+        .map(|artifact| (artifact.analysis_id, artifact))
+        .collect();
+    let ids: Vec<Uuid> = page.iter().map(|analysis| analysis.id).collect();
+    let counts: HashMap<Uuid, i64> = chunks::table
+        .filter(chunks::analysis_id.eq_any(&ids))
+        .group_by(chunks::analysis_id)
+        .select((chunks::analysis_id, diesel::dsl::count_star()))
+        .load::<(Uuid, i64)>(conn)
+        .step("counting chunks")?
+        .into_iter()
+        .collect();
+    let mut rest = page.as_slice();
+    while !rest.is_empty() {
+        // The next analyses whose chunks fit one query together (at least one analysis).
+        let mut take = 0;
+        let mut total = 0;
+        while take < rest.len() {
+            let chunks = counts.get(&rest[take].id).copied().unwrap_or(0);
+            if take > 0 && total + chunks > CHUNKS_PER_QUERY {
+                break;
+            }
+            total += chunks;
+            take += 1;
+        }
+        let (group, next) = rest.split_at(take);
+        rest = next;
+        if total > CHUNKS_PER_QUERY {
+            // One analysis larger than a query: its chunks a window at a time.
+            let analysis = &group[0];
+            begin(writer, analysis, problems)?;
+            let mut after = -1;
+            loop {
+                interrupt::check()?;
+                let window: Vec<ChunkText> = chunks::table
+                    .filter(chunks::analysis_id.eq(analysis.id))
+                    .filter(chunks::chunk_index.gt(after))
+                    .select(ChunkText::as_select())
+                    .order(chunks::chunk_index)
+                    .limit(CHUNKS_PER_QUERY)
+                    .load(conn)
+                    .step("reading chunks")?;
+                let Some(last) = window.last() else { break };
+                after = last.chunk_index;
+                for chunk in window {
+                    write_chunk(writer, analysis, chunk, problems)?;
+                }
+            }
+            end(
+                writer,
+                analysis,
+                artifacts_by_analysis.remove(&analysis.id),
+                problems,
+            )?;
+            continue;
+        }
+        let chunks_by_analysis = ChunkText::belonging_to(group)
+            .select(ChunkText::as_select())
+            .order((chunks::analysis_id, chunks::chunk_index))
+            .load(conn)
+            .step("reading chunks")?
+            .grouped_by(group);
+        for (analysis, chunks) in group.iter().zip(chunks_by_analysis) {
+            begin(writer, analysis, problems)?;
+            for chunk in chunks {
+                write_chunk(writer, analysis, chunk, problems)?;
+            }
+            end(
+                writer,
+                analysis,
+                artifacts_by_analysis.remove(&analysis.id),
+                problems,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn begin(
+    writer: &mut BackupWriter,
+    analysis: &Analysis,
+    problems: &mut Vec<Problem>,
+) -> Result<()> {
+    let head = crate::backup_file::record::BackupAnalysisHead::from(analysis.clone());
+    problems.extend(validate::database_head_problems(&head));
+    writer
+        .begin_analysis(&head)
+        .wrap_err_with(|| format!("writing analysis {}", analysis.id))
+}
+
+fn write_chunk(
+    writer: &mut BackupWriter,
+    analysis: &Analysis,
+    chunk: ChunkText,
+    problems: &mut Vec<Problem>,
+) -> Result<()> {
+    let chunk = BackupChunk::from(chunk);
+    problems.extend(validate::database_chunk_problems(analysis.id, &chunk));
+    writer
+        .write_chunk(&chunk)
+        .wrap_err_with(|| format!("writing chunk {} of analysis {}", chunk.id, analysis.id))
+}
+
+fn end(
+    writer: &mut BackupWriter,
+    analysis: &Analysis,
+    artifact: Option<Artifact>,
+    problems: &mut Vec<Problem>,
+) -> Result<()> {
+    let artifact = artifact.map(BackupArtifact::from);
+    if let Some(artifact) = &artifact {
+        problems.extend(validate::database_artifact_problems(analysis.id, artifact));
+    }
+    writer
+        .end_analysis(artifact.as_ref())
+        .wrap_err_with(|| format!("writing analysis {}", analysis.id))
+}

@@ -5,13 +5,15 @@
 //!
 //! Two ways to run one. [`run_to_end`] for a program whose work golden throws away when
 //! interrupted (`pg_dump` writing into a temp file): it is killed. [`PsqlSession`] for the one
-//! that writes (`psql` loading a snapshot): golden feeds it the script on its standard input
-//! inside a transaction and sends `COMMIT` itself, only after its own commit point
-//! (`interrupt::commit_point`), so an interruption before it rolls the load back and one
-//! after it lets the commit finish, as for golden's own transactions.
+//! that writes (`psql` loading a snapshot): golden feeds it the script on its standard input,
+//! the snapshot read from the file golden opened and checked, inside a transaction, and sends
+//! `COMMIT` itself, only after its own commit point (`interrupt::commit_point`). An
+//! interruption before it kills psql, whose transaction the server then rolls back; one after
+//! it lets the commit finish, as for golden's own transactions. If golden must quit at once
+//! (a second Ctrl-C), it kills them first: none outlives it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,14 +35,17 @@ pub fn run_to_end(mut command: Command, what: &str) -> Result<(ExitStatus, Strin
     let mut child = command
         .spawn()
         .map_err(|e| eyre!("{what}: cannot run {:?}: {e}", command.get_program()))?;
+    interrupt::register_child(child.id());
     let stderr = read_in_background(child.stderr.take());
     loop {
         if let Some(status) = child.try_wait()? {
+            interrupt::unregister_child(child.id());
             return Ok((status, collect(stderr)));
         }
         if let Err(interrupted) = interrupt::check() {
-            let _ = child.kill();
+            kill_group(child.id());
             let _ = child.wait();
+            interrupt::unregister_child(child.id());
             return Err(interrupted);
         }
         std::thread::sleep(POLL);
@@ -50,8 +55,9 @@ pub fn run_to_end(mut command: Command, what: &str) -> Result<(ExitStatus, Strin
 /// A psql that runs a script in one transaction and commits only when golden says so.
 pub struct PsqlSession {
     child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<std::process::ChildStdout>,
+    /// The script's end: `COMMIT;` or `ROLLBACK;`, for the thread that feeds psql.
+    end: std::sync::mpsc::Sender<&'static str>,
+    lines: std::sync::mpsc::Receiver<String>,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -59,9 +65,16 @@ pub struct PsqlSession {
 const READY: &str = "golden: ready to commit";
 
 impl PsqlSession {
-    /// Starts `psql` (a command from `PgTool`, connected) and sends it `script`, opened by
-    /// `BEGIN` and followed by a line that says it ran; psql stops at the first error.
-    pub fn start(mut psql: Command, script: &str) -> Result<PsqlSession> {
+    /// Starts `psql` (a command from `PgTool`, connected) and feeds it, on its standard input,
+    /// `BEGIN`, `before`, the whole of `file` (read from the file golden opened and checked,
+    /// so that nothing can change what is loaded in between), `after`, and a line that says it
+    /// all ran; psql stops at the first error.
+    pub fn start(
+        mut psql: Command,
+        before: String,
+        file: std::fs::File,
+        after: String,
+    ) -> Result<PsqlSession> {
         own_process_group(&mut psql);
         psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"])
             .stdin(Stdio::piped())
@@ -70,37 +83,62 @@ impl PsqlSession {
         let mut child = psql
             .spawn()
             .map_err(|e| eyre!("cannot run {:?}: {e}", psql.get_program()))?;
+        interrupt::register_child(child.id());
         let stderr = read_in_background(child.stderr.take());
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             bail!("internal error: psql started without its pipes");
         };
-        // psql reads the script as it goes: a broken pipe means it stopped at an error, which
-        // `run` reports from its stderr.
-        let _ = writeln!(stdin, "BEGIN;\n{script}\n\\echo '{READY}'");
-        let _ = stdin.flush();
+        let (end, ending) = std::sync::mpsc::channel::<&'static str>();
+        std::thread::spawn(move || {
+            // psql reads as it goes: a broken pipe means it stopped at an error (its stderr
+            // says which) or was stopped.
+            let mut file = file;
+            let fed = (|| -> std::io::Result<()> {
+                stdin.write_all(format!("BEGIN;\n{before}\n").as_bytes())?;
+                std::io::copy(&mut file, &mut stdin)?;
+                stdin.write_all(format!("\n{after}\n\\echo '{READY}'\n").as_bytes())?;
+                stdin.flush()
+            })();
+            if fed.is_ok() {
+                if let Ok(end) = ending.recv() {
+                    let _ = writeln!(stdin, "{end}");
+                }
+            }
+        });
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|line| line.ok()) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
         Ok(PsqlSession {
             child,
-            stdin: Some(stdin),
-            stdout: BufReader::new(stdout),
+            end,
+            lines,
             stderr,
         })
     }
 
     /// Waits for the script to run, then commits at golden's commit point (or rolls back when
-    /// an interruption came first). An interruption meanwhile cancels psql's statement
-    /// (`interrupt` cancels the sessions of its application name), so psql stops at once.
+    /// an interruption came first). An interruption before that kills psql: it has not
+    /// committed, so the server rolls its transaction back.
     pub fn run(mut self, what: &str) -> Result<()> {
-        let mut line = String::new();
-        let mut ready = false;
-        while self.stdout.read_line(&mut line)? > 0 {
-            if line.trim_end() == READY {
-                ready = true;
-                break;
+        loop {
+            match self.lines.recv_timeout(POLL) {
+                Ok(line) if line.trim_end() == READY => break,
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(interrupted) = interrupt::check() {
+                        self.kill();
+                        return Err(interrupted);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.failed(what))
+                }
             }
-            line.clear();
-        }
-        if !ready {
-            return Err(self.failed(what));
         }
         let verdict = interrupt::commit_point();
         let end = if verdict.is_ok() {
@@ -108,10 +146,9 @@ impl PsqlSession {
         } else {
             "ROLLBACK;"
         };
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = writeln!(stdin, "{end}");
-        }
+        let _ = self.end.send(end);
         let status = self.child.wait()?;
+        interrupt::unregister_child(self.child.id());
         let stderr = collect(self.stderr.take());
         let committed = verdict.is_ok() && status.success();
         interrupt::after_commit(committed, true);
@@ -125,10 +162,17 @@ impl PsqlSession {
         Ok(())
     }
 
+    /// Stops psql and the programs of its process group at once.
+    fn kill(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.wait();
+        interrupt::unregister_child(self.child.id());
+    }
+
     /// psql stopped before the end of the script: it rolled back; say why.
     fn failed(&mut self, what: &str) -> color_eyre::Report {
-        drop(self.stdin.take());
         let status = self.child.wait();
+        interrupt::unregister_child(self.child.id());
         let stderr = collect(self.stderr.take());
         if let Err(interrupted) = interrupt::check() {
             return interrupted;
@@ -138,6 +182,15 @@ impl PsqlSession {
             "{what} failed ({status}): {}",
             crate::db::mask_password(stderr.trim())
         )
+    }
+}
+
+/// Kills the process group that `pid` leads (the programs golden starts lead their own).
+pub fn kill_group(pid: u32) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
     }
 }
 

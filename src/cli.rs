@@ -124,8 +124,15 @@ pub fn main() -> ExitCode {
         embed_url.as_deref(),
     );
     init_logging(&cli.global);
-    for problem in dotenv_problems {
-        log::warn!("{problem}");
+    // A line of .env that does not parse may have swallowed the lines after it (an unclosed
+    // quote runs to the end of the file): running on would use whatever default stands in
+    // for them, another database say. Stop, and say which lines.
+    if !dotenv_problems.is_empty() {
+        for problem in &dotenv_problems {
+            eprintln!("error: {}", crate::secrets::redact(problem));
+        }
+        eprintln!("error: .env does not parse; fix those lines (or remove .env); nothing was done");
+        return Exit::InvalidInput.into();
     }
 
     let output = Output {
@@ -169,11 +176,11 @@ fn load_dotenv() -> Vec<String> {
     let shown = path.display();
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) => return vec![format!("ignoring {shown}: {e}")],
+        Err(e) => return vec![format!("{shown} cannot be read: {e}")],
     };
     let content = match String::from_utf8(bytes) {
         Ok(content) => content,
-        Err(_) => return vec![format!("ignoring {shown}: it is not UTF-8 text")],
+        Err(_) => return vec![format!("{shown} is not UTF-8 text")],
     };
     let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
     let mut problems = Vec::new();
@@ -206,15 +213,15 @@ fn load_dotenv() -> Vec<String> {
                 let number = line_number_at(content, start);
                 problems.push(match dotenv_key_of(&content[start..]) {
                     Some(key) => format!(
-                        "ignoring line {number} of {shown} ({key}): it does not parse \
-                         (an unclosed quote, or a space in an unquoted value?)"
+                        "line {number} of {shown} ({key}) does not parse (an unclosed quote, or a \
+                         space in an unquoted value?); an unclosed quote takes the lines after it too"
                     ),
-                    None => format!("ignoring line {number} of {shown}: it is not KEY=VALUE"),
+                    None => format!("line {number} of {shown} is not KEY=VALUE"),
                 });
             }
             Err(e) => {
                 // An I/O error reading from memory, or an environment lookup: no content.
-                problems.push(format!("ignoring the rest of {shown}: {e}"));
+                problems.push(format!("{shown} cannot be read past a point: {e}"));
                 break;
             }
         }

@@ -1,7 +1,8 @@
 //! `verify --against-db`: compares a backup file with the database. Rows (golden queries too)
 //! missing on either side, rows whose content differs, chunks without an embedding or with
-//! one of the wrong dimension. The file is streamed and compared in batches (a few queries per batch, never a
-//! query per row), so it works on datasets of any size.
+//! one of the wrong dimension. The file is streamed and compared a window at a time (a few
+//! queries per window of at most 500 analyses or 2000 chunks, never a query per row), so it
+//! works on datasets of any size and shape.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -11,16 +12,18 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::backup_file::reader::ReadError;
-use crate::backup_file::record::{BackupAnalysis, BackupArtifact, BackupChunk, BackupQuery};
-use crate::backup_file::records::read_analyses;
+use crate::backup_file::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
+use crate::backup_file::records::{read_records, Record};
 use crate::backup_file::source::BackupSource;
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
 use crate::models::{query, Analysis, Artifact, ChunkEmbeddingState, ChunkText};
-use crate::schema::{analyses, chunks};
+use crate::schema::{analyses, artifacts, chunks};
 use crate::validate::{Problem, Validation};
 
-const BATCH: usize = 500;
+/// A window of the file compared at once: a few queries per window, whatever its shape.
+const WINDOW_ANALYSES: usize = 500;
+const WINDOW_CHUNKS: usize = 2_000;
 
 /// Compares the valid records of the file `source` (as `validation` found it) with the
 /// database; `status_filter` is the status the backup selected (`None`: every analysis), to
@@ -48,19 +51,27 @@ pub fn compare_with_database(
         expected_dims,
         usual_model: most_common_model(conn)?,
         file_ids: HashSet::new(),
+        open: HashMap::new(),
+        missing: HashSet::new(),
     };
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut window = Vec::new();
+    let (mut ends, mut chunks) = (0, 0);
     // Only records that pass validation are compared; the others are reported by it.
     let mut pass = source.pass();
-    read_analyses(
+    read_records(
         &mut pass,
         &source.path().display().to_string(),
         |index| validation.invalid_analyses.contains(&index),
         |record| {
-            comparison.file_ids.insert(record.id);
-            batch.push(record);
-            if batch.len() == BATCH {
-                comparison.compare_batch(conn, std::mem::take(&mut batch))?;
+            match &record {
+                Record::Chunk { .. } => chunks += 1,
+                Record::End { .. } => ends += 1,
+                Record::Analysis(_) => {}
+            }
+            window.push(record);
+            if ends >= WINDOW_ANALYSES || chunks >= WINDOW_CHUNKS {
+                comparison.compare_window(conn, std::mem::take(&mut window))?;
+                (ends, chunks) = (0, 0);
             }
             Ok(())
         },
@@ -69,7 +80,7 @@ pub fn compare_with_database(
     if let Some(validated) = &validation.file_sha256 {
         source.check_same_bytes(validated, &pass.digest())?;
     }
-    comparison.compare_batch(conn, batch)?;
+    comparison.compare_window(conn, window)?;
     comparison.find_rows_missing_from_file(conn, status_filter)?;
     comparison.compare_queries(conn, &validation.queries, status_filter)?;
     Ok(comparison.problems)
@@ -81,6 +92,11 @@ struct Comparison {
     /// The model most chunks were embedded by; a vector of another model does not compare.
     usual_model: Option<String>,
     file_ids: HashSet<Uuid>,
+    /// The analyses begun and not ended yet: the ids of their chunks in the file, and how many
+    /// of those the database holds under the same analysis.
+    open: HashMap<Uuid, (HashSet<Uuid>, u64)>,
+    /// The analyses of the file the database lacks: their chunks are not reported one by one.
+    missing: HashSet<Uuid>,
 }
 
 #[derive(Clone, Copy)]
@@ -91,28 +107,40 @@ struct ExpectedDims {
 }
 
 impl Comparison {
-    fn compare_batch(&mut self, conn: &mut PgConnection, batch: Vec<BackupAnalysis>) -> Result<()> {
-        if batch.is_empty() {
+    /// Compares a window of records: the analyses, chunks and artifacts it holds, looked up
+    /// by id in a few queries.
+    fn compare_window(&mut self, conn: &mut PgConnection, window: Vec<Record>) -> Result<()> {
+        if window.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = batch.iter().map(|record| record.id).collect();
-        let rows: Vec<Analysis> = analyses::table
-            .filter(analyses::id.eq_any(&ids))
+        let mut head_ids = Vec::new();
+        let mut chunk_ids = Vec::new();
+        let mut ended = Vec::new();
+        for record in &window {
+            match record {
+                Record::Analysis(head) => head_ids.push(head.id),
+                Record::Chunk { chunk, .. } => chunk_ids.push(chunk.id),
+                Record::End { analysis_id, .. } => ended.push(*analysis_id),
+            }
+        }
+        let mut db_analyses: HashMap<Uuid, Analysis> = analyses::table
+            .filter(analyses::id.eq_any(&head_ids))
             .select(Analysis::as_select())
             .load(conn)
-            .step("reading analyses to compare")?;
-        let db_chunks = ChunkText::belonging_to(&rows)
+            .step("reading analyses to compare")?
+            .into_iter()
+            .map(|analysis| (analysis.id, analysis))
+            .collect();
+        let mut db_chunks: HashMap<Uuid, ChunkText> = chunks::table
+            .filter(chunks::id.eq_any(&chunk_ids))
             .select(ChunkText::as_select())
             .load(conn)
             .step("reading chunks to compare")?
-            .grouped_by(&rows);
-        let db_artifacts = Artifact::belonging_to(&rows)
-            .select(Artifact::as_select())
-            .load(conn)
-            .step("reading artifacts to compare")?
-            .grouped_by(&rows);
+            .into_iter()
+            .map(|chunk| (chunk.id, chunk))
+            .collect();
         let embeddings: HashMap<Uuid, ChunkEmbeddingState> = chunks::table
-            .filter(chunks::analysis_id.eq_any(&ids))
+            .filter(chunks::id.eq_any(&chunk_ids))
             .select((
                 chunks::id,
                 vector_dims(chunks::embedding),
@@ -123,33 +151,80 @@ impl Comparison {
             .into_iter()
             .map(|state| (state.id, state))
             .collect();
-
-        let mut in_db: HashMap<Uuid, (Analysis, Vec<ChunkText>, Option<Artifact>)> = rows
+        let mut db_artifacts: HashMap<Uuid, Artifact> = artifacts::table
+            .filter(artifacts::analysis_id.eq_any(&ended))
+            .select(Artifact::as_select())
+            .load(conn)
+            .step("reading artifacts to compare")?
             .into_iter()
-            .zip(db_chunks)
-            .zip(db_artifacts)
-            .map(|((analysis, chunks), artifacts)| {
-                (
-                    analysis.id,
-                    (analysis, chunks, artifacts.into_iter().next()),
-                )
-            })
+            .map(|artifact| (artifact.analysis_id, artifact))
             .collect();
-        for record in batch {
-            let at = format!("analysis {}", record.id);
-            match in_db.remove(&record.id) {
-                None => self.problem(&at, "is in the file but not in the database"),
-                Some((analysis, chunks, artifact)) => {
-                    self.compare_analysis(&at, &record, &analysis);
-                    self.compare_chunks(&at, &record.chunks, chunks, &embeddings);
-                    self.compare_artifact(&at, record.artifact.as_ref(), artifact);
+        let db_chunk_counts: HashMap<Uuid, i64> = chunks::table
+            .filter(chunks::analysis_id.eq_any(&ended))
+            .group_by(chunks::analysis_id)
+            .select((chunks::analysis_id, diesel::dsl::count_star()))
+            .load::<(Uuid, i64)>(conn)
+            .step("counting the chunks to compare")?
+            .into_iter()
+            .collect();
+
+        for record in window {
+            match record {
+                Record::Analysis(head) => {
+                    self.file_ids.insert(head.id);
+                    let at = format!("analysis {}", head.id);
+                    match db_analyses.remove(&head.id) {
+                        None => {
+                            self.problem(&at, "is in the file but not in the database");
+                            self.missing.insert(head.id);
+                        }
+                        Some(row) => {
+                            self.compare_analysis(&at, &head, &row);
+                            self.open.insert(head.id, (HashSet::new(), 0));
+                        }
+                    }
+                }
+                Record::Chunk { analysis_id, chunk } => {
+                    let Some((ids, held)) = self.open.get_mut(&analysis_id) else {
+                        continue; // Its analysis is missing: reported once, above.
+                    };
+                    ids.insert(chunk.id);
+                    let row = db_chunks.remove(&chunk.id);
+                    if row
+                        .as_ref()
+                        .is_some_and(|row| row.analysis_id == analysis_id)
+                    {
+                        *held += 1;
+                    }
+                    let at = format!("analysis {analysis_id}, chunk {}", chunk.id);
+                    self.compare_chunk(&at, analysis_id, &chunk, row, embeddings.get(&chunk.id));
+                }
+                Record::End {
+                    analysis_id,
+                    artifact,
+                } => {
+                    if self.missing.remove(&analysis_id) {
+                        continue;
+                    }
+                    let at = format!("analysis {analysis_id}");
+                    if let Some((ids, held)) = self.open.remove(&analysis_id) {
+                        let in_db = db_chunk_counts.get(&analysis_id).copied().unwrap_or(0);
+                        if in_db as u64 > held {
+                            self.report_extra_chunks(conn, &at, analysis_id, &ids)?;
+                        }
+                    }
+                    self.compare_artifact(
+                        &at,
+                        artifact.as_ref(),
+                        db_artifacts.remove(&analysis_id),
+                    );
                 }
             }
         }
         Ok(())
     }
 
-    fn compare_analysis(&mut self, at: &str, file: &BackupAnalysis, db: &Analysis) {
+    fn compare_analysis(&mut self, at: &str, file: &BackupAnalysisHead, db: &Analysis) {
         self.report_differences(
             at,
             &[
@@ -163,41 +238,54 @@ impl Comparison {
         );
     }
 
-    fn compare_chunks(
+    fn compare_chunk(
         &mut self,
         at: &str,
-        file: &[BackupChunk],
-        db: Vec<ChunkText>,
-        embeddings: &HashMap<Uuid, ChunkEmbeddingState>,
+        analysis_id: Uuid,
+        chunk: &BackupChunk,
+        row: Option<ChunkText>,
+        embedding: Option<&ChunkEmbeddingState>,
     ) {
-        let mut db_by_id: HashMap<Uuid, ChunkText> =
-            db.into_iter().map(|chunk| (chunk.id, chunk)).collect();
-        for chunk in file {
-            let chunk_at = format!("{at}, chunk {}", chunk.id);
-            let Some(row) = db_by_id.remove(&chunk.id) else {
-                self.problem(&chunk_at, "is in the file but not in the database");
-                continue;
-            };
-            self.report_differences(
-                &chunk_at,
-                &[
-                    ("content", chunk.content == row.content),
-                    ("section_title", chunk.section_title == row.section_title),
-                    ("section_path", chunk.section_path == row.section_path),
-                    ("content_type", chunk.content_type == row.content_type),
-                    ("chunk_index", chunk.chunk_index == row.chunk_index),
-                ],
-            );
-            self.check_embedding(&chunk_at, embeddings.get(&chunk.id));
-        }
-        let mut extra: Vec<_> = db_by_id.into_values().collect();
-        extra.sort_by_key(|chunk| chunk.chunk_index);
-        for chunk in extra {
+        let Some(row) = row else {
+            self.problem(at, "is in the file but not in the database");
+            return;
+        };
+        self.report_differences(
+            at,
+            &[
+                ("analysis_id", analysis_id == row.analysis_id),
+                ("content", chunk.content == row.content),
+                ("section_title", chunk.section_title == row.section_title),
+                ("section_path", chunk.section_path == row.section_path),
+                ("content_type", chunk.content_type == row.content_type),
+                ("chunk_index", chunk.chunk_index == row.chunk_index),
+            ],
+        );
+        self.check_embedding(at, embedding);
+    }
+
+    /// The chunks the database holds for the analysis and the file does not (`ids`: the
+    /// file's), in chunk_index order.
+    fn report_extra_chunks(
+        &mut self,
+        conn: &mut PgConnection,
+        at: &str,
+        analysis_id: Uuid,
+        ids: &HashSet<Uuid>,
+    ) -> Result<()> {
+        let in_db: Vec<(Uuid, i32)> = chunks::table
+            .filter(chunks::analysis_id.eq(analysis_id))
+            .select((chunks::id, chunks::chunk_index))
+            .order(chunks::chunk_index)
+            .load(conn)
+            .step("reading the chunks of an analysis")?;
+        for (id, _) in in_db.into_iter().filter(|(id, _)| !ids.contains(id)) {
             self.problem(
-                format!("{at}, chunk {}", chunk.id),
+                format!("{at}, chunk {id}"),
                 "is in the database but not in the file",
             );
         }
+        Ok(())
     }
 
     fn check_embedding(&mut self, at: &str, state: Option<&ChunkEmbeddingState>) {

@@ -45,6 +45,9 @@ enum Backend {
 
 struct State {
     signal: Option<&'static str>,
+    /// Client programs golden runs, each leading a process group of its own: killed when
+    /// golden must quit at once.
+    children: Vec<u32>,
     phase: Phase,
     /// What an interruption now leaves behind, for the final message.
     outcome: Option<String>,
@@ -56,6 +59,7 @@ struct State {
 
 static STATE: Mutex<State> = Mutex::new(State {
     signal: None,
+    children: Vec::new(),
     phase: Phase::Working,
     outcome: None,
     url: None,
@@ -124,7 +128,11 @@ fn on_signal(name: &'static str) {
                 std::process::exit(Exit::Success as i32);
             }
             Phase::Working => {
+                let children = std::mem::take(&mut state.children);
                 drop(state);
+                for child in children {
+                    crate::child_process::kill_group(child);
+                }
                 crate::atomic::remove_unfinished_temp_files();
                 eprintln!(
                     "{name} again: quitting at once; nothing more was committed (the server rolls \
@@ -205,6 +213,17 @@ fn cancel(conn: &mut diesel::PgConnection, backends: &[Backend]) -> diesel::Quer
         };
     }
     Ok(())
+}
+
+/// Records a client program golden started (leading its own process group), to kill if
+/// golden must quit at once.
+pub fn register_child(pid: u32) {
+    state().children.push(pid);
+}
+
+/// The program ended: forget it.
+pub fn unregister_child(pid: u32) {
+    state().children.retain(|child| *child != pid);
 }
 
 /// Records a session of this process, to cancel its statement on an interruption.

@@ -41,6 +41,11 @@ pub fn output(path: &Path, what: &str, inputs: &[&Path]) -> Result<OutputPath> {
         }
         Ok(link) if link.file_type().is_symlink() => match fs::canonicalize(path) {
             Ok(target) => target,
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(invalid_input(format!(
+                "{shown} is a symlink that cannot be followed ({e}): give the {what} a real path"
+            )))
+            }
             Err(_) => {
                 return Err(invalid_input(format!(
                 "{shown} is a symlink to a file that does not exist; golden does not create files \
@@ -108,6 +113,22 @@ pub fn input(path: &Path, what: &str) -> Result<()> {
     }
 }
 
+/// Opens `path` for reading without blocking (a FIFO would wait for a writer) and refuses
+/// what is not a regular file (exit 2): what a command reads, it reads from the file it checked.
+pub fn open_regular(path: &Path, what: &str) -> Result<fs::File> {
+    let cannot = |e: io::Error| invalid_input(format!("cannot read {}: {e}", path.display()));
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(cannot)?;
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err(not_regular(path, &metadata, what));
+    }
+    Ok(file)
+}
+
 /// The exit-2 error for an input that is not a regular file.
 pub fn not_regular(path: &Path, metadata: &fs::Metadata, what: &str) -> color_eyre::Report {
     invalid_input(format!(
@@ -141,15 +162,39 @@ fn same_inode(_: &fs::Metadata, _: &fs::Metadata) -> bool {
     false
 }
 
-/// The canonical path of `path`, or of its folder joined with its name when it does not
-/// exist yet.
-fn canonical_even_if_missing(path: &Path) -> Option<PathBuf> {
+/// The canonical path of `path` even where it does not exist yet: its deepest existing
+/// ancestor canonicalized (symlinks resolved), and the rest of the path normalized by its
+/// components (`.` dropped, `..` taking one away): what does not exist cannot be a symlink.
+pub fn canonical_even_if_missing(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
     if let Ok(canonical) = fs::canonicalize(path) {
         return Some(canonical);
     }
-    let name = path.file_name()?;
-    let folder = crate::atomic::folder_of(path);
-    Some(fs::canonicalize(folder).ok()?.join(name))
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    // Component by component: what exists is resolved as the system would (symlinks
+    // included), so a `..` after it goes where the system's would.
+    let mut resolved = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => resolved.push(component),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => {
+                let next = resolved.join(name);
+                resolved = match fs::symlink_metadata(&next) {
+                    Ok(_) => fs::canonicalize(&next).ok()?,
+                    Err(_) => next,
+                };
+            }
+        }
+    }
+    Some(resolved)
 }
 
 /// "a FIFO", "a character device", …: what a non-regular file is, for messages.
@@ -179,5 +224,34 @@ pub fn describe(metadata: &fs::Metadata) -> &'static str {
         "a regular file"
     } else {
         "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_even_if_missing;
+
+    #[test]
+    fn paths_that_do_not_exist_yet_compare_by_their_components() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let plain = canonical_even_if_missing(&dir.path().join("nd/x.json")).unwrap();
+        assert_eq!(plain, base.join("nd/x.json"));
+        for same in [
+            "nd/./x.json",
+            "nd/../nd/x.json",
+            "./nd//x.json",
+            "nd/sub/../x.json",
+        ] {
+            assert_eq!(
+                canonical_even_if_missing(&dir.path().join(same)).unwrap(),
+                plain,
+                "{same}"
+            );
+        }
+        assert_ne!(
+            canonical_even_if_missing(&dir.path().join("nd/y.json")).unwrap(),
+            plain
+        );
     }
 }

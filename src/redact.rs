@@ -6,7 +6,8 @@
 //! of those. A [`Redactor`] instead knows every 8-byte window of every encoded form of each
 //! secret, marks every window of the text found among them and replaces each marked run by
 //! `***`: any substring of 8 bytes or more of any form is gone, and the cost is one hash
-//! lookup per byte of text.
+//! lookup per byte of text. The forms also cover a key upper-cased, every character escaped
+//! (JSON's `\uXXXX`, HTML's `&#NN;`), base32, reversed, and spelled out with spaces.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -23,8 +24,11 @@ pub const MASK: &str = "***";
 /// A set of secrets, and the removal of any trace of them from text.
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
-    /// Every 8-byte window of every encoded form of every secret.
+    /// Every 8-byte window of every encoded form of every secret, in ASCII lower case (a
+    /// server may upper-case what it repeats).
     windows: HashSet<[u8; WINDOW]>,
+    /// The same with whitespace taken out, for text that spaces a secret's characters.
+    squeezed_windows: HashSet<[u8; WINDOW]>,
     /// Encoded forms shorter than a window (secrets of 4 to 7 characters), removed whole.
     short_forms: Vec<Vec<u8>>,
 }
@@ -51,12 +55,15 @@ impl Redactor {
             return;
         }
         for form in encoded_forms(secret) {
+            let form = form.to_ascii_lowercase();
             if form.len() >= WINDOW {
-                for window in form.windows(WINDOW) {
-                    let mut key = [0u8; WINDOW];
-                    key.copy_from_slice(window);
-                    self.windows.insert(key);
-                }
+                insert_windows(&mut self.windows, &form);
+                let squeezed: Vec<u8> = form
+                    .iter()
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                insert_windows(&mut self.squeezed_windows, &squeezed);
             } else if form.len() >= MIN_SECRET_CHARS && !self.short_forms.contains(&form) {
                 self.short_forms.push(form);
             }
@@ -68,7 +75,8 @@ impl Redactor {
         if self.is_empty() || text.is_empty() {
             return Cow::Borrowed(text);
         }
-        let bytes = text.as_bytes();
+        let bytes = text.as_bytes().to_ascii_lowercase();
+        let bytes = bytes.as_slice();
         let mut marked = vec![false; bytes.len()];
         let mut any = false;
         if bytes.len() >= WINDOW {
@@ -77,6 +85,24 @@ impl Redactor {
                 key.copy_from_slice(&bytes[start..start + WINDOW]);
                 if self.windows.contains(&key) {
                     marked[start..start + WINDOW].fill(true);
+                    any = true;
+                }
+            }
+        }
+        // Again without whitespace, each byte remembering where it stood: a secret spelled
+        // out with spaces between its characters goes too, with those spaces.
+        let (squeezed, origin): (Vec<u8>, Vec<usize>) = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_ascii_whitespace())
+            .map(|(at, b)| (*b, at))
+            .unzip();
+        if squeezed.len() >= WINDOW && squeezed.len() < bytes.len() {
+            for start in 0..=squeezed.len() - WINDOW {
+                let mut key = [0u8; WINDOW];
+                key.copy_from_slice(&squeezed[start..start + WINDOW]);
+                if self.squeezed_windows.contains(&key) {
+                    marked[origin[start]..=origin[start + WINDOW - 1]].fill(true);
                     any = true;
                 }
             }
@@ -112,6 +138,14 @@ impl Redactor {
     }
 }
 
+fn insert_windows(windows: &mut HashSet<[u8; WINDOW]>, form: &[u8]) {
+    for window in form.windows(WINDOW) {
+        let mut key = [0u8; WINDOW];
+        key.copy_from_slice(window);
+        windows.insert(key);
+    }
+}
+
 fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return None;
@@ -144,7 +178,51 @@ pub fn encoded_forms(secret: &str) -> Vec<Vec<u8>> {
             add(base64_fragment(bytes, offset, alphabet).into_bytes());
         }
     }
+    for offset in 0..5 {
+        add(base32_fragment(bytes, offset).into_bytes());
+    }
+    // Every character escaped: JSON's \uXXXX, HTML's numeric entities.
+    add(secret
+        .encode_utf16()
+        .map(|unit| format!("\\u{unit:04x}"))
+        .collect::<String>()
+        .into_bytes());
+    add(secret
+        .chars()
+        .map(|c| format!("&#{};", c as u32))
+        .collect::<String>()
+        .into_bytes());
+    add(secret
+        .chars()
+        .map(|c| format!("&#x{:x};", c as u32))
+        .collect::<String>()
+        .into_bytes());
+    add(secret.chars().rev().collect::<String>().into_bytes());
     forms
+}
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// As [`base64_fragment`], for RFC 4648 base32 (groups of five bytes, five alignments).
+fn base32_fragment(secret: &[u8], offset: usize) -> String {
+    let mut bytes = vec![0u8; offset];
+    bytes.extend_from_slice(secret);
+    let first_bit = offset * 8;
+    let end_bit = first_bit + secret.len() * 8;
+    let mut out = String::new();
+    for (group_index, group) in bytes.chunks(5).enumerate() {
+        let mut n = 0u64;
+        for (i, &b) in group.iter().enumerate() {
+            n |= u64::from(b) << (32 - 8 * i);
+        }
+        for i in 0..8 {
+            let bit = group_index * 40 + i * 5;
+            if bit >= first_bit && bit + 5 <= end_bit {
+                out.push(BASE32[((n >> (35 - 5 * i)) & 31) as usize] as char);
+            }
+        }
+    }
+    out
 }
 
 /// The JSON string bodies (without quotes) serde, Python's `ensure_ascii` and Go write.

@@ -19,6 +19,10 @@ use crate::backup_file::source::BackupSource;
 use crate::backup_file::timestamp;
 use crate::spill::Spill;
 
+/// The longest text a btree index of the schema takes, with room to spare: PostgreSQL's limit
+/// is a third of a page (about 2700 bytes) for a whole index entry.
+const MAX_INDEXED_TEXT_BYTES: usize = 2000;
+
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -231,8 +235,13 @@ impl Validator {
                 self.check_url(&at, (index, valid_id), fields);
             }
             "title" => self.optional_text(&at, fields, "title"),
-            key @ ("content_type" | "status") => {
-                self.required_text(&at, fields, key);
+            "content_type" => {
+                self.required_text(&at, fields, "content_type");
+            }
+            "status" => {
+                if let Some(status) = self.required_text(&at, fields, "status") {
+                    self.indexed_length(&at, "status", status);
+                }
             }
             key => self.datetime(&at, fields, key),
         }
@@ -481,7 +490,8 @@ impl Validator {
             };
             match self.required_text(&at, query, "id") {
                 Some(id) if !ids.insert(id.to_string()) => self.problem(&at, "duplicate query id"),
-                _ => {}
+                Some(id) => self.indexed_length(&at, "id", id),
+                None => {}
             }
             self.required_text(&at, query, "query");
             match query.get("expected_chunk_ids") {
@@ -697,6 +707,22 @@ impl Validator {
                 at,
                 format!("\"{key}\" must be a datetime string, not {}", kind(other)),
             ),
+        }
+    }
+
+    /// A text that a btree index of the schema holds (an analysis's status, a query's id):
+    /// PostgreSQL refuses index entries of more than about 2700 bytes, and would refuse the
+    /// row only at its insert, part way through a restore.
+    fn indexed_length(&mut self, at: &str, key: &str, text: &str) {
+        if text.len() > MAX_INDEXED_TEXT_BYTES {
+            self.problem(
+                at,
+                format!(
+                    "\"{key}\" is {} bytes long; the schema indexes it, and an index holds at most \
+                     {MAX_INDEXED_TEXT_BYTES} bytes of it: shorten it",
+                    text.len()
+                ),
+            );
         }
     }
 

@@ -428,3 +428,21 @@ fn a_backup_during_a_rewrite_of_the_chunks_waits_and_sees_every_chunk() {
     );
     assert_eq!(written["queries"].as_array().unwrap().len(), 48);
 }
+
+#[test]
+fn timestamps_a_file_cannot_hold_are_named_and_nothing_is_written() {
+    let db = TestDb::with_sample();
+    db.execute(
+        "UPDATE analyses SET updated_at = 'infinity' WHERE id = (SELECT id FROM analyses ORDER BY id LIMIT 1)",
+    );
+    let dir = workdir();
+    let output = golden(Some(&db), dir.path())
+        .arg("backup")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("updated_at is infinity"), "{stderr}");
+    assert!(stderr.contains("analysis "), "{stderr}");
+    assert!(!dir.path().join("data/golden_dataset_backup.json").exists());
+}

@@ -497,6 +497,15 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
         "{}",
         stderr_of(&output)
     );
+    // psql did not outlive golden: no session of it is left, holding locks.
+    assert!(
+        eventually(Duration::from_secs(10), || target.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name LIKE 'golden-load-%'",
+            target.name
+        )) == 0),
+        "psql's session ended with golden"
+    );
     assert_eq!(target.digest(), empty);
 
     // Uninterrupted, it loads.
@@ -505,4 +514,81 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
         .assert()
         .code(0);
     assert_eq!(target.digest(), source.digest());
+}
+
+#[test]
+fn a_load_reads_the_snapshot_it_checked_even_if_the_path_becomes_a_fifo() {
+    let source = TestDb::with_sample();
+    let dir = workdir();
+    golden(Some(&source), dir.path())
+        .arg("dump")
+        .assert()
+        .code(0);
+    let target = TestDb::migrated();
+    let mut holder = target.conn();
+    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    let child = golden_child(&target, dir.path(), &["load"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // While the load waits for the lock, its file is swapped for a FIFO nobody writes to.
+    let dump = dir.path().join("data/golden_dataset_dump.sql");
+    std::fs::rename(&dump, dir.path().join("moved.sql")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&dump)
+        .status()
+        .unwrap()
+        .success());
+    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
+        .execute(&mut holder)
+        .unwrap();
+    let output = wait_within(child, Duration::from_secs(60), "the load");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(
+        target.digest(),
+        source.digest(),
+        "the file it opened was loaded"
+    );
+}
+
+#[test]
+fn ctrl_c_while_an_embedding_request_is_in_flight_does_not_wait_for_it() {
+    use common::embed_server::{EmbedServer, Protocol};
+    let db = TestDb::with_sample();
+    db.execute("UPDATE artifacts SET summary = 'the old summary'");
+    let before = db.digest();
+    let server = EmbedServer::start(Protocol::OpenAi);
+    // Slower than the test's patience: only a run that leaves the request behind ends in time.
+    server.delay(Duration::from_secs(60));
+    let dir = workdir();
+    let child = Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .args([
+            "restore",
+            "--replace",
+            "--yes",
+            "--embed-provider",
+            "openai",
+            "--embed-url",
+        ])
+        .arg(&server.url)
+        .args(["--embed-timeout", "120", "--embed-no-cache"])
+        .arg(sample_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(30), || server
+        .request_count()
+        > 0));
+    signal(&child, libc::SIGINT);
+    let output = wait_within(child, Duration::from_secs(20), "the replace");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("rolled back"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(db.digest(), before);
 }

@@ -60,7 +60,13 @@ fn a_safety_backup_over_the_input_by_any_name_is_refused_before_anything_is_writ
     let original = fs::read(&input).unwrap();
     std::os::unix::fs::symlink(&input, dir.path().join("link.json")).unwrap();
     fs::hard_link(&input, dir.path().join("hard.json")).unwrap();
-    for name in ["new.json", "./new.json", "link.json", "hard.json"] {
+    for name in [
+        "new.json",
+        "./new.json",
+        "link.json",
+        "hard.json",
+        "nd/../new.json",
+    ] {
         let output = replace_with(&db, dir.path(), &["--safety-backup", name], &input);
         assert_eq!(
             output.status.code(),
@@ -79,6 +85,7 @@ fn a_safety_backup_over_the_input_by_any_name_is_refused_before_anything_is_writ
             "{name}: the input is intact"
         );
         assert_eq!(db.digest(), before, "{name}: nothing was written");
+        assert!(!dir.path().join("nd").exists(), "{name}: nothing created");
     }
 }
 
@@ -109,13 +116,26 @@ fn backup_refuses_one_path_for_both_files() {
             "the previous backup"
         );
     }
-    // Neither exists yet: the same new path for both is refused too.
-    let output = golden(Some(&db), dir.path())
-        .args(["backup", "--output", "new.json", "--metadata", "./new.json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
-    assert!(!dir.path().join("new.json").exists());
+    // Neither exists yet, nor its folder: the same new path for both is refused too.
+    for (output_path, metadata) in [
+        ("new.json", "./new.json"),
+        ("nd/x.json", "nd/./x.json"),
+        ("nd/x.json", "nd/../nd/x.json"),
+        ("nd/sub/../x.json", "nd/x.json"),
+    ] {
+        let output = golden(Some(&db), dir.path())
+            .args(["backup", "--output", output_path, "--metadata", metadata])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{output_path} {metadata}: {}",
+            stderr_of(&output)
+        );
+        assert!(!dir.path().join("new.json").exists());
+        assert!(!dir.path().join("nd").exists(), "nothing created");
+    }
 }
 
 #[test]

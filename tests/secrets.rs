@@ -203,7 +203,7 @@ fn a_short_password_is_masked_where_it_stands_and_nowhere_else() {
 }
 
 #[test]
-fn a_dotenv_line_that_does_not_parse_is_named_never_shown() {
+fn a_dotenv_line_that_does_not_parse_stops_the_run_and_is_named_never_shown() {
     let dir = workdir();
     std::fs::write(
         dir.path().join("x.json"),
@@ -226,6 +226,13 @@ fn a_dotenv_line_that_does_not_parse_is_named_never_shown() {
             1,
             "VOYAGE_API_KEY",
         ),
+        // An unclosed quote swallows the lines after it: running on would use the default
+        // database instead of this one.
+        (
+            "NOTE=\"zebra quokka\nDATABASE_URL=postgres://postgres@127.0.0.1:9/elsewhere\n",
+            1,
+            "NOTE",
+        ),
     ] {
         std::fs::write(dir.path().join(".env"), env_file).unwrap();
         let output = golden(None, dir.path())
@@ -233,7 +240,8 @@ fn a_dotenv_line_that_does_not_parse_is_named_never_shown() {
             .output()
             .unwrap();
         let stderr = stderr_of(&output);
-        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("nothing was done"), "{stderr}");
         assert!(
             stderr.contains(&format!("line {line}")),
             "{env_file:?}: {stderr}"
@@ -305,6 +313,11 @@ fn a_key_echoed_by_the_server_is_removed_in_every_encoding() {
         assert!(printed.contains("invalid key"), "{echo:?}: {printed}");
         assert_no_window_of(&echo.encode(key), &printed, &format!("{echo:?}"));
         assert_no_window_of(key, &printed, &format!("{echo:?}"));
+        let squeezed: String = printed.chars().filter(|c| !c.is_whitespace()).collect();
+        let upper_key = key.to_uppercase();
+        for form in [key, upper_key.as_str()] {
+            assert_no_window_of(form, &squeezed, &format!("{echo:?}, spaces taken out"));
+        }
     }
 }
 

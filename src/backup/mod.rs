@@ -57,6 +57,7 @@ pub fn write_backup_in(
     page_size: i64,
     progress: &ProgressBar,
 ) -> Result<BackedUp> {
+    refuse_timestamps_a_file_cannot_hold(conn, status)?;
     let queries = queries_to_back_up(conn, status)?;
     let totals = count(conn, status, queries.len() as u64)?;
     progress.set_length(totals.analyses);
@@ -87,6 +88,48 @@ pub fn write_backup_in(
 pub struct BackedUp {
     pub prepared: Prepared,
     pub problems: Vec<Problem>,
+}
+
+/// PostgreSQL holds timestamps a backup file cannot: `infinity`, and years past chrono's
+/// 262143 (PostgreSQL's run to 294276). Name the rows, rather than fail in the middle of the
+/// read with a bare decoding error.
+fn refuse_timestamps_a_file_cannot_hold(
+    conn: &mut PgConnection,
+    status: Option<&str>,
+) -> Result<()> {
+    use diesel::sql_types::{Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Unwritable {
+        #[diesel(sql_type = Text)]
+        place: String,
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let rows: Vec<Unwritable> = diesel::sql_query(
+        "WITH selected AS (SELECT * FROM analyses WHERE $1::text IS NULL OR status = $1), \
+         times AS ( \
+           SELECT 'analysis ' || id || ', created_at' AS place, created_at AS at FROM selected \
+           UNION ALL SELECT 'analysis ' || id || ', updated_at', updated_at FROM selected \
+           UNION ALL SELECT 'analysis ' || a.analysis_id || ', artifact ' || a.id || ', created_at', a.created_at \
+             FROM artifacts a JOIN selected s ON s.id = a.analysis_id) \
+         SELECT place, at::text AS value FROM times \
+         WHERE NOT isfinite(at) OR at >= '262143-01-01 00:00:00+00' LIMIT 10",
+    )
+    .bind::<Nullable<Text>, _>(status)
+    .load(conn)
+    .step("checking the timestamps to back up")?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = rows
+        .iter()
+        .map(|row| format!("{} is {}", row.place, row.value))
+        .collect();
+    Err(color_eyre::eyre::eyre!(
+        "the database holds timestamps a backup file cannot hold (infinity, or a year after 262142): {}; \
+         set them to real times and back up again; nothing was written",
+        named.join("; ")
+    ))
 }
 
 /// The golden queries to back up: those whose expected chunks are all in this backup. A

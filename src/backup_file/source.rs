@@ -55,21 +55,11 @@ impl Identity {
 impl BackupSource {
     /// Opens `path`, refusing what is not a regular file (exit 2).
     pub fn open(path: &Path) -> Result<BackupSource, ReadError> {
-        let shown = path.display();
-        let cannot = |e: io::Error| ReadError::Invalid(format!("cannot read {shown}: {e}"));
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        // Opening a FIFO for reading would wait for a writer; without blocking it opens at
-        // once, and is then refused as not a regular file.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let file = options.open(path).map_err(cannot)?;
-        let metadata = file.metadata().map_err(cannot)?;
-        if !metadata.is_file() {
-            return Err(ReadError::Invalid(
-                crate::paths::not_regular(path, &metadata, "backup file").to_string(),
-            ));
-        }
+        let file = crate::paths::open_regular(path, "backup file")
+            .map_err(|e| ReadError::Invalid(e.to_string()))?;
+        let metadata = file
+            .metadata()
+            .map_err(|e| ReadError::Invalid(format!("cannot read {}: {e}", path.display())))?;
         Ok(BackupSource {
             path: path.to_path_buf(),
             identity: Identity::of(&metadata),
@@ -93,13 +83,16 @@ impl BackupSource {
     /// Fails (exit 2) when the file changed since it was opened, or its path now names
     /// another file.
     pub fn check_unchanged(&self) -> color_eyre::Result<()> {
-        let now = self.file.metadata().map(|m| Identity::of(&m));
         let at_path = std::fs::metadata(&self.path).map(|m| Identity::of(&m));
-        let what = match (now, at_path) {
-            (Ok(now), _) if now != self.identity => "was changed",
-            (_, Ok(at_path)) if at_path != self.identity => "was replaced by another file",
-            (_, Err(_)) => "was removed or renamed",
-            (Err(e), _) => {
+        let now = self.file.metadata().map(|m| Identity::of(&m));
+        let same_inode = |other: &Identity| {
+            (other.device, other.inode) == (self.identity.device, self.identity.inode)
+        };
+        let what = match (at_path, now) {
+            (Err(_), _) => "was removed or renamed",
+            (Ok(at_path), _) if !same_inode(&at_path) => "was replaced by another file",
+            (_, Ok(now)) if now != self.identity => "was changed",
+            (_, Err(e)) => {
                 return Err(color_eyre::eyre::eyre!(
                     "checking {}: {e}",
                     self.path.display()

@@ -36,7 +36,8 @@ pub struct Args {
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     interrupt::install();
-    paths::input(&args.input, "SQL snapshot").map_err(|e| {
+    // Opened once and read by golden itself, so what psql loads is the file checked here.
+    let snapshot = paths::open_regular(&args.input, "SQL snapshot").map_err(|e| {
         if args.input.exists() {
             e
         } else {
@@ -65,27 +66,23 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         .collect();
     let schema = current_schema(&mut conn)?;
 
-    let mut script = String::new();
+    let mut before = String::new();
     if args.replace {
-        script.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM analyses;\n");
+        before.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM analyses;\n");
     }
     for (name, _) in &index_definitions {
-        script.push_str(&format!(
+        before.push_str(&format!(
             "DROP INDEX {}.{};\n",
             db::quote_identifier(&schema),
             db::quote_identifier(name)
         ));
     }
-    script.push_str(&format!(
-        "\\i {}\n",
-        psql_quoted(&args.input.to_string_lossy())
-    ));
     // pg_dump's file empties search_path; the index definitions name the extension's operator
     // class unqualified, as pg_indexes shows them.
-    script.push_str("RESET search_path; SET LOCAL maintenance_work_mem = '1GB';\n");
+    let mut after = String::from("RESET search_path; SET LOCAL maintenance_work_mem = '1GB';\n");
     for (_, definition) in &index_definitions {
-        script.push_str(definition);
-        script.push_str(";\n");
+        after.push_str(definition);
+        after.push_str(";\n");
     }
     let application = format!("golden-load-{}", std::process::id());
     interrupt::register_application(&url, &application);
@@ -94,7 +91,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     command
         .env("PGOPTIONS", "-c client_min_messages=warning")
         .env("PGAPPNAME", &application);
-    PsqlSession::start(command, &script)?.run(&format!(
+    PsqlSession::start(command, before, snapshot, after)?.run(&format!(
         "loading {} with psql (rolled back)",
         args.input.display()
     ))?;
@@ -130,9 +127,4 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         replaced: args.replace,
     })?;
     Ok(Exit::Success)
-}
-
-/// `text` as a single-quoted argument of a psql backslash command.
-fn psql_quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }

@@ -134,6 +134,9 @@ impl EmbeddingClient {
                         crate::output::counted(self.max_retries.into(), "retry", "retries")
                     ));
                 }
+                Err(ProviderError::Interrupted) => {
+                    return Err(color_eyre::Report::new(interrupt::Interrupted))
+                }
                 Err(error) => return Err(eyre!("{}", error.message())),
             }
         }

@@ -66,22 +66,17 @@ impl JsonEndpoint {
 
     /// POSTs `body` as JSON and parses the answer as `T`.
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, body: &B) -> Result<T, ProviderError> {
-        let mut request = self.agent.post(&self.url);
-        if let Some(key) = &self.api_key {
-            request = request.header("Authorization", format!("Bearer {key}"));
-        }
-        let mut response = match request.send_json(body) {
-            Ok(response) => response,
-            Err(error) => return Err(self.transport_error(error)),
+        let body = serde_json::to_vec(body)
+            .map_err(|e| self.fatal(format!("could not encode the request: {e}")))?;
+        let (status, retry_after, bytes) = match self.exchange_abandoned_on_interrupt(body)? {
+            Exchange::Answer {
+                status,
+                retry_after,
+                body,
+            } => (status, retry_after, body),
+            Exchange::Transport(error) => return Err(self.transport_error(error)),
         };
-        let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            let bytes = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_RESPONSE_BYTES)
-                .read_to_vec()
-                .map_err(|error| self.transport_error(error))?;
             return serde_json::from_slice(&bytes).map_err(|e| {
                 if e.is_eof() {
                     // The body ended early: the connection dropped in the middle of the answer.
@@ -97,19 +92,37 @@ impl JsonEndpoint {
                 }
             });
         }
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024)
-            .lossy_utf8(true)
-            .read_to_string()
-            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         Err(self.status_error(status, &text, retry_after))
+    }
+
+    /// Sends the request on a thread of its own and waits for its answer, or for an
+    /// interruption: a blocking request cannot be stopped, so an interrupted run leaves it
+    /// behind (it ends with the process) instead of waiting up to `--embed-timeout` for it.
+    fn exchange_abandoned_on_interrupt(&self, body: Vec<u8>) -> Result<Exchange, ProviderError> {
+        let agent = self.agent.clone();
+        let url = self.url.clone();
+        let authorization = self.api_key.as_ref().map(|key| format!("Bearer {key}"));
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("golden-http".into())
+            .spawn(move || {
+                let _ = send.send(exchange(&agent, &url, authorization, body));
+            })
+            .map_err(|e| self.fatal(format!("could not start a request: {e}")))?;
+        loop {
+            match answer.recv_timeout(Duration::from_millis(50)) {
+                Ok(exchange) => return Ok(exchange),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if crate::interrupt::check().is_err() {
+                        return Err(ProviderError::Interrupted);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.fatal("lost its request thread".to_string()))
+                }
+            }
+        }
     }
 
     fn status_error(
@@ -224,6 +237,60 @@ fn looks_like_batch_too_large(body: &str) -> bool {
         || lower.contains("too many inputs")
         || lower.contains("too large")
         || lower.contains("maximum context length")
+}
+
+/// What one HTTP exchange gave: an answer (any status) or a transport failure.
+enum Exchange {
+    Answer {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: Vec<u8>,
+    },
+    Transport(ureq::Error),
+}
+
+/// POSTs `body` (JSON) to `url` and reads the answer: the whole body of a success, up to
+/// 64 KB of an error's.
+fn exchange(
+    agent: &ureq::Agent,
+    url: &str,
+    authorization: Option<String>,
+    body: Vec<u8>,
+) -> Exchange {
+    let mut request = agent.post(url).header("Content-Type", "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header("Authorization", authorization);
+    }
+    let mut response = match request.send(&body[..]) {
+        Ok(response) => response,
+        Err(error) => return Exchange::Transport(error),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after);
+    let limit = if (200..300).contains(&status) {
+        MAX_RESPONSE_BYTES
+    } else {
+        64 * 1024
+    };
+    let body = response.body_mut().with_config().limit(limit).read_to_vec();
+    match body {
+        Ok(body) => Exchange::Answer {
+            status,
+            retry_after,
+            body,
+        },
+        // An error's body is only its message: without it, the status still says what failed.
+        Err(_) if !(200..300).contains(&status) => Exchange::Answer {
+            status,
+            retry_after,
+            body: Vec::new(),
+        },
+        Err(error) => Exchange::Transport(error),
+    }
 }
 
 #[cfg(test)]

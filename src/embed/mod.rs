@@ -68,6 +68,8 @@ pub enum ProviderError {
     TooLarge { message: String },
     /// Retrying will not help: a refused key, a missing model, a malformed answer.
     Fatal { message: String },
+    /// An interruption came while the request was in flight; the request was left behind.
+    Interrupted,
 }
 
 impl ProviderError {
@@ -76,6 +78,7 @@ impl ProviderError {
             ProviderError::Transient { message, .. }
             | ProviderError::TooLarge { message }
             | ProviderError::Fatal { message } => message,
+            ProviderError::Interrupted => "interrupted",
         }
     }
 }

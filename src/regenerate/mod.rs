@@ -220,6 +220,11 @@ impl Regeneration<'_> {
                     Ok(updated as u64)
                 })
                 .wrap_err("saving a step of new vectors; earlier steps are kept")?;
+                interrupt::set_outcome(format!(
+                    "the step in progress was rolled back; the {} chunks filled before it keep their \
+                     new vectors: run the same command again to fill the rest",
+                    outcome.chunks_embedded
+                ));
             }
             progress.written(0, work.len() as u64);
         }

@@ -207,7 +207,7 @@ fn load_file(
     };
     let mut counts = BatchCounts::default();
     let unchanged = || input.source.check_unchanged();
-    pipeline::run(
+    let loaded = pipeline::run(
         |feed| producer.run(feed),
         |batch| {
             interrupt::check()?;
@@ -226,7 +226,19 @@ fn load_file(
             }
             Ok(())
         },
-    )?;
+    );
+    let committed = (counts.inserted.analyses, counts.inserted.chunks);
+    if mode == Mode::Append && committed != (0, 0) {
+        loaded.wrap_err_with(|| {
+            format!(
+                "the restore stopped after committing {} analyses and {} chunks, which are kept \
+                 (run it again to finish)",
+                committed.0, committed.1
+            )
+        })?;
+    } else {
+        loaded?;
+    }
     Ok(Loaded {
         counts,
         embeddings_computed: computed.into_inner(),

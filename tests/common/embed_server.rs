@@ -62,10 +62,22 @@ pub enum KeyEcho {
     Prefix,
     /// Its last 12 characters.
     Suffix,
+    /// Upper-cased.
+    Upper,
+    /// Every character as a JSON `\uXXXX` escape (the same string to a JSON reader).
+    UnicodeEscapes,
+    /// Every character as an HTML entity, decimal or hexadecimal.
+    HtmlEntities { hex: bool },
+    /// RFC 4648 base32 after `offset` (0 to 4) other bytes.
+    Base32 { offset: usize },
+    /// A space between every two characters.
+    Spaced,
+    /// Reversed.
+    Reversed,
 }
 
 impl KeyEcho {
-    pub const ALL: [KeyEcho; 12] = [
+    pub const ALL: [KeyEcho; 21] = [
         KeyEcho::Json,
         KeyEcho::Percent,
         KeyEcho::Base64 {
@@ -96,6 +108,15 @@ impl KeyEcho {
         KeyEcho::Hex { upper: true },
         KeyEcho::Prefix,
         KeyEcho::Suffix,
+        KeyEcho::Upper,
+        KeyEcho::UnicodeEscapes,
+        KeyEcho::HtmlEntities { hex: false },
+        KeyEcho::HtmlEntities { hex: true },
+        KeyEcho::Base32 { offset: 0 },
+        KeyEcho::Base32 { offset: 2 },
+        KeyEcho::Base32 { offset: 3 },
+        KeyEcho::Spaced,
+        KeyEcho::Reversed,
     ];
 
     /// The text the server puts in its body for `key`.
@@ -124,8 +145,48 @@ impl KeyEcho {
                 let chars: Vec<char> = key.chars().collect();
                 chars[chars.len().saturating_sub(12)..].iter().collect()
             }
+            KeyEcho::Upper => key.to_uppercase(),
+            KeyEcho::UnicodeEscapes => key.encode_utf16().map(|u| format!("\\u{u:04X}")).collect(),
+            KeyEcho::HtmlEntities { hex: false } => {
+                key.chars().map(|c| format!("&#{};", c as u32)).collect()
+            }
+            KeyEcho::HtmlEntities { hex: true } => {
+                key.chars().map(|c| format!("&#x{:X};", c as u32)).collect()
+            }
+            KeyEcho::Base32 { offset } => {
+                let mut bytes = b"wxyzv"[..offset].to_vec();
+                bytes.extend_from_slice(key.as_bytes());
+                base32(&bytes)
+            }
+            KeyEcho::Spaced => key
+                .chars()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            KeyEcho::Reversed => key.chars().rev().collect(),
         }
     }
+}
+
+/// RFC 4648 base32 with padding.
+fn base32(bytes: &[u8]) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    for group in bytes.chunks(5) {
+        let mut n = 0u64;
+        for (i, &b) in group.iter().enumerate() {
+            n |= u64::from(b) << (32 - 8 * i);
+        }
+        let chars = (group.len() * 8).div_ceil(5);
+        for i in 0..8 {
+            if i < chars {
+                out.push(alphabet[((n >> (35 - 5 * i)) & 31) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Base64 with padding, in the standard or the URL-safe alphabet.

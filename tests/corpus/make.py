@@ -89,6 +89,10 @@ case("analysis-a-number.json", 3, "is not a JSON object", edited(lambda d: d["an
 # is still named by its analysis's id.
 case("sorted-keys-bad-chunk.json", 3, "analysis 11111111-1111-4111-8111-111111111112, chunk",
      json.dumps(json.loads(edited(lambda d: d["analyses"][1]["chunks"][0].update(content=""))), indent=2, sort_keys=True))
+case("status-too-long.json", 3, "an index holds at most 2000 bytes",
+     edited(lambda d: d["analyses"][1].update(status="x" * 9000)))
+case("query-id-too-long.json", 3, "an index holds at most 2000 bytes",
+     edited(lambda d: d["queries"][0].update(id="q" * 9000)))
 
 for name, content in cases.items():
     with open(name, "w", encoding="utf-8", newline="") as f:

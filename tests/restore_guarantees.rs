@@ -313,7 +313,47 @@ fn one_analysis_of_a_hundred_thousand_chunks_restores_in_bounded_memory() {
     assert!(status.success(), "{status}");
     assert_eq!(db.count("SELECT count(*) FROM chunks"), CHUNKS as i64);
     // The file is 14 MB; holding the analysis whole took well over 200 MB.
-    assert!(peak_kb < 80 * 1024, "peak RSS {} MB", peak_kb / 1024);
+    assert!(
+        peak_kb < 80 * 1024,
+        "restore: peak RSS {} MB",
+        peak_kb / 1024
+    );
+
+    // Reading the analysis back, and comparing it with the file, stays as small.
+    let metadata = dir.path().join("meta.json");
+    for (what, args) in [
+        (
+            "backup",
+            vec![
+                "backup",
+                "-q",
+                "--output",
+                "back.json",
+                "--metadata",
+                metadata.to_str().unwrap(),
+            ],
+        ),
+        (
+            "verify --against-db",
+            vec!["verify", "-q", "--against-db", path.to_str().unwrap()],
+        ),
+    ] {
+        let child = Command::new(env!("CARGO_BIN_EXE_golden"))
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &db.url)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (status, peak_kb) = wait_with_peak_rss(child);
+        assert!(status.success(), "{what}: {status}");
+        assert!(
+            peak_kb < 80 * 1024,
+            "{what}: peak RSS {} MB",
+            peak_kb / 1024
+        );
+    }
 }
 
 #[test]

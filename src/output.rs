@@ -19,7 +19,7 @@ impl Output {
             return Ok(());
         }
         let mut stdout = io::stdout().lock();
-        writeln!(stdout, "{text}")?;
+        writeln!(stdout, "{}", crate::secrets::redact(&text.to_string()))?;
         stdout.flush()
     }
 

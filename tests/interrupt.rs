@@ -119,6 +119,17 @@ fn index_build_running(db: &TestDb) -> bool {
     )) > 0
 }
 
+/// Waits for `child` (`what`) to build an index in `db`, presses Ctrl-C there, and returns how
+/// it ended.
+fn ctrl_c_in_the_index_build(db: &TestDb, child: Child, what: &str) -> Output {
+    assert!(
+        eventually(Duration::from_secs(120), || index_build_running(db)),
+        "{what} reached its index build"
+    );
+    signal(&child, libc::SIGINT);
+    wait_within(child, Duration::from_secs(60), what)
+}
+
 /// Asserts the promise: exit 130 and the old data, or exit 0 and the new, and the messages
 /// agree with what happened.
 fn assert_committed_or_rolled_back(output: &Output, now: &str, old: &str, new: &str, trial: &str) {
@@ -164,14 +175,7 @@ fn ctrl_c_during_the_index_build_of_a_replace_rolls_it_back_and_exits_130() {
     let child = restore_replace(&generated.db, dir.path(), &generated.file)
         .spawn()
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(120), || index_build_running(
-            &generated.db
-        )),
-        "the replace reached its index build"
-    );
-    signal(&child, libc::SIGINT);
-    let output = wait_within(child, Duration::from_secs(60), "the replace");
+    let output = ctrl_c_in_the_index_build(&generated.db, child, "the replace");
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("interrupted by Ctrl-C: the replace was rolled back"),
@@ -287,14 +291,7 @@ fn ctrl_c_during_the_swap_of_a_regeneration_keeps_the_old_vectors() {
             "512",
         ],
     );
-    assert!(
-        eventually(Duration::from_secs(120), || index_build_running(
-            &generated.db
-        )),
-        "the swap reached its index build"
-    );
-    signal(&child, libc::SIGINT);
-    let output = wait_within(child, Duration::from_secs(60), "the regeneration");
+    let output = ctrl_c_in_the_index_build(&generated.db, child, "the regeneration");
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("the swap was rolled back"),

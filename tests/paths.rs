@@ -18,6 +18,21 @@ fn mode_of(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Asserts a usage error (exit 2) whose message says `why`.
+fn assert_refused(output: &Output, why: &str, case: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{case}: {}",
+        stderr_of(output)
+    );
+    assert!(
+        stderr_of(output).contains(why),
+        "{case}: {}",
+        stderr_of(output)
+    );
+}
+
 fn replace_with(db: &TestDb, dir: &Path, extra: &[&str], input: &Path) -> Output {
     golden(Some(db), dir)
         .args(["restore", "--replace", "--yes", "--embed-provider", "hash"])
@@ -68,17 +83,7 @@ fn a_safety_backup_over_the_input_by_any_name_is_refused_before_anything_is_writ
         "nd/../new.json",
     ] {
         let output = replace_with(&db, dir.path(), &["--safety-backup", name], &input);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{name}: {}",
-            stderr_of(&output)
-        );
-        assert!(
-            stderr_of(&output).contains("is the input file"),
-            "{name}: {}",
-            stderr_of(&output)
-        );
+        assert_refused(&output, "is the input file", name);
         assert_eq!(
             fs::read(&input).unwrap(),
             original,
@@ -100,17 +105,7 @@ fn backup_refuses_one_path_for_both_files() {
             .args(["backup", "--output", "both.json", "--metadata", metadata])
             .output()
             .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{metadata}: {}",
-            stderr_of(&output)
-        );
-        assert!(
-            stderr_of(&output).contains("the same file"),
-            "{}",
-            stderr_of(&output)
-        );
+        assert_refused(&output, "the same file", metadata);
         assert_eq!(
             fs::read_to_string(dir.path().join("both.json")).unwrap(),
             "the previous backup"
@@ -174,17 +169,7 @@ fn outputs_that_are_not_regular_files_are_refused_and_left_as_they_are() {
             vec!["dump", "--output", path],
         ] {
             let output = run_within(Some(&db), dir.path(), &args, Duration::from_secs(30));
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{args:?}: {}",
-                stderr_of(&output)
-            );
-            assert!(
-                stderr_of(&output).contains(kind),
-                "{args:?}: {}",
-                stderr_of(&output)
-            );
+            assert_refused(&output, kind, &format!("{args:?}"));
         }
     }
     let safety = run_within(
@@ -248,17 +233,7 @@ fn inputs_that_are_not_regular_files_are_refused_at_once() {
         ] {
             // No writer will ever open the FIFO: a reader that opened it would wait for ever.
             let output = run_within(Some(&db), dir.path(), &args, Duration::from_secs(30));
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{args:?}: {}",
-                stderr_of(&output)
-            );
-            assert!(
-                stderr_of(&output).contains("not a regular file"),
-                "{args:?}: {}",
-                stderr_of(&output)
-            );
+            assert_refused(&output, "not a regular file", &format!("{args:?}"));
         }
     }
     assert_eq!(db.digest(), before);

@@ -304,28 +304,14 @@ impl Window {
 
 impl Producer<'_> {
     fn run(mut self, feed: &Feed<'_, EmbeddedBatch>) -> Result<()> {
-        let mut window = Window::new(self.window_chunks);
-        let source = self.input.source;
-        let shown = source.path().display().to_string();
-        let mut pass = source.pass();
-        read_records(
-            &mut pass,
-            &shown,
-            |_| false,
-            |record| {
-                if feed.stopped() {
-                    bail!("stopped");
-                }
-                if window.push(record) {
-                    self.flush(window.take(), feed)?;
-                }
-                Ok(())
-            },
-        )
-        .map_err(ReadError::into_report)?;
-        // Before the last batch goes: the bytes read must be the bytes validated.
-        source.check_same_bytes(&self.input.validated_sha256, &pass.digest())?;
-        self.flush(window.take(), feed)
+        let input = self.input;
+        let target = self.window_chunks;
+        read_windows(input, target, |records| {
+            if feed.stopped() {
+                bail!("stopped");
+            }
+            self.flush(records, feed)
+        })
     }
 
     /// Embeds the chunks of `records` to insert and sends them as batches.
@@ -391,6 +377,33 @@ impl Producer<'_> {
             .collect();
         feed.send(EmbeddedBatch { records, vectors })
     }
+}
+
+/// Reads `input` again in windows of `target_chunks` ([`Window`]), handing each to
+/// `on_window`; before the last, proves that the bytes read are the bytes validated.
+pub(crate) fn read_windows(
+    input: Input,
+    target_chunks: usize,
+    mut on_window: impl FnMut(Vec<Record>) -> Result<()>,
+) -> Result<()> {
+    let mut window = Window::new(target_chunks);
+    let source = input.source;
+    let shown = source.path().display().to_string();
+    let mut pass = source.pass();
+    read_records(
+        &mut pass,
+        &shown,
+        |_| false,
+        |record| {
+            if window.push(record) {
+                on_window(window.take())?;
+            }
+            Ok(())
+        },
+    )
+    .map_err(ReadError::into_report)?;
+    source.check_same_bytes(&input.validated_sha256, &pass.digest())?;
+    on_window(window.take())
 }
 
 /// The chunks of `records` whose fate is to be inserted: those that need a vector.

@@ -10,10 +10,9 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::existing::{Existing, Fate};
-use super::{chunks_to_embed, load, Input, Mode, Window};
-use crate::backup_file::reader::ReadError;
+use super::{chunks_to_embed, load, read_windows, Input, Mode};
 use crate::backup_file::record::BackupQuery;
-use crate::backup_file::records::{read_records, Record};
+use crate::backup_file::records::Record;
 use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::schema::queries;
@@ -66,24 +65,9 @@ pub fn plan(
         plan.embeddings_reused = Some(0);
         plan.embedding_requests_needed = Some(0);
     }
-    let mut window = Window::new(window_chunks);
-    let source = input.source;
-    let shown = source.path().display().to_string();
-    let mut pass = source.pass();
-    read_records(
-        &mut pass,
-        &shown,
-        |_| false,
-        |record| {
-            if window.push(record) {
-                count(conn, &window.take(), mode, embedder, &mut plan)?;
-            }
-            Ok(())
-        },
-    )
-    .map_err(ReadError::into_report)?;
-    source.check_same_bytes(&input.validated_sha256, &pass.digest())?;
-    count(conn, &window.take(), mode, embedder, &mut plan)?;
+    read_windows(input, window_chunks, |records| {
+        count(conn, &records, mode, embedder, &mut plan)
+    })?;
     count_queries(conn, queries, mode, &mut plan)?;
     Ok(plan)
 }

@@ -291,6 +291,27 @@ pub fn golden(db: Option<&TestDb>, dir: &Path) -> Command {
     cmd.current_dir(dir)
         .env_remove("RUST_LOG")
         .env_remove("DATABASE_URL");
+    // A developer's proxy or libpq settings would change where the tests' requests and
+    // connections go.
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "OPENAI_API_KEY",
+        "VOYAGE_API_KEY",
+    ] {
+        cmd.env_remove(variable);
+    }
     for (key, _) in std::env::vars() {
         if key.starts_with("GOLDEN_") {
             cmd.env_remove(key);

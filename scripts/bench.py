@@ -38,11 +38,7 @@ def measure(cmd, env=None):
     """Runs cmd under GNU time; returns (seconds, peak RSS in MB, stdout). Fails loudly when cmd
     fails. (Python's own wait4 would count the interpreter's pages shared before exec.)"""
     report = os.path.join(WORK, "time.out")
-    # `restore --replace` never replaces a file with its safety backup: drop the last run's.
-    if "--safety-backup" in cmd:
-        safety = cmd[cmd.index("--safety-backup") + 1]
-        if os.path.exists(safety):
-            os.remove(safety)
+    fresh_safety_backup(cmd)
     started = time.monotonic()
     proc = subprocess.run([TIME, "-f", "%M", "-o", report] + cmd, env=env, capture_output=True)
     seconds = time.monotonic() - started
@@ -51,6 +47,15 @@ def measure(cmd, env=None):
     with open(report) as f:
         rss_mb = int(f.read().strip().splitlines()[-1]) / 1024
     return seconds, rss_mb, proc.stdout.decode(errors="replace")
+
+
+def fresh_safety_backup(cmd):
+    """`restore --replace` never replaces a file with its safety backup: drop the last run's."""
+    if "--safety-backup" in cmd:
+        safety = cmd[cmd.index("--safety-backup") + 1]
+        if os.path.exists(safety):
+            os.remove(safety)
+    return cmd
 
 
 def median_of(runs, cmd, env=None):
@@ -210,7 +215,7 @@ def main():
     backup_file = os.path.join(WORK, f"backup_{big}.json")
     fill = [GOLDEN, "restore", "-q", "--replace", "--yes", "--embed-provider", "hash", "--safety-backup",
             os.path.join(WORK, "safety.json"), backup_file]
-    subprocess.run(fill, env=env, check=True, stdout=subprocess.DEVNULL)  # fills the cache
+    subprocess.run(fresh_safety_backup(fill), env=env, check=True, stdout=subprocess.DEVNULL)  # fills the cache
     c_time, c_rss = median_of(runs, fill, env)
     dump = os.path.join(WORK, f"dump_{big}.sql")
     psql_runs = 1
@@ -247,7 +252,7 @@ def main():
     rows.append((f"restore --replace of {big} analyses: peak RSS", f"{c_rss:.1f} MB", "", "< 64 MB", mark(c_rss < 64)))
 
     # 4. regenerate-embeddings of every chunk against a provider at 20 ms per request.
-    subprocess.run(fill, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(fresh_safety_backup(fill), env=env, check=True, stdout=subprocess.DEVNULL)
     big_chunks = int(json.load(open(backup_file + ".meta"))["total_chunks"])
     server = EmbedServer(18302, 20)
     regenerate = [GOLDEN, "regenerate-embeddings", "-q", "--all", "--embed-no-cache", "--embed-provider", "openai",

@@ -55,28 +55,40 @@ pub fn run_to_end(mut command: Command, what: &str) -> Result<(ExitStatus, Strin
 /// A psql that runs a script in one transaction and commits only when golden says so.
 pub struct PsqlSession {
     child: Child,
+    /// psql's `application_name`: its server session, to end with it.
+    application: String,
     /// The script's end: `COMMIT;` or `ROLLBACK;`, for the thread that feeds psql.
     end: std::sync::mpsc::Sender<&'static str>,
     lines: std::sync::mpsc::Receiver<String>,
     stderr: Option<JoinHandle<String>>,
+    /// Why the body was not fed whole (a line it refused), if it was not.
+    refused: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The line psql prints once the script ran without error, before the commit.
 const READY: &str = "golden: ready to commit";
 
+/// The last statement before the commit: fails if the script is no longer inside the
+/// transaction it began (something in it committed or rolled back on its own).
+const STILL_IN_THE_TRANSACTION: &str = "DO $golden$ BEGIN IF now() = statement_timestamp() THEN \
+     RAISE EXCEPTION 'golden: the load is no longer inside its transaction'; END IF; END $golden$;";
+
 impl PsqlSession {
-    /// Starts `psql` (a command from `PgTool`, connected) and feeds it, on its standard input,
-    /// `BEGIN`, `before`, the whole of `file` (read from the file golden opened and checked,
-    /// so that nothing can change what is loaded in between), `after`, and a line that says it
-    /// all ran; psql stops at the first error.
+    /// Starts `psql` (a command from `PgTool`, connected, with `application` as its
+    /// `application_name`) and feeds it, on its standard input: `BEGIN`, `before`, the lines
+    /// of `body` (a line that is an error stops the feed: psql never sees it), `after`, a check
+    /// that it is all still one transaction, and a line that says it all ran; psql stops at the
+    /// first error.
     pub fn start(
         mut psql: Command,
+        application: &str,
         before: String,
-        file: std::fs::File,
+        body: impl Iterator<Item = Result<Vec<u8>, String>> + Send + 'static,
         after: String,
     ) -> Result<PsqlSession> {
         own_process_group(&mut psql);
         psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"])
+            .env("PGAPPNAME", application)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -88,18 +100,33 @@ impl PsqlSession {
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             bail!("internal error: psql started without its pipes");
         };
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let refusal = std::sync::Arc::clone(&refused);
         let (end, ending) = std::sync::mpsc::channel::<&'static str>();
         std::thread::spawn(move || {
             // psql reads as it goes: a broken pipe means it stopped at an error (its stderr
             // says which) or was stopped.
-            let mut file = file;
-            let fed = (|| -> std::io::Result<()> {
+            let fed = (|| -> std::io::Result<bool> {
                 stdin.write_all(format!("BEGIN;\n{before}\n").as_bytes())?;
-                std::io::copy(&mut file, &mut stdin)?;
-                stdin.write_all(format!("\n{after}\n\\echo '{READY}'\n").as_bytes())?;
-                stdin.flush()
+                for line in body {
+                    match line {
+                        Ok(line) => stdin.write_all(&line)?,
+                        Err(why) => {
+                            if let Ok(mut slot) = refusal.lock() {
+                                *slot = Some(why);
+                            }
+                            return Ok(false);
+                        }
+                    }
+                }
+                stdin.write_all(
+                    format!("\n{after}\n{STILL_IN_THE_TRANSACTION}\n\\echo '{READY}'\n").as_bytes(),
+                )?;
+                stdin.flush()?;
+                Ok(true)
             })();
-            if fed.is_ok() {
+            // Refused or failed: psql gets the end of its input without a COMMIT.
+            if let Ok(true) = fed {
                 if let Ok(end) = ending.recv() {
                     let _ = writeln!(stdin, "{end}");
                 }
@@ -115,9 +142,11 @@ impl PsqlSession {
         });
         Ok(PsqlSession {
             child,
+            application: application.to_string(),
             end,
             lines,
             stderr,
+            refused,
         })
     }
 
@@ -162,20 +191,28 @@ impl PsqlSession {
         Ok(())
     }
 
-    /// Stops psql and the programs of its process group at once.
+    /// Stops psql and the programs of its process group at once, and ends its server
+    /// session: the server would otherwise go on with a statement in progress (an index
+    /// build) and hold its locks until it noticed the client gone.
     fn kill(&mut self) {
         kill_group(self.child.id());
         let _ = self.child.wait();
         interrupt::unregister_child(self.child.id());
+        interrupt::end_sessions_of(&self.application);
     }
 
     /// psql stopped before the end of the script: it rolled back; say why.
     fn failed(&mut self, what: &str) -> color_eyre::Report {
         let status = self.child.wait();
         interrupt::unregister_child(self.child.id());
+        interrupt::end_sessions_of(&self.application);
         let stderr = collect(self.stderr.take());
         if let Err(interrupted) = interrupt::check() {
             return interrupted;
+        }
+        let refused = self.refused.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(why) = refused {
+            return crate::error::invalid_input(format!("{why}; nothing was loaded"));
         }
         let status = status.map_or_else(|e| e.to_string(), |status| status.to_string());
         eyre!(

@@ -68,6 +68,18 @@ pub fn database_url(global: &GlobalArgs) -> String {
 
 /// Opens a connection, with an error that says what to do when it fails.
 pub fn connect(global: &GlobalArgs) -> Result<PgConnection> {
+    // Set but empty (`DATABASE_URL=` in .env, a script's unset variable): not a request for
+    // the local database, which a reset would then write to instead of the one meant.
+    let given_empty = match &global.database_url {
+        Some(url) => url.trim().is_empty(),
+        None => std::env::var_os("DATABASE_URL").is_some_and(|url| url.is_empty()),
+    };
+    if given_empty {
+        return Err(crate::error::invalid_input(
+            "DATABASE_URL (or --database-url) is set but empty: give the database's URL, or unset \
+             it to use the local database of `make db`; nothing was done",
+        ));
+    }
     let url = database_url(global);
     let mut conn = PgConnection::establish(&url).map_err(|e| {
         let local = global

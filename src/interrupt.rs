@@ -129,9 +129,20 @@ fn on_signal(name: &'static str) {
             }
             Phase::Working => {
                 let children = std::mem::take(&mut state.children);
+                let applications: Vec<String> = state
+                    .backends
+                    .iter()
+                    .filter_map(|backend| match backend {
+                        Backend::Application(name) => Some(name.clone()),
+                        Backend::Session { .. } => None,
+                    })
+                    .collect();
                 drop(state);
                 for child in children {
                     crate::child_process::kill_group(child);
+                }
+                for application in applications {
+                    end_sessions_of(&application);
                 }
                 crate::atomic::remove_unfinished_temp_files();
                 eprintln!(
@@ -224,6 +235,39 @@ pub fn register_child(pid: u32) {
 /// The program ended: forget it.
 pub fn unregister_child(pid: u32) {
     state().children.retain(|child| *child != pid);
+}
+
+/// Ends the server sessions of the client program named `application` (its process has
+/// been killed, its session would go on with a statement in progress) and waits, a few
+/// seconds at most, for them to be gone.
+pub fn end_sessions_of(application: &str) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = BigInt)]
+        left: i64,
+    }
+    let Some(url) = state().url.clone() else {
+        return;
+    };
+    let Ok(mut conn) = diesel::PgConnection::establish(&url) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = diesel::sql_query(
+            "SELECT count(pg_terminate_backend(pid)) AS left FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<Text, _>(application)
+        .get_result::<Left>(&mut conn);
+        match left {
+            Ok(Left { left: 0 }) | Err(_) => return,
+            Ok(_) if std::time::Instant::now() > deadline => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// Records a session of this process, to cancel its statement on an interruption.

@@ -30,5 +30,6 @@ pub mod restore;
 #[rustfmt::skip]
 pub mod schema;
 pub mod secrets;
+pub mod snapshot;
 pub mod spill;
 pub mod validate;

@@ -64,6 +64,24 @@ pub fn output(path: &Path, what: &str, inputs: &[&Path]) -> Result<OutputPath> {
             )));
         }
     }
+    // The nearest folder of the path that exists must be one: a dangling symlink there would
+    // have golden create folders somewhere else than the path says.
+    let mut ancestor = target.parent();
+    while let Some(folder) = ancestor.filter(|folder| !folder.as_os_str().is_empty()) {
+        match fs::symlink_metadata(folder) {
+            Ok(found) => {
+                if found.file_type().is_symlink() && fs::metadata(folder).is_err() {
+                    return Err(invalid_input(format!(
+                        "cannot write the {what} {shown}: {} is a symlink to a folder that does not \
+                         exist",
+                        folder.display()
+                    )));
+                }
+                break;
+            }
+            Err(_) => ancestor = folder.parent(),
+        }
+    }
     if let Some(folder) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         if let Ok(metadata) = fs::metadata(folder) {
             if !metadata.is_dir() {
@@ -147,7 +165,9 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
     match (canonical_even_if_missing(a), canonical_even_if_missing(b)) {
         (Some(a), Some(b)) => a == b,
-        _ => false,
+        // A path that cannot be resolved (a loop of links) might be either: say the same,
+        // and refuse rather than risk one file over the other.
+        _ => true,
     }
 }
 
@@ -166,7 +186,17 @@ fn same_inode(_: &fs::Metadata, _: &fs::Metadata) -> bool {
 /// ancestor canonicalized (symlinks resolved), and the rest of the path normalized by its
 /// components (`.` dropped, `..` taking one away): what does not exist cannot be a symlink.
 pub fn canonical_even_if_missing(path: &Path) -> Option<PathBuf> {
+    resolve(path, 0)
+}
+
+/// The most symlinks followed while resolving one path, as the system's own limit.
+const MOST_LINKS: usize = 40;
+
+fn resolve(path: &Path, links: usize) -> Option<PathBuf> {
     use std::path::Component;
+    if links > MOST_LINKS {
+        return None;
+    }
     if let Ok(canonical) = fs::canonicalize(path) {
         return Some(canonical);
     }
@@ -176,9 +206,11 @@ pub fn canonical_even_if_missing(path: &Path) -> Option<PathBuf> {
         std::env::current_dir().ok()?.join(path)
     };
     // Component by component: what exists is resolved as the system would (symlinks
-    // included), so a `..` after it goes where the system's would.
+    // included, dangling ones by their target), so a `..` after it goes where the system's
+    // would.
+    let components: Vec<Component> = absolute.components().collect();
     let mut resolved = PathBuf::new();
-    for component in absolute.components() {
+    for (i, component) in components.iter().enumerate() {
         match component {
             Component::Prefix(_) | Component::RootDir => resolved.push(component),
             Component::CurDir => {}
@@ -187,10 +219,23 @@ pub fn canonical_even_if_missing(path: &Path) -> Option<PathBuf> {
             }
             Component::Normal(name) => {
                 let next = resolved.join(name);
-                resolved = match fs::symlink_metadata(&next) {
-                    Ok(_) => fs::canonicalize(&next).ok()?,
-                    Err(_) => next,
-                };
+                match fs::symlink_metadata(&next) {
+                    Ok(found) if found.file_type().is_symlink() => {
+                        if let Ok(canonical) = fs::canonicalize(&next) {
+                            resolved = canonical;
+                            continue;
+                        }
+                        // A dangling link: where it points, then the rest of the path.
+                        let target = fs::read_link(&next).ok()?;
+                        let mut rest = resolved.join(target);
+                        for later in &components[i + 1..] {
+                            rest.push(later);
+                        }
+                        return resolve(&rest, links + 1);
+                    }
+                    Ok(_) => resolved = fs::canonicalize(&next).ok()?,
+                    Err(_) => resolved = next,
+                }
             }
         }
     }
@@ -251,6 +296,12 @@ mod tests {
         }
         assert_ne!(
             canonical_even_if_missing(&dir.path().join("nd/y.json")).unwrap(),
+            plain
+        );
+        // Through a symlink to a folder that does not exist yet.
+        std::os::unix::fs::symlink("nd", dir.path().join("link")).unwrap();
+        assert_eq!(
+            canonical_even_if_missing(&dir.path().join("link/x.json")).unwrap(),
             plain
         );
     }

@@ -7,7 +7,9 @@
 //! secret, marks every window of the text found among them and replaces each marked run by
 //! `***`: any substring of 8 bytes or more of any form is gone, and the cost is one hash
 //! lookup per byte of text. The forms also cover a key upper-cased, every character escaped
-//! (JSON's `\uXXXX`, HTML's `&#NN;`), base32, reversed, and spelled out with spaces.
+//! (JSON's `\uXXXX`, HTML's `&#NN;`), base32 and reversed; and a second, folded comparison
+//! sees through separators, invisible characters, full-width forms and Cyrillic or Greek
+//! look-alikes put between or for a key's characters.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -27,7 +29,8 @@ pub struct Redactor {
     /// Every 8-byte window of every encoded form of every secret, in ASCII lower case (a
     /// server may upper-case what it repeats).
     windows: HashSet<[u8; WINDOW]>,
-    /// The same with whitespace taken out, for text that spaces a secret's characters.
+    /// The same folded by [`fold`] (separators, invisible characters and look-alikes taken
+    /// out or mapped), for text that disguises a secret's characters.
     squeezed_windows: HashSet<[u8; WINDOW]>,
     /// Encoded forms shorter than a window (secrets of 4 to 7 characters), removed whole.
     short_forms: Vec<Vec<u8>>,
@@ -58,10 +61,9 @@ impl Redactor {
             let form = form.to_ascii_lowercase();
             if form.len() >= WINDOW {
                 insert_windows(&mut self.windows, &form);
-                let squeezed: Vec<u8> = form
-                    .iter()
-                    .copied()
-                    .filter(|b| !b.is_ascii_whitespace())
+                let squeezed: Vec<u8> = String::from_utf8_lossy(&form)
+                    .chars()
+                    .filter_map(fold)
                     .collect();
                 insert_windows(&mut self.squeezed_windows, &squeezed);
             } else if form.len() >= MIN_SECRET_CHARS && !self.short_forms.contains(&form) {
@@ -89,20 +91,23 @@ impl Redactor {
                 }
             }
         }
-        // Again without whitespace, each byte remembering where it stood: a secret spelled
-        // out with spaces between its characters goes too, with those spaces.
-        let (squeezed, origin): (Vec<u8>, Vec<usize>) = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| !b.is_ascii_whitespace())
-            .map(|(at, b)| (*b, at))
-            .unzip();
-        if squeezed.len() >= WINDOW && squeezed.len() < bytes.len() {
+        // Again folded (see [`fold`]), each character remembering where it stood: a secret
+        // spelled out with separators, invisible characters or look-alikes between or for its
+        // characters goes too, with what was put between them.
+        let mut squeezed = Vec::with_capacity(bytes.len());
+        let mut origin: Vec<(usize, usize)> = Vec::with_capacity(bytes.len());
+        for (at, c) in text.char_indices() {
+            if let Some(folded) = fold(c) {
+                squeezed.push(folded);
+                origin.push((at, at + c.len_utf8()));
+            }
+        }
+        if squeezed.len() >= WINDOW {
             for start in 0..=squeezed.len() - WINDOW {
                 let mut key = [0u8; WINDOW];
                 key.copy_from_slice(&squeezed[start..start + WINDOW]);
                 if self.squeezed_windows.contains(&key) {
-                    marked[origin[start]..=origin[start + WINDOW - 1]].fill(true);
+                    marked[origin[start].0..origin[start + WINDOW - 1].1].fill(true);
                     any = true;
                 }
             }
@@ -136,6 +141,55 @@ impl Redactor {
         }
         Cow::Owned(out)
     }
+}
+
+/// A character as the folded comparison sees it: ASCII letters and digits in lower case;
+/// full-width forms and the Cyrillic and Greek letters that look like Latin ones mapped to
+/// those; separators (whitespace, ASCII punctuation) and invisible characters (soft hyphen,
+/// zero-width spaces and joiners, bidirectional marks, variation selectors) dropped; any other
+/// character a byte that matches nothing.
+fn fold(c: char) -> Option<u8> {
+    let c = match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    };
+    if c.is_ascii_alphanumeric() {
+        return Some(c.to_ascii_lowercase() as u8);
+    }
+    if c.is_ascii_whitespace() || c.is_ascii_punctuation() || c.is_whitespace() {
+        return None;
+    }
+    if matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180B}'..='\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}')
+    {
+        return None;
+    }
+    let latin = match c {
+        'а' | 'А' | 'α' | 'Α' => 'a',
+        'в' | 'В' | 'Β' => 'b',
+        'с' | 'С' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'Е' | 'ε' | 'Ε' => 'e',
+        'һ' | 'Н' | 'Η' => 'h',
+        'і' | 'І' | 'ι' | 'Ι' => 'i',
+        'ј' | 'Ј' => 'j',
+        'к' | 'К' | 'κ' | 'Κ' => 'k',
+        'м' | 'М' | 'Μ' => 'm',
+        'ո' | 'Ν' => 'n',
+        'о' | 'О' | 'ο' | 'Ο' => 'o',
+        'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' | 'Ѕ' => 's',
+        'т' | 'Т' | 'τ' | 'Τ' => 't',
+        'ν' => 'v',
+        'ԝ' => 'w',
+        'х' | 'Х' | 'χ' | 'Χ' => 'x',
+        'у' | 'У' | 'Υ' => 'y',
+        'Ζ' => 'z',
+        _ => return Some(0xFF),
+    };
+    Some(latin as u8)
 }
 
 fn insert_windows(windows: &mut HashSet<[u8; WINDOW]>, form: &[u8]) {

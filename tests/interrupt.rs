@@ -589,3 +589,99 @@ fn ctrl_c_while_an_embedding_request_is_in_flight_does_not_wait_for_it() {
     );
     assert_eq!(db.digest(), before);
 }
+
+#[test]
+fn a_snapshot_with_statements_golden_dump_never_writes_is_refused_before_psql_runs_them() {
+    let source = TestDb::with_sample();
+    let dir = workdir();
+    golden(Some(&source), dir.path())
+        .arg("dump")
+        .assert()
+        .code(0);
+    let dump = std::fs::read_to_string(dir.path().join("data/golden_dataset_dump.sql")).unwrap();
+    let target = TestDb::with_sample();
+    target.execute("UPDATE artifacts SET summary = 'the old summary'");
+    let before = target.digest();
+    let copy_at = dump.find("COPY ").expect("the dump has a COPY");
+    for injected in [
+        "COMMIT;\nSELECT 1/0;\n",
+        "\\set ON_ERROR_STOP off\nSELECT 1/0;\n",
+        "\\echo 'golden: ready to commit'\n",
+        "\\! touch injected-by-the-snapshot\n",
+    ] {
+        let crafted = format!("{}{injected}{}", &dump[..copy_at], &dump[copy_at..]);
+        std::fs::write(dir.path().join("crafted.sql"), crafted).unwrap();
+        let output = golden(Some(&target), dir.path())
+            .args(["load", "--replace", "--input", "crafted.sql"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{injected:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains("is not what `golden dump` writes"),
+            "{injected:?}: {}",
+            stderr_of(&output)
+        );
+        assert_eq!(
+            target.digest(),
+            before,
+            "{injected:?}: the delete was not committed"
+        );
+        assert!(!dir.path().join("injected-by-the-snapshot").exists());
+    }
+    assert_eq!(
+        target
+            .count("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw_idx'"),
+        1,
+        "the index is still there"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_loads_index_build_leaves_no_session_holding_locks() {
+    let generated = Generated::new();
+    let dir = workdir();
+    golden(Some(&generated.db), dir.path())
+        .arg("dump")
+        .assert()
+        .code(0);
+    let target = TestDb::migrated();
+    // A slow index build, long enough to be interrupted in.
+    target.execute("DROP INDEX chunks_embedding_hnsw_idx");
+    target.execute(
+        "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops) \
+         WITH (m = 48, ef_construction = 600)",
+    );
+    let child = golden_child(&target, dir.path(), &["load"]);
+    let output = ctrl_c_in_the_index_build(&target, child, "the load");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("the load was rolled back"),
+        "{}",
+        stderr_of(&output)
+    );
+    // When golden has exited, psql's session has too: none goes on building, holding locks.
+    assert_eq!(
+        target.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name LIKE 'golden-load-%'",
+            target.name
+        )),
+        0,
+        "psql's session outlived golden"
+    );
+    let mut reader = target.conn();
+    diesel::sql_query("SET lock_timeout = '3s'")
+        .execute(&mut reader)
+        .unwrap();
+    let free = diesel::sql_query("SELECT count(*) FROM chunks").execute(&mut reader);
+    assert!(
+        free.is_ok(),
+        "chunks is still locked after golden exited: {free:?}"
+    );
+    assert_eq!(target.count("SELECT count(*) FROM chunks"), 0);
+}

@@ -111,6 +111,16 @@ fn backup_refuses_one_path_for_both_files() {
             "the previous backup"
         );
     }
+    // A symlink to a folder that does not exist yet: its path and the link's are one file.
+    std::os::unix::fs::symlink("nd2", dir.path().join("lnk")).unwrap();
+    for (output_path, metadata) in [("nd2/x.json", "lnk/x.json"), ("lnk/x.json", "nd2/x.json")] {
+        let output = golden(Some(&db), dir.path())
+            .args(["backup", "--output", output_path, "--metadata", metadata])
+            .output()
+            .unwrap();
+        assert_refused(&output, "", &format!("{output_path} {metadata}"));
+        assert!(!dir.path().join("nd2").exists(), "nothing created");
+    }
     // Neither exists yet, nor its folder: the same new path for both is refused too.
     for (output_path, metadata) in [
         ("new.json", "./new.json"),

@@ -313,7 +313,11 @@ fn a_key_echoed_by_the_server_is_removed_in_every_encoding() {
         assert!(printed.contains("invalid key"), "{echo:?}: {printed}");
         assert_no_window_of(&echo.encode(key), &printed, &format!("{echo:?}"));
         assert_no_window_of(key, &printed, &format!("{echo:?}"));
-        let squeezed: String = printed.chars().filter(|c| !c.is_whitespace()).collect();
+        // What a reader still makes out: without the separators and invisible characters.
+        let squeezed: String = printed
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '\u{200B}')
+            .collect();
         let upper_key = key.to_uppercase();
         for form in [key, upper_key.as_str()] {
             assert_no_window_of(form, &squeezed, &format!("{echo:?}, spaces taken out"));
@@ -559,6 +563,38 @@ fn the_default_database_follows_golden_pgport_and_golden_pgdatabase() {
             stdout_of(&output).contains("\"analyses\": 0"),
             "{}",
             stdout_of(&output)
+        );
+    }
+}
+
+#[test]
+fn an_empty_database_url_is_a_usage_error_not_the_local_database() {
+    let dir = workdir();
+    for (env_file, environment) in [
+        (Some("DATABASE_URL=\n"), None),
+        (Some("DATABASE_URL=\"\"\n"), None),
+        (None, Some("")),
+    ] {
+        if let Some(contents) = env_file {
+            std::fs::write(dir.path().join(".env"), contents).unwrap();
+        } else {
+            let _ = std::fs::remove_file(dir.path().join(".env"));
+        }
+        let mut command = golden(None, dir.path());
+        if let Some(value) = environment {
+            command.env("DATABASE_URL", value);
+        }
+        let output = command.args(["cache", "stats"]).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{env_file:?} {environment:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains("set but empty"),
+            "{}",
+            stderr_of(&output)
         );
     }
 }

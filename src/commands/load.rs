@@ -88,10 +88,9 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     interrupt::register_application(&url, &application);
     interrupt::set_outcome("the load was rolled back: the database holds what it held before");
     let mut command = psql.command();
-    command
-        .env("PGOPTIONS", "-c client_min_messages=warning")
-        .env("PGAPPNAME", &application);
-    PsqlSession::start(command, before, snapshot, after)?.run(&format!(
+    command.env("PGOPTIONS", "-c client_min_messages=warning");
+    let body = crate::snapshot::checked_lines(snapshot);
+    PsqlSession::start(command, &application, before, body, after)?.run(&format!(
         "loading {} with psql (rolled back)",
         args.input.display()
     ))?;

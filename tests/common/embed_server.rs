@@ -74,10 +74,18 @@ pub enum KeyEcho {
     Spaced,
     /// Reversed.
     Reversed,
+    /// Pieces of seven characters joined by `-`.
+    Dashed,
+    /// A zero-width space between every two characters (a terminal shows the key).
+    ZeroWidth,
+    /// In full-width characters.
+    FullWidth,
+    /// With its e, a, o, c and p written in Cyrillic look-alikes.
+    Cyrillic,
 }
 
 impl KeyEcho {
-    pub const ALL: [KeyEcho; 21] = [
+    pub const ALL: [KeyEcho; 25] = [
         KeyEcho::Json,
         KeyEcho::Percent,
         KeyEcho::Base64 {
@@ -117,6 +125,10 @@ impl KeyEcho {
         KeyEcho::Base32 { offset: 3 },
         KeyEcho::Spaced,
         KeyEcho::Reversed,
+        KeyEcho::Dashed,
+        KeyEcho::ZeroWidth,
+        KeyEcho::FullWidth,
+        KeyEcho::Cyrillic,
     ];
 
     /// The text the server puts in its body for `key`.
@@ -164,6 +176,36 @@ impl KeyEcho {
                 .collect::<Vec<_>>()
                 .join(" "),
             KeyEcho::Reversed => key.chars().rev().collect(),
+            KeyEcho::Dashed => key
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(7)
+                .map(|piece| piece.iter().collect::<String>())
+                .collect::<Vec<_>>()
+                .join("-"),
+            KeyEcho::ZeroWidth => key
+                .chars()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("\u{200B}"),
+            KeyEcho::FullWidth => key
+                .chars()
+                .map(|c| match c {
+                    '!'..='~' => char::from_u32(c as u32 + 0xFEE0).unwrap_or(c),
+                    c => c,
+                })
+                .collect(),
+            KeyEcho::Cyrillic => key
+                .chars()
+                .map(|c| match c {
+                    'e' => 'е',
+                    'a' => 'а',
+                    'o' => 'о',
+                    'c' => 'с',
+                    'p' => 'р',
+                    c => c,
+                })
+                .collect(),
         }
     }
 }

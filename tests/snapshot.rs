@@ -58,18 +58,25 @@ fn a_failing_load_changes_nothing() {
     let db = TestDb::with_sample();
     let before = db.digest();
     let dir = workdir();
+    // A snapshot in pg_dump's form whose second table's data the server refuses: the delete
+    // of --replace and the first table's rows go back with it.
     std::fs::write(
         dir.path().join("broken.sql"),
-        "DELETE FROM chunks;\nSELECT no_such_function();\n",
+        "COPY public.analyses (id, url, title, content_type, status, created_at, updated_at) FROM stdin;\n\
+         00000000-0000-4000-8000-0000000000a1\thttps://docs.rs/x\t\\N\tarticle\tcompleted\t2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\n\
+         \\.\n\
+         COPY public.chunks (id, analysis_id, content, section_title, section_path, content_type, chunk_index, embedding, embedding_model) FROM stdin;\n\
+         not-a-uuid\t00000000-0000-4000-8000-0000000000a1\tx\t\\N\t\\N\tarticle\t0\t\\N\t\\N\n\
+         \\.\n",
     )
     .unwrap();
     let output = golden(Some(&db), dir.path())
         .args(["load", "--replace", "--input", "broken.sql"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
     assert!(
-        stderr_of(&output).contains("no_such_function"),
+        stderr_of(&output).contains("invalid input syntax for type uuid"),
         "{}",
         stderr_of(&output)
     );

@@ -312,6 +312,17 @@ fn ctrl_c_during_the_swap_of_a_regeneration_keeps_the_old_vectors() {
     );
 }
 
+/// A database holding the sample, and a folder with its `golden dump` at the default path.
+fn dumped_sample() -> (TestDb, tempfile::TempDir) {
+    let source = TestDb::with_sample();
+    let dir = workdir();
+    golden(Some(&source), dir.path())
+        .arg("dump")
+        .assert()
+        .code(0);
+    (source, dir)
+}
+
 fn golden_child(db: &TestDb, dir: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir)
@@ -442,12 +453,7 @@ fn sigterm_at_seeded_moments_of_a_backup_leaves_the_old_file_or_the_new_and_no_t
 
 #[test]
 fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
-    let source = TestDb::with_sample();
-    let dir = workdir();
-    golden(Some(&source), dir.path())
-        .arg("dump")
-        .assert()
-        .code(0);
+    let (source, dir) = dumped_sample();
     let target = TestDb::migrated();
     let empty = target.digest();
 
@@ -515,12 +521,7 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
 
 #[test]
 fn a_load_reads_the_snapshot_it_checked_even_if_the_path_becomes_a_fifo() {
-    let source = TestDb::with_sample();
-    let dir = workdir();
-    golden(Some(&source), dir.path())
-        .arg("dump")
-        .assert()
-        .code(0);
+    let (source, dir) = dumped_sample();
     let target = TestDb::migrated();
     let mut holder = target.conn();
     diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
@@ -592,12 +593,7 @@ fn ctrl_c_while_an_embedding_request_is_in_flight_does_not_wait_for_it() {
 
 #[test]
 fn a_snapshot_with_statements_golden_dump_never_writes_is_refused_before_psql_runs_them() {
-    let source = TestDb::with_sample();
-    let dir = workdir();
-    golden(Some(&source), dir.path())
-        .arg("dump")
-        .assert()
-        .code(0);
+    let (_source, dir) = dumped_sample();
     let dump = std::fs::read_to_string(dir.path().join("data/golden_dataset_dump.sql")).unwrap();
     let target = TestDb::with_sample();
     target.execute("UPDATE artifacts SET summary = 'the old summary'");

@@ -6,15 +6,16 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use color_eyre::eyre::bail;
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::backup_file::reader::ReadError;
 use crate::backup_file::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
-use crate::backup_file::records::{read_records, Record};
+use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
+use crate::backup_file::windows;
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
 use crate::models::{query, Analysis, Artifact, ChunkEmbeddingState, ChunkText};
@@ -54,33 +55,23 @@ pub fn compare_with_database(
         open: HashMap::new(),
         missing: HashSet::new(),
     };
-    let mut window = Vec::new();
-    let (mut ends, mut chunks) = (0, 0);
     // Only records that pass validation are compared; the others are reported by it.
-    let mut pass = source.pass();
-    read_records(
-        &mut pass,
-        &source.path().display().to_string(),
-        |index| validation.invalid_analyses.contains(&index),
-        |record| {
-            match &record {
-                Record::Chunk { .. } => chunks += 1,
-                Record::End { .. } => ends += 1,
-                Record::Analysis(_) => {}
-            }
-            window.push(record);
-            if ends >= WINDOW_ANALYSES || chunks >= WINDOW_CHUNKS {
-                comparison.compare_window(conn, std::mem::take(&mut window))?;
-                (ends, chunks) = (0, 0);
-            }
-            Ok(())
-        },
-    )
-    .map_err(ReadError::into_report)?;
-    if let Some(validated) = &validation.file_sha256 {
-        source.check_same_bytes(validated, &pass.digest())?;
+    let shape = windows::Shape {
+        target_chunks: WINDOW_CHUNKS,
+        analyses_per_step: 1,
+        most_analyses: WINDOW_ANALYSES,
+        most_chunks: WINDOW_CHUNKS,
+    };
+    match &validation.file_sha256 {
+        Some(validated) => windows::read_windows(
+            source,
+            validated,
+            shape,
+            |index| validation.invalid_analyses.contains(&index),
+            |window| comparison.compare_window(conn, window),
+        )?,
+        None => bail!("internal error: the validation kept no digest of the file"),
     }
-    comparison.compare_window(conn, window)?;
     comparison.find_rows_missing_from_file(conn, status_filter)?;
     comparison.compare_queries(conn, &validation.queries, status_filter)?;
     Ok(comparison.problems)

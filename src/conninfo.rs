@@ -257,19 +257,26 @@ fn uri_decode(raw: &str, position: usize) -> Result<String, ParseError> {
     })
 }
 
+/// Adds the parameter `keyword` whose percent-encoded value stands at `raw` in `text`.
+fn push_decoded(
+    params: &mut Vec<Param>,
+    text: &str,
+    keyword: &str,
+    raw: Range<usize>,
+) -> Result<(), ParseError> {
+    let value = uri_decode(&text[raw.clone()], raw.start)?;
+    params.push(Param {
+        keyword: keyword.to_string(),
+        value,
+        raw,
+    });
+    Ok(())
+}
+
 fn parse_uri(text: &str) -> Result<ConnInfo, ParseError> {
     let b = text.as_bytes();
     let start = uri_prefix_length(text);
     let mut params = Vec::new();
-    let mut push = |keyword: &str, raw: Range<usize>| -> Result<(), ParseError> {
-        let value = uri_decode(&text[raw.clone()], raw.start)?;
-        params.push(Param {
-            keyword: keyword.to_string(),
-            value,
-            raw,
-        });
-        Ok(())
-    };
 
     let mut p = start;
     while p < b.len() && b[p] != b'@' && b[p] != b'/' {
@@ -281,7 +288,7 @@ fn parse_uri(text: &str) -> Result<ConnInfo, ParseError> {
             q += 1;
         }
         if q > start {
-            push("user", start..q)?;
+            push_decoded(&mut params, text, "user", start..q)?;
         }
         if b[q] == b':' {
             let password_start = q + 1;
@@ -289,7 +296,7 @@ fn parse_uri(text: &str) -> Result<ConnInfo, ParseError> {
                 q += 1;
             }
             if q > password_start {
-                push("password", password_start..q)?;
+                push_decoded(&mut params, text, "password", password_start..q)?;
             }
         }
         p = q + 1;
@@ -368,15 +375,6 @@ fn parse_uri(text: &str) -> Result<ConnInfo, ParseError> {
         });
     }
 
-    let mut push = |keyword: &str, raw: Range<usize>| -> Result<(), ParseError> {
-        let value = uri_decode(&text[raw.clone()], raw.start)?;
-        params.push(Param {
-            keyword: keyword.to_string(),
-            value,
-            raw,
-        });
-        Ok(())
-    };
     if terminator.is_some() && terminator != Some(b'?') {
         p += 1;
         let dbname_start = p;
@@ -384,7 +382,7 @@ fn parse_uri(text: &str) -> Result<ConnInfo, ParseError> {
             p += 1;
         }
         if p > dbname_start {
-            push("dbname", dbname_start..p)?;
+            push_decoded(&mut params, text, "dbname", dbname_start..p)?;
         }
         terminator = b.get(p).copied();
     }

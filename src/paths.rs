@@ -119,18 +119,6 @@ pub fn distinct(a: &OutputPath, a_what: &str, b: &OutputPath, b_what: &str) -> R
     Ok(())
 }
 
-/// Checks that `path` is a regular file that can be read (through symlinks).
-pub fn input(path: &Path, what: &str) -> Result<()> {
-    match fs::metadata(path) {
-        Ok(metadata) if metadata.is_file() => Ok(()),
-        Ok(metadata) => Err(not_regular(path, &metadata, what)),
-        Err(e) => Err(invalid_input(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Opens `path` for reading without blocking (a FIFO would wait for a writer) and refuses
 /// what is not a regular file (exit 2): what a command reads, it reads from the file it checked.
 pub fn open_regular(path: &Path, what: &str) -> Result<fs::File> {

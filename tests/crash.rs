@@ -21,17 +21,6 @@ fn delay(trial: u64) -> Duration {
     Duration::from_millis(x % 900)
 }
 
-/// A connection holding golden's advisory lock (0x676f6c64656e, "golden" in ASCII) as
-/// another run would, until it is dropped or unlocks.
-fn hold_the_dataset_lock(db: &TestDb) -> diesel::PgConnection {
-    use diesel::RunQueryDsl;
-    let mut holder = db.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
-    holder
-}
-
 fn restore_command(db: &TestDb, dir: &std::path::Path, replace: bool) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_golden"));
     command
@@ -186,10 +175,9 @@ fn a_killed_dimension_migration_leaves_every_old_vector_or_every_new_one() {
 
 #[test]
 fn a_restore_waits_for_another_writer_and_says_so() {
-    use diesel::RunQueryDsl;
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut holder = hold_the_dataset_lock(&db);
+    let mut holder = db.hold_the_dataset_lock();
     let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db.url)
@@ -213,9 +201,7 @@ fn a_restore_waits_for_another_writer_and_says_so() {
         0,
         "and writes nothing meanwhile"
     );
-    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    holder.release();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(
@@ -231,7 +217,7 @@ fn ctrl_c_ends_a_wait_for_the_dataset_lock_at_once() {
     let db = TestDb::with_sample();
     let before = db.digest();
     let dir = workdir();
-    let _holder = hold_the_dataset_lock(&db);
+    let _holder = db.hold_the_dataset_lock();
     let mut child = Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db.url)

@@ -130,6 +130,12 @@ fn ctrl_c_in_the_index_build(db: &TestDb, child: Child, what: &str) -> Output {
     wait_within(child, Duration::from_secs(60), what)
 }
 
+/// Asserts an exit by interruption (130) whose message says `left`.
+fn assert_interrupted(output: &Output, left: &str) {
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(output));
+    assert!(stderr_of(output).contains(left), "{}", stderr_of(output));
+}
+
 /// Asserts the promise: exit 130 and the old data, or exit 0 and the new, and the messages
 /// agree with what happened.
 fn assert_committed_or_rolled_back(output: &Output, now: &str, old: &str, new: &str, trial: &str) {
@@ -176,11 +182,9 @@ fn ctrl_c_during_the_index_build_of_a_replace_rolls_it_back_and_exits_130() {
         .spawn()
         .unwrap();
     let output = ctrl_c_in_the_index_build(&generated.db, child, "the replace");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("interrupted by Ctrl-C: the replace was rolled back"),
-        "{}",
-        stderr_of(&output)
+    assert_interrupted(
+        &output,
+        "interrupted by Ctrl-C: the replace was rolled back",
     );
     assert!(
         !stderr_of(&output).contains("quitting at once"),
@@ -265,12 +269,7 @@ fn ctrl_c_ends_a_replace_waiting_for_another_sessions_table_lock() {
         Duration::from_secs(15),
         "the replace waiting for a lock",
     );
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("rolled back"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_interrupted(&output, "rolled back");
     diesel::sql_query("ROLLBACK").execute(&mut reader).unwrap();
     assert_eq!(db.digest(), before);
 }
@@ -292,12 +291,7 @@ fn ctrl_c_during_the_swap_of_a_regeneration_keeps_the_old_vectors() {
         ],
     );
     let output = ctrl_c_in_the_index_build(&generated.db, child, "the regeneration");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("the swap was rolled back"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_interrupted(&output, "the swap was rolled back");
     assert_eq!(
         generated.db.digest(),
         before,
@@ -458,10 +452,7 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
     let empty = target.digest();
 
     // Another golden run writes: the load waits, and loads nothing meanwhile.
-    let mut holder = target.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    let mut holder = target.hold_the_dataset_lock();
     let child = golden_child(&target, dir.path(), &["load"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
@@ -473,9 +464,7 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
     signal(&child, libc::SIGINT);
     let output = wait_within(child, Duration::from_secs(15), "the load");
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    holder.release();
 
     // Ctrl-C while psql loads (its DROP INDEX waits for a reader's lock): rolled back.
     let mut reader = target.conn();
@@ -494,12 +483,7 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
     signal(&child, libc::SIGINT);
     let output = wait_within(child, Duration::from_secs(15), "the load");
     drop(reader);
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("the load was rolled back"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_interrupted(&output, "the load was rolled back");
     // psql did not outlive golden: no session of it is left, holding locks.
     assert!(
         eventually(Duration::from_secs(10), || target.count(&format!(
@@ -523,23 +507,14 @@ fn a_load_waits_for_the_dataset_lock_and_ctrl_c_rolls_it_back() {
 fn a_load_reads_the_snapshot_it_checked_even_if_the_path_becomes_a_fifo() {
     let (source, dir) = dumped_sample();
     let target = TestDb::migrated();
-    let mut holder = target.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    let mut holder = target.hold_the_dataset_lock();
     let child = golden_child(&target, dir.path(), &["load"]);
     std::thread::sleep(Duration::from_millis(1500));
     // While the load waits for the lock, its file is swapped for a FIFO nobody writes to.
     let dump = dir.path().join("data/golden_dataset_dump.sql");
     std::fs::rename(&dump, dir.path().join("moved.sql")).unwrap();
-    assert!(Command::new("mkfifo")
-        .arg(&dump)
-        .status()
-        .unwrap()
-        .success());
-    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
+    common::make_fifo(&dump);
+    holder.release();
     let output = wait_within(child, Duration::from_secs(60), "the load");
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(
@@ -582,12 +557,7 @@ fn ctrl_c_while_an_embedding_request_is_in_flight_does_not_wait_for_it() {
         > 0));
     signal(&child, libc::SIGINT);
     let output = wait_within(child, Duration::from_secs(20), "the replace");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("rolled back"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_interrupted(&output, "rolled back");
     assert_eq!(db.digest(), before);
 }
 
@@ -654,12 +624,7 @@ fn ctrl_c_during_a_loads_index_build_leaves_no_session_holding_locks() {
     );
     let child = golden_child(&target, dir.path(), &["load"]);
     let output = ctrl_c_in_the_index_build(&target, child, "the load");
-    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("the load was rolled back"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_interrupted(&output, "the load was rolled back");
     // When golden has exited, psql's session has too: none goes on building, holding locks.
     assert_eq!(
         target.count(&format!(

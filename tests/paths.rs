@@ -148,11 +148,7 @@ fn outputs_that_are_not_regular_files_are_refused_and_left_as_they_are() {
     let db = TestDb::with_sample();
     let dir = workdir();
     let fifo = dir.path().join("fifo.json");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    common::make_fifo(&fifo);
     let socket = dir.path().join("socket.json");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     fs::create_dir(dir.path().join("folder.json")).unwrap();
@@ -221,11 +217,7 @@ fn inputs_that_are_not_regular_files_are_refused_at_once() {
     let before = db.digest();
     let dir = workdir();
     let fifo = dir.path().join("fifo.json");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    common::make_fifo(&fifo);
     fs::create_dir(dir.path().join("folder.json")).unwrap();
     for input in ["fifo.json", "/dev/zero", "/dev/null", "folder.json"] {
         for args in [

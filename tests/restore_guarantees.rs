@@ -15,7 +15,6 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::{golden, json_of, problems_of, sample_path, stderr_of, workdir, TestDb};
-use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
 fn sample() -> Value {
@@ -41,15 +40,6 @@ fn restore_json(db: &TestDb, dir: &Path, args: &[&str]) -> Output {
 fn ok(output: &Output) -> Value {
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
     json_of(output)
-}
-
-/// A connection holding golden's dataset lock, as another golden run would.
-fn hold_the_dataset_lock(db: &TestDb) -> diesel::PgConnection {
-    let mut holder = db.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut holder)
-        .unwrap();
-    holder
 }
 
 /// Starts `golden restore` and returns it with its stderr lines as they come.
@@ -111,7 +101,7 @@ fn a_file_swapped_or_edited_between_validation_and_load_is_refused() {
         let before = db.digest();
         let input = dir.path().join(format!("{mode}-{change}.json"));
         fs::copy(sample_path(), &input).unwrap();
-        let mut holder = hold_the_dataset_lock(&db);
+        let mut holder = db.hold_the_dataset_lock();
         let mut args = vec![input.to_str().unwrap()];
         let safety = dir.path().join(format!("safety-{mode}-{change}.json"));
         if mode == "replace" {
@@ -139,9 +129,7 @@ fn a_file_swapped_or_edited_between_validation_and_load_is_refused() {
                 fs::write(&input, edited).unwrap();
             }
         }
-        diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
-            .execute(&mut holder)
-            .unwrap();
+        holder.release();
         let output = child.wait_with_output().unwrap();
         let stderr: Vec<String> = lines.try_iter().collect();
         assert_eq!(output.status.code(), Some(2), "{mode} {change}: {stderr:?}");

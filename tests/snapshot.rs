@@ -126,14 +126,10 @@ fn missing_or_mismatched_client_programs_are_explained() {
 
 #[test]
 fn a_dump_waits_for_a_restore_or_regeneration_in_progress() {
-    use diesel::RunQueryDsl;
     let db = TestDb::with_sample();
     let dir = workdir();
     // Hold golden's advisory lock (0x676f6c64656e) as a writing run would.
-    let mut writer = db.conn();
-    diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
-        .execute(&mut writer)
-        .unwrap();
+    let mut writer = db.hold_the_dataset_lock();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_golden"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db.url)
@@ -148,9 +144,7 @@ fn a_dump_waits_for_a_restore_or_regeneration_in_progress() {
         !dir.path().join("data/golden_dataset_dump.sql").exists(),
         "nothing dumped while a writer runs"
     );
-    diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
-        .execute(&mut writer)
-        .unwrap();
+    writer.release();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(stderr_of(&output).contains("waiting for it to finish"));

@@ -8,6 +8,7 @@ pub mod records;
 pub mod sidecar;
 pub mod source;
 pub mod timestamp;
+pub mod windows;
 pub mod writer;
 
 /// The format version this tool writes.

@@ -142,27 +142,6 @@ impl From<crate::models::Query> for BackupQuery {
     }
 }
 
-impl BackupAnalysis {
-    /// Assembles a record from its rows; `chunks` must already be in `chunk_index` order.
-    pub fn from_rows(
-        analysis: Analysis,
-        chunks: Vec<ChunkText>,
-        artifact: Option<Artifact>,
-    ) -> Self {
-        BackupAnalysis {
-            id: analysis.id,
-            url: analysis.url,
-            title: analysis.title,
-            content_type: analysis.content_type,
-            status: analysis.status,
-            created_at: analysis.created_at,
-            updated_at: analysis.updated_at,
-            chunks: chunks.into_iter().map(BackupChunk::from).collect(),
-            artifact: artifact.map(BackupArtifact::from),
-        }
-    }
-}
-
 impl From<ChunkText> for BackupChunk {
     fn from(chunk: ChunkText) -> Self {
         BackupChunk {

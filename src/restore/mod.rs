@@ -26,10 +26,10 @@ use uuid::Uuid;
 
 use self::existing::{Existing, Fate};
 use self::load::{BatchCounts, EmbeddedBatch};
-use crate::backup_file::reader::ReadError;
 use crate::backup_file::record::BackupQuery;
-use crate::backup_file::records::{read_records, Record};
+use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
+use crate::backup_file::windows;
 use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
@@ -252,54 +252,11 @@ struct Producer<'a> {
     input: Input<'a>,
     mode: Mode,
     embedding: Embedding<'a>,
-    /// The target of a [`Window`]; also the most chunks of a batch.
+    /// The chunks of a window ([`read_windows`]).
     window_chunks: usize,
     computed: &'a AtomicU64,
     reused: &'a AtomicU64,
     progress: &'a Progress,
-}
-
-/// Records gathered for one round of embedding: the restore and its dry-run plan cut the
-/// file into the same windows, so the plan's requests are the restore's.
-pub(crate) struct Window {
-    pub records: Vec<Record>,
-    /// Chunks a window gathers before it is embedded (the provider's batch size times its
-    /// concurrency: every request slot busy); a window ends at a batch boundary unless it
-    /// reaches [`most_chunks`].
-    target_chunks: usize,
-    chunks: usize,
-    ends: usize,
-}
-
-impl Window {
-    pub fn new(target_chunks: usize) -> Window {
-        Window {
-            records: Vec::new(),
-            target_chunks: target_chunks.max(1),
-            chunks: 0,
-            ends: 0,
-        }
-    }
-
-    /// Adds `record`; true when the window is full and must be flushed.
-    pub fn push(&mut self, record: Record) -> bool {
-        match &record {
-            Record::Chunk { .. } => self.chunks += 1,
-            Record::End { .. } => self.ends += 1,
-            Record::Analysis(_) => {}
-        }
-        let at_batch_end = matches!(record, Record::End { .. }) && self.ends % BATCH_ANALYSES == 0;
-        self.records.push(record);
-        (at_batch_end && (self.chunks >= self.target_chunks || self.ends >= WINDOW_ANALYSES))
-            || self.chunks >= most_chunks(self.target_chunks)
-    }
-
-    /// Takes the records, leaving an empty window.
-    pub fn take(&mut self) -> Vec<Record> {
-        self.chunks = 0;
-        self.ends = 0;
-        std::mem::take(&mut self.records)
-    }
 }
 
 impl Producer<'_> {
@@ -379,31 +336,27 @@ impl Producer<'_> {
     }
 }
 
-/// Reads `input` again in windows of `target_chunks` ([`Window`]), handing each to
-/// `on_window`; before the last, proves that the bytes read are the bytes validated.
+/// Reads `input` again in the restore's windows of `target_chunks` (ending at a batch
+/// boundary), handing each to `on_window`: the restore and its dry-run plan cut the file into
+/// the same windows, so the plan's requests are the restore's.
 pub(crate) fn read_windows(
     input: Input,
     target_chunks: usize,
-    mut on_window: impl FnMut(Vec<Record>) -> Result<()>,
+    on_window: impl FnMut(Vec<Record>) -> Result<()>,
 ) -> Result<()> {
-    let mut window = Window::new(target_chunks);
-    let source = input.source;
-    let shown = source.path().display().to_string();
-    let mut pass = source.pass();
-    read_records(
-        &mut pass,
-        &shown,
+    let shape = windows::Shape {
+        target_chunks: target_chunks.max(1),
+        analyses_per_step: BATCH_ANALYSES,
+        most_analyses: WINDOW_ANALYSES,
+        most_chunks: target_chunks.max(MOST_CHUNKS),
+    };
+    windows::read_windows(
+        input.source,
+        &input.validated_sha256,
+        shape,
         |_| false,
-        |record| {
-            if window.push(record) {
-                on_window(window.take())?;
-            }
-            Ok(())
-        },
+        on_window,
     )
-    .map_err(ReadError::into_report)?;
-    source.check_same_bytes(&input.validated_sha256, &pass.digest())?;
-    on_window(window.take())
 }
 
 /// The chunks of `records` whose fate is to be inserted: those that need a vector.
@@ -416,11 +369,6 @@ pub(crate) fn chunks_to_embed<'a>(records: &'a [Record], fates: &[Fate]) -> Vec<
             _ => None,
         })
         .collect()
-}
-
-/// The most chunks of a window of `target`.
-fn most_chunks(target: usize) -> usize {
-    target.max(MOST_CHUNKS)
 }
 
 /// The chunks a window gathers for a provider of `batch_size` and `concurrency`.

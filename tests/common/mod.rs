@@ -213,6 +213,37 @@ impl TestDb {
     }
 }
 
+/// A connection holding golden's dataset lock (the advisory lock 0x676f6c64656e, "golden" in
+/// ASCII), as another writing run would, until [`DatasetLock::release`] or its drop.
+pub struct DatasetLock(PgConnection);
+
+impl DatasetLock {
+    pub fn release(&mut self) {
+        diesel::sql_query("SELECT pg_advisory_unlock(113728257549678)")
+            .execute(&mut self.0)
+            .unwrap();
+    }
+}
+
+impl TestDb {
+    pub fn hold_the_dataset_lock(&self) -> DatasetLock {
+        let mut holder = self.conn();
+        diesel::sql_query("SELECT pg_advisory_lock(113728257549678)")
+            .execute(&mut holder)
+            .unwrap();
+        DatasetLock(holder)
+    }
+}
+
+/// A FIFO (named pipe) at `path`.
+pub fn make_fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let mut admin = admin_connection();

@@ -12,14 +12,16 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::backup_file::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
+use crate::backup_file::record::{
+    BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
+};
 use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::windows;
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
-use crate::models::{query, Analysis, Artifact, ChunkEmbeddingState, ChunkText};
-use crate::schema::{analyses, artifacts, chunks};
+use crate::models::{query, Analysis, Artifact, ArtifactVersion, ChunkEmbeddingState, ChunkText};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks};
 use crate::validate::{Problem, Validation};
 
 /// A window of the file compared at once: a few queries per window, whatever its shape.
@@ -83,11 +85,23 @@ struct Comparison {
     /// The model most chunks were embedded by; a vector of another model does not compare.
     usual_model: Option<String>,
     file_ids: HashSet<Uuid>,
-    /// The analyses begun and not ended yet: the ids of their chunks in the file, and how many
-    /// of those the database holds under the same analysis.
-    open: HashMap<Uuid, (HashSet<Uuid>, u64)>,
+    /// The analyses begun and not ended yet.
+    open: HashMap<Uuid, OpenAnalysis>,
     /// The analyses of the file the database lacks: their chunks are not reported one by one.
     missing: HashSet<Uuid>,
+}
+
+/// An analysis of the file whose end has not been read yet.
+struct OpenAnalysis {
+    /// The ids of its chunks in the file.
+    chunk_ids: HashSet<Uuid>,
+    /// How many of those the database holds under the same analysis.
+    held: u64,
+    /// Its artifacts in the file so far.
+    artifacts: Vec<BackupArtifact>,
+    /// Its extras in the file (those after its chunks come with its end) and in the database.
+    file_extra: Extra,
+    db_extra: serde_json::Value,
 }
 
 #[derive(Clone, Copy)]
@@ -112,6 +126,7 @@ impl Comparison {
                 Record::Analysis(head) => head_ids.push(head.id),
                 Record::Chunk { chunk, .. } => chunk_ids.push(chunk.id),
                 Record::End { analysis_id, .. } => ended.push(*analysis_id),
+                Record::Artifact { .. } => {}
             }
         }
         let mut db_analyses: HashMap<Uuid, Analysis> = analyses::table
@@ -142,14 +157,29 @@ impl Comparison {
             .into_iter()
             .map(|state| (state.id, state))
             .collect();
-        let mut db_artifacts: HashMap<Uuid, Artifact> = artifacts::table
+        let mut db_artifacts: HashMap<Uuid, Vec<Artifact>> = HashMap::new();
+        for artifact in artifacts::table
             .filter(artifacts::analysis_id.eq_any(&ended))
             .select(Artifact::as_select())
             .load(conn)
             .step("reading artifacts to compare")?
-            .into_iter()
-            .map(|artifact| (artifact.analysis_id, artifact))
-            .collect();
+        {
+            db_artifacts
+                .entry(artifact.analysis_id)
+                .or_default()
+                .push(artifact);
+        }
+        for version in artifact_versions::table
+            .filter(artifact_versions::analysis_id.eq_any(&ended))
+            .select(ArtifactVersion::as_select())
+            .load(conn)
+            .step("reading older artifact versions to compare")?
+        {
+            db_artifacts
+                .entry(version.analysis_id)
+                .or_default()
+                .push(Artifact::from(version));
+        }
         let db_chunk_counts: HashMap<Uuid, i64> = chunks::table
             .filter(chunks::analysis_id.eq_any(&ended))
             .group_by(chunks::analysis_id)
@@ -171,43 +201,65 @@ impl Comparison {
                         }
                         Some(row) => {
                             self.compare_analysis(&at, &head, &row);
-                            self.open.insert(head.id, (HashSet::new(), 0));
+                            self.open.insert(
+                                head.id,
+                                OpenAnalysis {
+                                    chunk_ids: HashSet::new(),
+                                    held: 0,
+                                    artifacts: Vec::new(),
+                                    file_extra: head.extra,
+                                    db_extra: row.extra,
+                                },
+                            );
                         }
                     }
                 }
                 Record::Chunk { analysis_id, chunk } => {
-                    let Some((ids, held)) = self.open.get_mut(&analysis_id) else {
+                    let Some(open) = self.open.get_mut(&analysis_id) else {
                         continue; // Its analysis is missing: reported once, above.
                     };
-                    ids.insert(chunk.id);
+                    open.chunk_ids.insert(chunk.id);
                     let row = db_chunks.remove(&chunk.id);
                     if row
                         .as_ref()
                         .is_some_and(|row| row.analysis_id == analysis_id)
                     {
-                        *held += 1;
+                        open.held += 1;
                     }
                     let at = format!("analysis {analysis_id}, chunk {}", chunk.id);
                     self.compare_chunk(&at, analysis_id, &chunk, row, embeddings.get(&chunk.id));
                 }
-                Record::End {
+                Record::Artifact {
                     analysis_id,
                     artifact,
+                    ..
+                } => {
+                    if let Some(open) = self.open.get_mut(&analysis_id) {
+                        open.artifacts.push(artifact);
+                    }
+                }
+                Record::End {
+                    analysis_id,
+                    late_extra,
                 } => {
                     if self.missing.remove(&analysis_id) {
                         continue;
                     }
                     let at = format!("analysis {analysis_id}");
-                    if let Some((ids, held)) = self.open.remove(&analysis_id) {
-                        let in_db = db_chunk_counts.get(&analysis_id).copied().unwrap_or(0);
-                        if in_db as u64 > held {
-                            self.report_extra_chunks(conn, &at, analysis_id, &ids)?;
-                        }
+                    let Some(mut open) = self.open.remove(&analysis_id) else {
+                        continue;
+                    };
+                    let in_db = db_chunk_counts.get(&analysis_id).copied().unwrap_or(0);
+                    if in_db as u64 > open.held {
+                        self.report_extra_chunks(conn, &at, analysis_id, &open.chunk_ids)?;
                     }
-                    self.compare_artifact(
+                    open.file_extra.extend(late_extra);
+                    let file_extra = serde_json::Value::Object(open.file_extra);
+                    self.report_differences(&at, &[("extra fields", file_extra == open.db_extra)]);
+                    self.compare_artifacts(
                         &at,
-                        artifact.as_ref(),
-                        db_artifacts.remove(&analysis_id),
+                        open.artifacts,
+                        db_artifacts.remove(&analysis_id).unwrap_or_default(),
                     );
                 }
             }
@@ -250,6 +302,7 @@ impl Comparison {
                 ("section_path", chunk.section_path == row.section_path),
                 ("content_type", chunk.content_type == row.content_type),
                 ("chunk_index", chunk.chunk_index == row.chunk_index),
+                ("extra fields", same_extra(&chunk.extra, &row.extra)),
             ],
         );
         self.check_embedding(at, embedding);
@@ -302,27 +355,31 @@ impl Comparison {
         }
     }
 
-    fn compare_artifact(&mut self, at: &str, file: Option<&BackupArtifact>, db: Option<Artifact>) {
-        match (file, db) {
-            (None, None) => {}
-            (Some(artifact), None) => self.problem(
-                format!("{at}, artifact {}", artifact.id),
-                "is in the file but not in the database",
-            ),
-            (None, Some(row)) => self.problem(
-                format!("{at}, artifact {}", row.id),
-                "is in the database but not in the file",
-            ),
-            (Some(artifact), Some(row)) => {
-                self.report_differences(
-                    &format!("{at}, artifact {}", artifact.id),
+    /// The artifacts (every version) of one analysis, by id.
+    fn compare_artifacts(&mut self, at: &str, file: Vec<BackupArtifact>, db: Vec<Artifact>) {
+        let mut db: HashMap<Uuid, Artifact> = db.into_iter().map(|row| (row.id, row)).collect();
+        for artifact in file {
+            let at = format!("{at}, artifact {}", artifact.id);
+            match db.remove(&artifact.id) {
+                None => self.problem(at, "is in the file but not in the database"),
+                Some(row) => self.report_differences(
+                    &at,
                     &[
-                        ("id", artifact.id == row.id),
                         ("summary", artifact.summary == row.summary),
                         ("created_at", artifact.created_at == row.created_at),
+                        ("version", artifact.version == row.version),
+                        ("extra fields", same_extra(&artifact.extra, &row.extra)),
                     ],
-                );
+                ),
             }
+        }
+        let mut left: Vec<Uuid> = db.into_keys().collect();
+        left.sort();
+        for id in left {
+            self.problem(
+                format!("{at}, artifact {id}"),
+                "is in the database but not in the file",
+            );
         }
     }
 
@@ -400,6 +457,11 @@ impl Comparison {
                     ("expected_chunk_ids", expected(file) == expected(&db)),
                     ("category", file.category == db.category),
                     ("difficulty", file.difficulty == db.difficulty),
+                    (
+                        "unresolved_expected_chunks",
+                        file.unresolved_expected_chunks == db.unresolved_expected_chunks,
+                    ),
+                    ("extra fields", file.extra == db.extra),
                 ],
             );
         }
@@ -435,6 +497,11 @@ impl Comparison {
             problem: problem.into(),
         });
     }
+}
+
+/// Whether a record's extras are those of its row's `extra` column.
+fn same_extra(file: &Extra, db: &serde_json::Value) -> bool {
+    db.as_object().is_some_and(|db| db == file)
 }
 
 /// The dimension of `chunks.embedding` as declared (`vector(1024)`), or `None` when the

@@ -12,6 +12,21 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        extra -> Jsonb,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use pgvector::sql_types::*;
+
+    artifact_versions (id) {
+        id -> Uuid,
+        analysis_id -> Uuid,
+        summary -> Text,
+        created_at -> Timestamptz,
+        version -> Nullable<Int4>,
+        extra -> Jsonb,
     }
 }
 
@@ -24,6 +39,8 @@ diesel::table! {
         analysis_id -> Uuid,
         summary -> Text,
         created_at -> Timestamptz,
+        extra -> Jsonb,
+        version -> Nullable<Int4>,
     }
 }
 
@@ -41,6 +58,17 @@ diesel::table! {
         chunk_index -> Int4,
         embedding -> Nullable<Vector>,
         embedding_model -> Nullable<Text>,
+        extra -> Jsonb,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use pgvector::sql_types::*;
+
+    dataset_extras (key) {
+        key -> Text,
+        value -> Jsonb,
     }
 }
 
@@ -82,17 +110,22 @@ diesel::table! {
         category -> Nullable<Text>,
         difficulty -> Nullable<Text>,
         created_at -> Timestamptz,
+        extra -> Jsonb,
+        unresolved_expected_chunks -> Array<Nullable<Text>>,
     }
 }
 
+diesel::joinable!(artifact_versions -> analyses (analysis_id));
 diesel::joinable!(artifacts -> analyses (analysis_id));
 diesel::joinable!(chunks -> analyses (analysis_id));
 diesel::joinable!(pending_embeddings -> chunks (chunk_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     analyses,
+    artifact_versions,
     artifacts,
     chunks,
+    dataset_extras,
     embedding_cache,
     pending_embeddings,
     queries,

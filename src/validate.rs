@@ -11,10 +11,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backup_file::checksum::{self, ContentHasher};
+use crate::backup_file::extras::{METADATA_KEYS, ORPHAN_ARTIFACTS_KEY};
 use crate::backup_file::reader::{self, ChunkList, Header, Piece, ReadError};
 use crate::backup_file::record::{
-    BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, HEAD_KEYS,
+    BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, ANALYSIS_KEYS, ARTIFACT_KEYS,
+    CHUNK_KEYS, HEAD_KEYS, QUERY_KEYS,
 };
+use crate::backup_file::records::artifacts_of;
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::timestamp;
 use crate::spill::Spill;
@@ -64,6 +67,8 @@ pub struct Validation {
     pub non_ascii: BTreeMap<char, String>,
     /// The SHA-256 of the bytes validated, when they were read from a [`BackupSource`].
     pub file_sha256: Option<[u8; 32]>,
+    /// Artifacts whose analysis is not in the file (`orphan_artifacts`): kept, not restored.
+    pub orphan_artifacts: usize,
 }
 
 impl Validation {
@@ -113,6 +118,7 @@ pub struct Validator {
     current: Option<Current>,
     invalid_analyses: BTreeSet<usize>,
     non_ascii: BTreeMap<char, String>,
+    orphan_artifacts: usize,
 }
 
 /// The analysis being read.
@@ -271,7 +277,9 @@ impl Validator {
             Ok(_) => {}
             Err(problem) => self.problem(&chunk_at, problem),
         }
-        self.required_text(&chunk_at, chunk, "content");
+        let content = self.required_text(&chunk_at, chunk, "content");
+        self.check_content_hash(&chunk_at, chunk, content);
+        self.check_extras(&chunk_at, chunk, &CHUNK_KEYS);
         self.optional_text(&chunk_at, chunk, "section_title");
         self.optional_text(&chunk_at, chunk, "section_path");
         self.required_text(&chunk_at, chunk, "content_type");
@@ -372,17 +380,15 @@ impl Validator {
                 self.problem(&at, "the \"chunks\" key appears more than once")
             }
         }
-        self.check_artifact(&at, &fields);
+        self.check_artifacts(&at, &fields);
+        self.check_extras(&at, &fields, &ANALYSIS_KEYS);
         if self.problems.len() != current.problems_before {
             self.analysis_failed(index);
             return;
         }
-        let artifact = match fields.get("artifact") {
-            None | Some(Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value::<BackupArtifact>(value.clone()).map(Some),
-        };
-        let artifact = match artifact {
-            Ok(artifact) => artifact,
+        let parsed = artifacts_of(&fields).map(|(versions, latest)| (latest, versions));
+        let (artifact, versions) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => {
                 self.problem(&at, format!("cannot be read: {e}"));
                 self.analysis_failed(index);
@@ -393,14 +399,14 @@ impl Validator {
             return;
         };
         match current.hashing {
-            Hashing::Streaming => hasher.end_analysis(artifact.as_ref()),
+            Hashing::Streaming => hasher.end_analysis(artifact.as_ref(), &versions),
             Hashing::Holding(held) => match BackupAnalysisHead::from_fields(&fields) {
                 Ok(head) => {
                     hasher.begin_analysis(&head);
                     let replayed = held
                         .into_reader()
                         .and_then(|mut held| hasher.add_chunk_json(&mut held));
-                    hasher.end_analysis(artifact.as_ref());
+                    hasher.end_analysis(artifact.as_ref(), &versions);
                     if let Err(e) = replayed {
                         self.problem(&at, format!("cannot be checked: {e}"));
                         self.analysis_failed(index);
@@ -415,7 +421,7 @@ impl Validator {
             Hashing::Off => match BackupAnalysisHead::from_fields(&fields) {
                 Ok(head) => {
                     hasher.begin_analysis(&head);
-                    hasher.end_analysis(artifact.as_ref());
+                    hasher.end_analysis(artifact.as_ref(), &versions);
                 }
                 Err(e) => {
                     self.problem(&at, format!("cannot be read: {e}"));
@@ -435,9 +441,11 @@ impl Validator {
     /// Checks the metadata against what was read and returns the verdict.
     pub fn finish(mut self, header: Header) -> Validation {
         let queries = self.check_queries(&header);
+        self.check_file_extras(&header);
         if !self.any_invalid {
             if let Some(hasher) = self.hasher.as_mut() {
                 hasher.add_queries(&queries);
+                hasher.add_file_extras(&header.extras);
             }
         }
         self.check_metadata(&header);
@@ -461,6 +469,7 @@ impl Validator {
             invalid_analyses: self.invalid_analyses,
             non_ascii: self.non_ascii,
             file_sha256: None,
+            orphan_artifacts: self.orphan_artifacts,
         }
     }
 
@@ -517,6 +526,29 @@ impl Validator {
             }
             self.optional_text(&at, query, "category");
             self.optional_text(&at, query, "difficulty");
+            self.check_extras(&at, query, &QUERY_KEYS);
+            match query.get("unresolved_expected_chunks") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(references)) => {
+                    for reference in references {
+                        self.warning(
+                            &at,
+                            format!(
+                                "expected chunk {} matches no chunk of the file: kept as written; \
+                                 `golden evaluate` does not score this query",
+                                display(reference)
+                            ),
+                        );
+                    }
+                }
+                Some(other) => self.problem(
+                    &at,
+                    format!(
+                        "\"unresolved_expected_chunks\" must be a list, not {}",
+                        kind(other)
+                    ),
+                ),
+            }
             if self.problems.len() != before {
                 self.any_invalid = true;
                 continue;
@@ -616,12 +648,49 @@ impl Validator {
         }
     }
 
-    fn check_artifact(&mut self, at: &str, object: &Map<String, Value>) {
-        let artifact = match object.get("artifact") {
-            None | Some(Value::Null) => return,
-            Some(Value::Object(artifact)) => artifact,
-            Some(_) => return self.problem(at, "\"artifact\" is neither an object nor null"),
-        };
+    /// The analysis's `artifact` and its older `artifact_versions`.
+    fn check_artifacts(&mut self, at: &str, object: &Map<String, Value>) {
+        let mut versions_seen: HashMap<Option<i64>, String> = HashMap::new();
+        match object.get("artifact") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(artifact)) => self.check_artifact(at, artifact, &mut versions_seen),
+            Some(_) => self.problem(at, "\"artifact\" is neither an object nor null"),
+        }
+        match object.get("artifact_versions") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(versions)) => {
+                for (position, version) in versions.iter().enumerate() {
+                    match version {
+                        Value::Object(artifact) => {
+                            self.check_artifact(at, artifact, &mut versions_seen)
+                        }
+                        _ => self.problem(
+                            format!("{at}, artifact_versions #{}", position + 1),
+                            "is not a JSON object",
+                        ),
+                    }
+                }
+                if !versions.is_empty() && object.get("artifact").is_none_or(Value::is_null) {
+                    self.problem(
+                        at,
+                        "has \"artifact_versions\" but no \"artifact\" (the latest version)",
+                    );
+                }
+            }
+            Some(other) => self.problem(
+                at,
+                format!("\"artifact_versions\" must be a list, not {}", kind(other)),
+            ),
+        }
+    }
+
+    /// One artifact of an analysis; `versions_seen` names the artifact of each version so far.
+    fn check_artifact(
+        &mut self,
+        at: &str,
+        artifact: &Map<String, Value>,
+        versions_seen: &mut HashMap<Option<i64>, String>,
+    ) {
         self.counts.artifacts += 1;
         let id = uuid_field(artifact, "id");
         let artifact_at = match &id {
@@ -637,6 +706,121 @@ impl Validator {
         }
         self.required_text(&artifact_at, artifact, "summary");
         self.datetime(&artifact_at, artifact, "created_at");
+        let version = match artifact.get("version") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_i64().filter(|v| i32::try_from(*v).is_ok()) {
+                Some(version) => Some(version),
+                None => {
+                    self.problem(
+                        &artifact_at,
+                        format!("\"version\" {value} is not a 32-bit integer"),
+                    );
+                    return;
+                }
+            },
+        };
+        if let Some(other) = versions_seen.insert(version, artifact_at.clone()) {
+            let which = version.map_or("no version".to_string(), |v| format!("version {v}"));
+            self.warning(
+                &artifact_at,
+                format!("has {which}, as {other} has: both are kept, the newer is the latest"),
+            );
+        }
+        self.check_extras(&artifact_at, artifact, &ARTIFACT_KEYS);
+    }
+
+    /// The keys of a record golden does not map: kept in a jsonb column, which refuses NUL in
+    /// text like the other columns, and whose non-ASCII characters the database encoding must
+    /// hold.
+    fn check_extras(&mut self, at: &str, object: &Map<String, Value>, known: &[&str]) {
+        for (key, value) in object
+            .iter()
+            .filter(|(key, _)| !known.contains(&key.as_str()))
+        {
+            self.check_text(at, key, key);
+            self.check_value(at, key, value);
+        }
+    }
+
+    fn check_value(&mut self, at: &str, key: &str, value: &Value) {
+        match value {
+            Value::String(text) => self.check_text(at, key, text),
+            Value::Array(items) => {
+                for item in items {
+                    self.check_value(at, key, item);
+                }
+            }
+            Value::Object(object) => {
+                for (inner, item) in object {
+                    self.check_text(at, key, inner);
+                    self.check_value(at, key, item);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The file-level keys beyond golden's: artifacts whose analysis is not in the file are
+    /// named (they cannot be restored, and are kept); the others must be storable.
+    fn check_file_extras(&mut self, header: &Header) {
+        for (key, value) in &header.extras {
+            self.check_text("file", key, key);
+            self.check_value("file", key, value);
+        }
+        if let Some(metadata) = header.metadata.as_ref().and_then(Value::as_object) {
+            self.check_extras("metadata", metadata, &METADATA_KEYS);
+        }
+        let Some(orphans) = header.extras.get(ORPHAN_ARTIFACTS_KEY) else {
+            return;
+        };
+        let Value::Array(orphans) = orphans else {
+            return self.problem(ORPHAN_ARTIFACTS_KEY, "is not a list");
+        };
+        for (position, orphan) in orphans.iter().enumerate() {
+            let Value::Object(orphan) = orphan else {
+                self.problem(
+                    format!("{ORPHAN_ARTIFACTS_KEY} #{}", position + 1),
+                    "is not a JSON object",
+                );
+                continue;
+            };
+            let id = orphan.get("id").map_or("(no id)".into(), |id| display(id));
+            let analysis = orphan
+                .get("analysis_id")
+                .map_or("(none)".into(), |id| display(id));
+            self.orphan_artifacts += 1;
+            self.warning(
+                format!("artifact {id}"),
+                format!(
+                    "its analysis {analysis} is not in the file: it cannot be restored, and is kept \
+                     (in the file-level keys, written back by backup)"
+                ),
+            );
+        }
+    }
+
+    /// A chunk's `hash` (SkillForge's files carry the SHA-256 hex of the text) must be that of
+    /// its content: a mismatch means the text was changed after the hash was taken.
+    fn check_content_hash(&mut self, at: &str, chunk: &Map<String, Value>, content: Option<&str>) {
+        let (Some(Value::String(hash)), Some(content)) = (chunk.get("hash"), content) else {
+            return;
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return self.warning(
+                at,
+                format!("\"hash\" {hash:?} is not a SHA-256 in hex: not checked"),
+            );
+        }
+        let actual = hex(&Sha256::digest(content.as_bytes()));
+        if !hash.eq_ignore_ascii_case(&actual) {
+            self.problem(
+                at,
+                format!(
+                    "\"hash\" {hash:?} is not the SHA-256 of its content ({actual}): the text was \
+                     changed after the hash was taken; fix the text or the hash"
+                ),
+            );
+        }
     }
 
     /// A string that must be present and not blank.
@@ -738,6 +922,14 @@ impl Validator {
             location: at.into(),
             problem: problem.into(),
         });
+    }
+}
+
+/// A JSON value in a message: a string without its quotes' escaping noise.
+fn display(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("{text:?}"),
+        other => other.to_string(),
     }
 }
 
@@ -898,4 +1090,9 @@ mod tests {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -21,12 +21,13 @@ use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
 use indicatif::ProgressBar;
 use uuid::Uuid;
 
-use crate::backup_file::record::{BackupArtifact, BackupChunk, BackupQuery};
+use crate::backup_file::extras::FileExtras;
+use crate::backup_file::record::{latest_last, BackupArtifact, BackupChunk, BackupQuery};
 use crate::backup_file::writer::{BackupWriter, Prepared, Totals};
 use crate::db::{self, QueryContext};
 use crate::interrupt;
-use crate::models::{query, Analysis, Artifact, ChunkText};
-use crate::schema::{analyses, artifacts, chunks};
+use crate::models::{query, Analysis, Artifact, ArtifactVersion, ChunkText, DatasetExtra};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks, dataset_extras};
 use crate::validate::{self, Problem};
 
 /// The status filter value that selects every analysis.
@@ -61,8 +62,15 @@ pub fn write_backup_in(
     let queries = queries_to_back_up(conn, status)?;
     let totals = count(conn, status, queries.len() as u64)?;
     progress.set_length(totals.analyses);
-    let mut writer = BackupWriter::create(dest, Utc::now(), totals, status.unwrap_or(ALL_STATUSES))
-        .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
+    let extras = file_extras(conn)?;
+    let mut writer = BackupWriter::create(
+        dest,
+        Utc::now(),
+        totals,
+        status.unwrap_or(ALL_STATUSES),
+        &extras.metadata,
+    )
+    .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
     let mut after: Option<(DateTime<Utc>, Uuid)> = None;
     let mut problems = Vec::new();
     loop {
@@ -75,7 +83,7 @@ pub fn write_backup_in(
             .wrap_err_with(|| format!("writing {}", dest.display()))?;
         progress.inc(page_len);
     }
-    let prepared = writer.finish(&queries).wrap_err_with(|| {
+    let prepared = writer.finish(&queries, &extras.top).wrap_err_with(|| {
         format!(
             "finishing {}; the previous file is untouched",
             dest.display()
@@ -111,7 +119,9 @@ fn refuse_timestamps_a_file_cannot_hold(
            SELECT 'analysis ' || id || ', created_at' AS place, created_at AS at FROM selected \
            UNION ALL SELECT 'analysis ' || id || ', updated_at', updated_at FROM selected \
            UNION ALL SELECT 'analysis ' || a.analysis_id || ', artifact ' || a.id || ', created_at', a.created_at \
-             FROM artifacts a JOIN selected s ON s.id = a.analysis_id) \
+             FROM artifacts a JOIN selected s ON s.id = a.analysis_id \
+           UNION ALL SELECT 'analysis ' || a.analysis_id || ', artifact ' || a.id || ', created_at', a.created_at \
+             FROM artifact_versions a JOIN selected s ON s.id = a.analysis_id) \
          SELECT place, at::text AS value FROM times \
          WHERE NOT isfinite(at) OR at >= '262143-01-01 00:00:00+00' LIMIT 10",
     )
@@ -164,7 +174,8 @@ fn count_rows(conn: &mut PgConnection, status: Option<&str>) -> QueryResult<(i64
         return Ok((
             analyses::table.count().get_result(conn)?,
             chunks::table.count().get_result(conn)?,
-            artifacts::table.count().get_result(conn)?,
+            artifacts::table.count().get_result::<i64>(conn)?
+                + artifact_versions::table.count().get_result::<i64>(conn)?,
         ));
     };
     let analyses = analyses::table
@@ -180,7 +191,12 @@ fn count_rows(conn: &mut PgConnection, status: Option<&str>) -> QueryResult<(i64
         .inner_join(analyses::table)
         .filter(analyses::status.eq(status))
         .count()
-        .get_result(conn)?;
+        .get_result::<i64>(conn)?
+        + artifact_versions::table
+            .inner_join(analyses::table)
+            .filter(analyses::status.eq(status))
+            .count()
+            .get_result::<i64>(conn)?;
     Ok((analyses, chunks, artifacts))
 }
 
@@ -221,13 +237,26 @@ fn write_page(
     writer: &mut BackupWriter,
     problems: &mut Vec<Problem>,
 ) -> Result<()> {
-    let mut artifacts_by_analysis: HashMap<Uuid, Artifact> = Artifact::belonging_to(&page)
+    let mut artifacts_by_analysis: HashMap<Uuid, Artifacts> = HashMap::new();
+    for artifact in Artifact::belonging_to(&page)
         .select(Artifact::as_select())
         .load(conn)
         .step("reading artifacts")?
-        .into_iter()
-        .map(|artifact| (artifact.analysis_id, artifact))
-        .collect();
+    {
+        let analysis_id = artifact.analysis_id;
+        artifacts_by_analysis.entry(analysis_id).or_default().latest = Some(artifact);
+    }
+    for version in ArtifactVersion::belonging_to(&page)
+        .select(ArtifactVersion::as_select())
+        .load(conn)
+        .step("reading older artifact versions")?
+    {
+        artifacts_by_analysis
+            .entry(version.analysis_id)
+            .or_default()
+            .older
+            .push(Artifact::from(version));
+    }
     let ids: Vec<Uuid> = page.iter().map(|analysis| analysis.id).collect();
     let counts: HashMap<Uuid, i64> = chunks::table
         .filter(chunks::analysis_id.eq_any(&ids))
@@ -328,17 +357,44 @@ fn write_chunk(
         .wrap_err_with(|| format!("writing chunk {} of analysis {}", chunk.id, analysis.id))
 }
 
+/// An analysis's artifact (the row of `artifacts`) and its older versions.
+#[derive(Default)]
+struct Artifacts {
+    latest: Option<Artifact>,
+    older: Vec<Artifact>,
+}
+
+/// Ends an analysis with its artifacts: the row of `artifacts` as `artifact`, those of
+/// `artifact_versions` as `artifact_versions`, oldest first.
 fn end(
     writer: &mut BackupWriter,
     analysis: &Analysis,
-    artifact: Option<Artifact>,
+    artifacts: Option<Artifacts>,
     problems: &mut Vec<Problem>,
 ) -> Result<()> {
-    let artifact = artifact.map(BackupArtifact::from);
-    if let Some(artifact) = &artifact {
+    let artifacts = artifacts.unwrap_or_default();
+    let latest = artifacts.latest.map(BackupArtifact::from);
+    let mut older: Vec<BackupArtifact> = artifacts
+        .older
+        .into_iter()
+        .map(BackupArtifact::from)
+        .collect();
+    latest_last(&mut older);
+    for artifact in older.iter().chain(&latest) {
         problems.extend(validate::database_artifact_problems(analysis.id, artifact));
     }
     writer
-        .end_analysis(artifact.as_ref())
+        .end_analysis(latest.as_ref(), &older)
         .wrap_err_with(|| format!("writing analysis {}", analysis.id))
+}
+
+/// The file-level keys kept from the files restored (`dataset_extras`).
+fn file_extras(conn: &mut PgConnection) -> Result<FileExtras> {
+    let rows: Vec<DatasetExtra> = dataset_extras::table
+        .select(DatasetExtra::as_select())
+        .load(conn)
+        .step("reading the file-level keys")?;
+    Ok(FileExtras::from_rows(
+        rows.into_iter().map(|row| (row.key, row.value)),
+    ))
 }

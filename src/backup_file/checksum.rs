@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(test)]
 use super::record::BackupAnalysis;
-use super::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
+use super::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra};
 
 /// The prefix that names the algorithm, so another one can be added later.
 pub const PREFIX: &str = "sha256:";
@@ -52,12 +52,29 @@ impl ContentHasher {
         std::io::copy(held, &mut HashWriter(&mut self.hasher)).map(|_| ())
     }
 
-    /// Ends the analysis begun last.
-    pub fn end_analysis(&mut self, artifact: Option<&BackupArtifact>) {
+    /// Ends the analysis begun last, with its latest artifact and its older `versions`.
+    pub fn end_analysis(&mut self, artifact: Option<&BackupArtifact>, versions: &[BackupArtifact]) {
         self.hasher.update(br#"],"artifact":"#);
         serde_json::to_writer(HashWriter(&mut self.hasher), &artifact)
             .expect("serialising a backup record to a hasher cannot fail");
+        if !versions.is_empty() {
+            self.hasher.update(br#","artifact_versions":"#);
+            serde_json::to_writer(HashWriter(&mut self.hasher), versions)
+                .expect("serialising a backup record to a hasher cannot fail");
+        }
         self.hasher.update(b"}\n");
+    }
+
+    /// Adds the file-level keys beyond golden's, after the queries. A file without them
+    /// hashes as before they were kept.
+    pub fn add_file_extras(&mut self, extras: &Extra) {
+        if extras.is_empty() {
+            return;
+        }
+        self.hasher.update(b"extras\n");
+        serde_json::to_writer(HashWriter(&mut self.hasher), extras)
+            .expect("serialising plain data to a hasher cannot fail");
+        self.hasher.update(b"\n");
     }
 
     /// Adds the queries, after every analysis. A file without queries hashes as before
@@ -125,12 +142,12 @@ mod tests {
         for value in file["analyses"].as_array().unwrap() {
             let record: BackupAnalysis = serde_json::from_value(value.clone()).unwrap();
             whole.add(&record);
-            let head: BackupAnalysisHead = serde_json::from_value(value.clone()).unwrap();
+            let head = BackupAnalysisHead::from_fields(value.as_object().unwrap()).unwrap();
             pieces.begin_analysis(&head);
             for (position, chunk) in record.chunks.iter().enumerate() {
                 pieces.add_chunk(position, chunk);
             }
-            pieces.end_analysis(record.artifact.as_ref());
+            pieces.end_analysis(record.artifact.as_ref(), &record.artifact_versions);
         }
         let queries: Vec<BackupQuery> = serde_json::from_value(file["queries"].clone()).unwrap();
         whole.add_queries(&queries);

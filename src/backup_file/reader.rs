@@ -27,6 +27,9 @@ pub struct Header {
     pub metadata: Option<Value>,
     /// The optional list of golden queries (small: kept whole).
     pub queries: Option<Value>,
+    /// Every other top-level key, as found (kept whole: SkillForge's `source` and
+    /// `fixtures`, `orphan_artifacts`, …), so a file's keys are never dropped.
+    pub extras: Map<String, Value>,
     pub analyses_seen: usize,
 }
 
@@ -236,7 +239,8 @@ impl<'de, F: OnPiece> Visitor<'de> for TopLevel<'_, F> {
                     })?;
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    let value = map.next_value()?;
+                    self.header.extras.insert(key, value);
                 }
             }
         }

@@ -14,29 +14,54 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::reader::{read_pieces, Header, Piece, ReadError};
-use super::record::{BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, HEAD_KEYS};
+use super::record::{
+    extras_of, BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, Extra,
+    ANALYSIS_KEYS, HEAD_KEYS,
+};
 use crate::spill::Spill;
 
 /// A typed piece of the `analyses` list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// An analysis's own fields; its chunks and its end follow.
+    /// An analysis's own fields (and the extras read before its chunks); its chunks, its
+    /// artifacts and its end follow.
     Analysis(BackupAnalysisHead),
     /// A chunk of the analysis begun last.
     Chunk {
         analysis_id: Uuid,
         chunk: BackupChunk,
     },
-    /// The end of the analysis begun last, with its artifact.
+    /// An artifact of the analysis begun last: its older versions first, its latest
+    /// (`latest`, the file's `artifact`) last.
+    Artifact {
+        analysis_id: Uuid,
+        artifact: BackupArtifact,
+        latest: bool,
+    },
+    /// The end of the analysis begun last, with the extras that came after its chunks in the
+    /// file (none in a file golden wrote).
     End {
         analysis_id: Uuid,
-        artifact: Option<BackupArtifact>,
+        late_extra: Extra,
     },
+}
+
+impl Record {
+    /// The analysis the record belongs to.
+    pub fn analysis_id(&self) -> Uuid {
+        match self {
+            Record::Analysis(head) => head.id,
+            Record::Chunk { analysis_id, .. }
+            | Record::Artifact { analysis_id, .. }
+            | Record::End { analysis_id, .. } => *analysis_id,
+        }
+    }
 }
 
 enum Current {
     None,
-    Streaming(Uuid),
+    /// The head was handed out when the chunks began, with these keys.
+    Streaming(Uuid, Vec<String>),
     /// Chunks read before the analysis's fields were all known (one JSON line each).
     Holding(Spill),
     Skipped,
@@ -76,7 +101,7 @@ pub fn read_records<R: Read>(
                         .map_err(|e| unreadable(analysis, e))?;
                     let id = head.id;
                     on_record(Record::Analysis(head))?;
-                    Current::Streaming(id)
+                    Current::Streaming(id, fields.keys().cloned().collect())
                 } else {
                     Current::Holding(Spill::new())
                 };
@@ -85,7 +110,7 @@ pub fn read_records<R: Read>(
                 analysis, value, ..
             } => match &mut current {
                 Current::Skipped => {}
-                Current::Streaming(analysis_id) => {
+                Current::Streaming(analysis_id, _) => {
                     let chunk =
                         serde_json::from_value(value).map_err(|e| unreadable(analysis, e))?;
                     on_record(Record::Chunk {
@@ -109,8 +134,12 @@ pub fn read_records<R: Read>(
                 if skip(analysis) {
                     return Ok(());
                 }
-                let analysis_id = match was {
-                    Current::Streaming(id) => id,
+                let (analysis_id, late_extra) = match was {
+                    Current::Streaming(id, known) => {
+                        let mut late = extras_of(&fields, &ANALYSIS_KEYS);
+                        late.retain(|key, _| !known.contains(key));
+                        (id, late)
+                    }
                     Current::Holding(_) | Current::None => {
                         let head = BackupAnalysisHead::from_fields(&fields)
                             .map_err(|e| unreadable(analysis, e))?;
@@ -126,25 +155,47 @@ pub fn read_records<R: Read>(
                                 })?;
                             }
                         }
-                        id
+                        (id, Extra::new())
                     }
                     Current::Skipped => return Ok(()),
                 };
-                let artifact = match fields.get("artifact") {
-                    None | Some(Value::Null) => None,
-                    Some(value) => Some(
-                        serde_json::from_value(value.clone())
-                            .map_err(|e| unreadable(analysis, e))?,
-                    ),
-                };
+                let (versions, latest) =
+                    artifacts_of(&fields).map_err(|e| unreadable(analysis, e))?;
+                let latest = latest.map(|artifact| (artifact, true));
+                for (artifact, latest) in versions
+                    .into_iter()
+                    .map(|artifact| (artifact, false))
+                    .chain(latest)
+                {
+                    on_record(Record::Artifact {
+                        analysis_id,
+                        artifact,
+                        latest,
+                    })?;
+                }
                 on_record(Record::End {
                     analysis_id,
-                    artifact,
+                    late_extra,
                 })?;
             }
         }
         Ok(())
     })
+}
+
+/// The artifacts of an analysis, from its keys: its older versions, and its latest.
+pub fn artifacts_of(
+    fields: &serde_json::Map<String, Value>,
+) -> Result<(Vec<BackupArtifact>, Option<BackupArtifact>), serde_json::Error> {
+    let versions = match fields.get("artifact_versions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => serde_json::from_value(value.clone())?,
+    };
+    let latest = match fields.get("artifact") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(serde_json::from_value(value.clone())?),
+    };
+    Ok((versions, latest))
 }
 
 /// Reads whole analyses: for the passes that compare a record at a time (memory per
@@ -155,18 +206,23 @@ pub fn read_analyses<R: Read>(
     skip: impl Fn(usize) -> bool,
     mut on_analysis: impl FnMut(BackupAnalysis) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
-    let mut building: Option<(BackupAnalysisHead, Vec<BackupChunk>)> = None;
+    type Building = (BackupAnalysisHead, Vec<BackupChunk>, Vec<BackupArtifact>);
+    let mut building: Option<Building> = None;
     read_records(source, shown, skip, |record| {
         match record {
-            Record::Analysis(head) => building = Some((head, Vec::new())),
+            Record::Analysis(head) => building = Some((head, Vec::new(), Vec::new())),
             Record::Chunk { chunk, .. } => match building.as_mut() {
-                Some((_, chunks)) => chunks.push(chunk),
+                Some((_, chunks, _)) => chunks.push(chunk),
                 None => unreachable_piece()?,
             },
-            Record::End { artifact, .. } => match building.take() {
-                Some((head, chunks)) => {
-                    on_analysis(BackupAnalysis::from_parts(head, chunks, artifact))?
-                }
+            Record::Artifact { artifact, .. } => match building.as_mut() {
+                Some((_, _, artifacts)) => artifacts.push(artifact),
+                None => unreachable_piece()?,
+            },
+            Record::End { late_extra, .. } => match building.take() {
+                Some((head, chunks, artifacts)) => on_analysis(BackupAnalysis::from_parts(
+                    head, chunks, artifacts, late_extra,
+                ))?,
                 None => unreachable_piece()?,
             },
         }

@@ -49,7 +49,7 @@ impl Window {
         match &record {
             Record::Chunk { .. } => self.chunks += 1,
             Record::End { .. } => self.ends += 1,
-            Record::Analysis(_) => {}
+            Record::Analysis(_) | Record::Artifact { .. } => {}
         }
         self.records.push(record);
         let at_step = ended && self.ends % shape.analyses_per_step.max(1) == 0;

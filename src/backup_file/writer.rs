@@ -16,7 +16,7 @@ use tempfile::NamedTempFile;
 use super::checksum::{self, ContentHasher};
 #[cfg(test)]
 use super::record::BackupAnalysis;
-use super::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery};
+use super::record::{BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra};
 use super::{timestamp, FORMAT_VERSION};
 use crate::atomic;
 
@@ -56,11 +56,14 @@ pub struct BackupWriter {
 
 impl BackupWriter {
     /// Starts a backup of exactly `expected` rows (counted beforehand in the same snapshot).
+    /// `metadata_extra` are the `metadata` keys golden does not compute, kept from the files
+    /// restored (written after golden's own, before the checksum).
     pub fn create(
         dest: &Path,
         created_at: DateTime<Utc>,
         expected: Totals,
         status_filter: &str,
+        metadata_extra: &Extra,
     ) -> io::Result<Self> {
         let created_at = timestamp::format(&created_at);
         let mut header = String::new();
@@ -82,6 +85,14 @@ impl BackupWriter {
             "    \"status_filter\": {},\n",
             json_string(status_filter)
         ));
+        for (key, value) in metadata_extra {
+            let pretty = String::from_utf8(to_pretty_json(value)?).map_err(io::Error::other)?;
+            header.push_str(&format!(
+                "    {}: {},\n",
+                json_string(key),
+                pretty.replace('\n', "\n    ")
+            ));
+        }
         header.push_str("    \"checksum\": \"");
         let checksum_offset = header.len() as u64;
         header.push_str(&"0".repeat(checksum::WRITTEN_WIDTH));
@@ -112,20 +123,12 @@ impl BackupWriter {
     /// functions below write piece by piece (the tests hold them to the same bytes).
     #[cfg(test)]
     pub fn write(&mut self, analysis: &BackupAnalysis) -> io::Result<()> {
-        let head = BackupAnalysisHead {
-            id: analysis.id,
-            url: analysis.url.clone(),
-            title: analysis.title.clone(),
-            content_type: analysis.content_type.clone(),
-            status: analysis.status.clone(),
-            created_at: analysis.created_at,
-            updated_at: analysis.updated_at,
-        };
+        let head = analysis.head();
         self.begin_analysis(&head)?;
         for chunk in &analysis.chunks {
             self.write_chunk(chunk)?;
         }
-        self.end_analysis(analysis.artifact.as_ref())
+        self.end_analysis(analysis.artifact.as_ref(), &analysis.artifact_versions)
     }
 
     /// Starts an analysis whose chunks follow one at a time ([`BackupWriter::write_chunk`],
@@ -164,8 +167,12 @@ impl BackupWriter {
         Ok(())
     }
 
-    /// Ends the analysis begun last, with its artifact.
-    pub fn end_analysis(&mut self, artifact: Option<&BackupArtifact>) -> io::Result<()> {
+    /// Ends the analysis begun last, with its latest artifact and its older `versions`.
+    pub fn end_analysis(
+        &mut self,
+        artifact: Option<&BackupArtifact>,
+        versions: &[BackupArtifact],
+    ) -> io::Result<()> {
         self.out.write_all(if self.chunks_of_analysis == 0 {
             b"]"
         } else {
@@ -174,9 +181,14 @@ impl BackupWriter {
         self.out.write_all(b",\n      \"artifact\": ")?;
         let pretty = to_pretty_json(&artifact)?;
         self.indented(&pretty, 2)?;
+        if !versions.is_empty() {
+            self.out.write_all(b",\n      \"artifact_versions\": ")?;
+            let pretty = to_pretty_json(&versions)?;
+            self.indented(&pretty, 2)?;
+        }
         self.out.write_all(b"\n    }")?;
-        self.hasher.end_analysis(artifact);
-        self.written.artifacts += u64::from(artifact.is_some());
+        self.hasher.end_analysis(artifact, versions);
+        self.written.artifacts += u64::from(artifact.is_some()) + versions.len() as u64;
         Ok(())
     }
 
@@ -203,9 +215,10 @@ impl BackupWriter {
         self.indented(&pretty, 0)
     }
 
-    /// Writes the queries after the analyses and completes the file, ready to be put in place
-    /// ([`Prepared::persist`]); nothing is at the destination yet.
-    pub fn finish(mut self, queries: &[BackupQuery]) -> io::Result<Prepared> {
+    /// Writes the queries after the analyses, then the file-level `extras` (sorted by key),
+    /// and completes the file, ready to be put in place ([`Prepared::persist`]); nothing is
+    /// at the destination yet.
+    pub fn finish(mut self, queries: &[BackupQuery], extras: &Extra) -> io::Result<Prepared> {
         self.written.queries = queries.len() as u64;
         let (e, w) = (&self.expected, &self.written);
         if (e.analyses, e.chunks, e.artifacts, e.queries)
@@ -228,11 +241,22 @@ impl BackupWriter {
             self.write_element(i == 0, query)?;
         }
         self.hasher.add_queries(queries);
-        self.out.write_all(if queries.is_empty() {
-            b"]\n}\n"
-        } else {
-            b"\n  ]\n}\n"
-        })?;
+        self.out
+            .write_all(if queries.is_empty() { b"]" } else { b"\n  ]" })?;
+        for (key, value) in extras {
+            self.out.write_all(b",\n  ")?;
+            self.out.write_all(json_string(key).as_bytes())?;
+            self.out.write_all(b": ")?;
+            let pretty = to_pretty_json(value)?;
+            for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
+                if i > 0 {
+                    self.out.write_all(b"\n  ")?;
+                }
+                self.out.write_all(line)?;
+            }
+        }
+        self.hasher.add_file_extras(extras);
+        self.out.write_all(b"\n}\n")?;
         let mut temp = self.out.into_inner().map_err(|e| e.into_error())?;
         let checksum = self.hasher.finish();
         patch(&mut temp, self.checksum_offset, checksum.as_bytes())?;
@@ -378,9 +402,14 @@ mod tests {
                 artifacts: u64::from(record.artifact.is_some()),
                 queries: 0,
             };
-            let mut writer =
-                BackupWriter::create(&dir.path().join("b.json"), Utc::now(), totals, "all")
-                    .unwrap();
+            let mut writer = BackupWriter::create(
+                &dir.path().join("b.json"),
+                Utc::now(),
+                totals,
+                "all",
+                &Extra::new(),
+            )
+            .unwrap();
             let start = writer.header_prefix.len() as u64;
             writer.write(&record).unwrap();
             writer.out.flush().unwrap();

@@ -160,6 +160,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                     status: "completed",
                     created_at: r.2,
                     updated_at: r.2,
+                    extra: serde_json::json!({}),
                 })
                 .collect();
             let paths: Vec<Vec<String>> = rows
@@ -187,6 +188,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                         embedding: (args.embed_dims > 0)
                             .then(|| Vector::from(embed_text(content, args.embed_dims))),
                         embedding_model: (args.embed_dims > 0).then_some(crate::embed::hash::MODEL),
+                        extra: serde_json::json!({}),
                     });
                 }
             }
@@ -197,6 +199,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                     analysis_id: r.0,
                     summary: &r.5,
                     created_at: r.2,
+                    extra: serde_json::json!({}),
+                    version: None,
                 })
                 .collect();
             diesel::copy_from(analyses::table)

@@ -12,6 +12,7 @@ use color_eyre::eyre::eyre;
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::backup_file::extras::FileExtras;
 use crate::backup_file::reader::ReadError;
 use crate::backup_file::record::BackupQuery;
 use crate::backup_file::source::BackupSource;
@@ -112,6 +113,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             .ok_or_else(|| eyre!("internal error: the validation kept no digest of the file"))?,
     };
     let (expected, queries) = (validation.counts, &validation.queries);
+    let file_extras = FileExtras::of_header(&validation.header);
     if args.dry_run {
         return dry_run(&args, global, output, input, queries, mode);
     }
@@ -150,6 +152,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 input,
                 expected,
                 queries,
+                &file_extras,
                 &safety_path,
                 embedding,
                 &progress,
@@ -167,6 +170,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             ));
             loaded.queries_inserted = db::in_final_transaction(&mut conn, |conn| {
                 let inserted = load::insert_queries(conn, queries, false)?;
+                load::write_file_extras(conn, &file_extras, false)?;
                 source.check_unchanged()?;
                 Ok(inserted)
             })?;

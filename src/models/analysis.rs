@@ -18,6 +18,8 @@ pub struct Analysis {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The keys of the analysis's record that golden maps to no column (a JSON object).
+    pub extra: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -32,6 +34,7 @@ pub struct NewAnalysis<'a> {
     pub status: &'a str,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub extra: serde_json::Value,
 }
 
 impl<'a> From<&'a BackupAnalysis> for NewAnalysis<'a> {
@@ -44,11 +47,14 @@ impl<'a> From<&'a BackupAnalysis> for NewAnalysis<'a> {
             status: &record.status,
             created_at: record.created_at,
             updated_at: record.updated_at,
+            extra: serde_json::Value::Object(record.extra.clone()),
         }
     }
 }
 
 impl<'a> From<&'a BackupAnalysisHead> for NewAnalysis<'a> {
+    /// The row of an analysis whose extras are not known yet (they may follow its chunks in
+    /// the file): they are set when the analysis ends.
     fn from(head: &'a BackupAnalysisHead) -> Self {
         NewAnalysis {
             id: head.id,
@@ -58,6 +64,7 @@ impl<'a> From<&'a BackupAnalysisHead> for NewAnalysis<'a> {
             status: &head.status,
             created_at: head.created_at,
             updated_at: head.updated_at,
+            extra: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `artifacts`: the one summary of an analysis.
+//! `artifacts`: the summary of an analysis (its latest version; older ones are in
+//! `artifact_versions`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -17,6 +18,9 @@ pub struct Artifact {
     pub analysis_id: Uuid,
     pub summary: String,
     pub created_at: DateTime<Utc>,
+    /// The keys of the artifact's record that golden maps to no column (a JSON object).
+    pub extra: serde_json::Value,
+    pub version: Option<i32>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -28,6 +32,8 @@ pub struct NewArtifact<'a> {
     pub analysis_id: Uuid,
     pub summary: &'a str,
     pub created_at: DateTime<Utc>,
+    pub extra: serde_json::Value,
+    pub version: Option<i32>,
 }
 
 impl<'a> NewArtifact<'a> {
@@ -38,6 +44,8 @@ impl<'a> NewArtifact<'a> {
             analysis_id,
             summary: &artifact.summary,
             created_at: artifact.created_at,
+            extra: serde_json::Value::Object(artifact.extra.clone()),
+            version: artifact.version,
         }
     }
 }

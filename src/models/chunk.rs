@@ -25,6 +25,8 @@ pub struct ChunkText {
     pub section_path: Option<String>,
     pub content_type: String,
     pub chunk_index: i32,
+    /// The keys of the chunk's record that golden maps to no column (a JSON object).
+    pub extra: serde_json::Value,
 }
 
 diesel::define_sql_function! {
@@ -54,6 +56,7 @@ pub struct NewChunk<'a> {
     pub chunk_index: i32,
     pub embedding: Option<Vector>,
     pub embedding_model: Option<&'a str>,
+    pub extra: serde_json::Value,
 }
 
 impl<'a> NewChunk<'a> {
@@ -74,6 +77,7 @@ impl<'a> NewChunk<'a> {
             chunk_index: chunk.chunk_index,
             embedding,
             embedding_model,
+            extra: serde_json::Value::Object(chunk.extra.clone()),
         }
     }
 }

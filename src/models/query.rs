@@ -22,6 +22,10 @@ pub struct Query {
     pub expected_chunk_ids: Vec<Option<Uuid>>,
     pub category: Option<String>,
     pub difficulty: Option<String>,
+    /// The keys of the query's record that golden maps to no column (a JSON object).
+    pub extra: serde_json::Value,
+    /// Expected chunks named by a reference that matched no chunk (kept as written).
+    pub unresolved_expected_chunks: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -32,6 +36,8 @@ pub struct NewQuery<'a> {
     pub expected_chunk_ids: Vec<Option<Uuid>>,
     pub category: Option<&'a str>,
     pub difficulty: Option<&'a str>,
+    pub extra: serde_json::Value,
+    pub unresolved_expected_chunks: Vec<Option<&'a str>>,
 }
 
 /// The queries a backup of `status` (`None`: every analysis) holds, and those it leaves out.

@@ -2,7 +2,8 @@
 //! database already holds, so that the dry-run plan and the restore agree: a row whose id
 //! exists is skipped (neither inserted again nor embedded again), and so is one whose place is
 //! taken by another row that another tool wrote (a chunk's `(analysis_id, chunk_index)`, an
-//! analysis's one artifact), with that reason. A few queries per window, whatever its size.
+//! analysis's one latest artifact), with that reason. Older artifact versions have no such
+//! place: only their ids count. A few queries per window, whatever its size.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 use crate::backup_file::record::{BackupArtifact, BackupChunk};
 use crate::backup_file::records::Record;
-use crate::schema::{analyses, artifacts, chunks};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks};
 
 /// What happens to one row of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,9 @@ pub struct Existing {
     /// The chunk at each `(analysis_id, chunk_index)` of the window's chunks.
     chunk_places: HashMap<(Uuid, i32), Uuid>,
     artifacts: HashSet<Uuid>,
-    /// The artifact each analysis of the window already has.
+    /// The older artifact versions of the window that exist, by id.
+    artifact_versions: HashSet<Uuid>,
+    /// The (latest) artifact each analysis of the window already has.
     artifact_of: HashMap<Uuid, Uuid>,
 }
 
@@ -58,12 +61,15 @@ impl Existing {
                     place_analyses.push(*analysis_id);
                     place_indexes.push(chunk.chunk_index);
                 }
-                Record::End {
+                Record::Artifact {
                     analysis_id,
-                    artifact: Some(artifact),
+                    artifact,
+                    latest,
                 } => {
                     artifact_ids.push(artifact.id);
-                    artifact_analyses.push(*analysis_id);
+                    if *latest {
+                        artifact_analyses.push(*analysis_id);
+                    }
                 }
                 Record::End { .. } => {}
             }
@@ -118,6 +124,12 @@ impl Existing {
                 .load::<(Uuid, Uuid)>(conn)?
                 .into_iter()
                 .collect(),
+            artifact_versions: artifact_versions::table
+                .filter(artifact_versions::id.eq_any(&artifact_ids))
+                .select(artifact_versions::id)
+                .load::<Uuid>(conn)?
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -139,9 +151,14 @@ impl Existing {
         }
     }
 
-    pub fn artifact(&self, analysis_id: Uuid, artifact: &BackupArtifact) -> Fate {
-        if self.artifacts.contains(&artifact.id) {
+    /// The fate of an artifact of analysis `analysis_id`: its latest (`latest`) or an older
+    /// version. An id that exists as either is skipped.
+    pub fn artifact(&self, analysis_id: Uuid, artifact: &BackupArtifact, latest: bool) -> Fate {
+        if self.artifacts.contains(&artifact.id) || self.artifact_versions.contains(&artifact.id) {
             return Fate::Exists;
+        }
+        if !latest {
+            return Fate::Insert;
         }
         match self.artifact_of.get(&analysis_id) {
             Some(other) if *other != artifact.id => Fate::PlaceTaken,
@@ -154,10 +171,12 @@ impl Existing {
         match record {
             Record::Analysis(head) => self.analysis(head.id),
             Record::Chunk { analysis_id, chunk } => self.chunk(*analysis_id, chunk),
-            Record::End {
+            Record::Artifact {
                 analysis_id,
-                artifact: Some(artifact),
-            } => self.artifact(*analysis_id, artifact),
+                artifact,
+                latest,
+            } => self.artifact(*analysis_id, artifact, *latest),
+            // Its late extras are set on the analysis when this restore inserted it.
             Record::End { .. } => Fate::Insert,
         }
     }

@@ -3,7 +3,7 @@
 //! indexes, COPYs every batch and builds the indexes once at the end, all inside the one
 //! transaction the caller holds, so a failure anywhere leaves the old data as it was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use color_eyre::eyre::{bail, WrapErr};
 use color_eyre::Result;
@@ -13,11 +13,14 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use super::existing::Fate;
+use crate::backup_file::extras::FileExtras;
 use crate::backup_file::record::BackupQuery;
 use crate::backup_file::records::Record;
 use crate::db::{self, QueryContext};
-use crate::models::{NewAnalysis, NewArtifact, NewChunk, NewQuery};
-use crate::schema::{analyses, artifacts, chunks, queries};
+use crate::models::{
+    DatasetExtra, NewAnalysis, NewArtifact, NewArtifactVersion, NewChunk, NewQuery,
+};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks, dataset_extras, queries};
 use crate::validate::Counts;
 
 /// libpq takes at most 65 535 bind parameters in one statement; a chunk row has nine.
@@ -73,23 +76,31 @@ impl std::ops::AddAssign for BatchCounts {
 
 struct Rows<'a> {
     analyses: Vec<NewAnalysis<'a>>,
+    /// Extras that came after their analysis's chunks, for analyses this restore inserted in
+    /// an earlier batch (set with an UPDATE once the batch is written).
+    late_extras: Vec<(Uuid, serde_json::Value)>,
     chunks: Vec<NewChunk<'a>>,
     artifacts: Vec<NewArtifact<'a>>,
+    artifact_versions: Vec<NewArtifactVersion<'a>>,
     total: Counts,
     place_taken: Counts,
 }
 
 /// The rows of `batch`; the vectors move from `vectors` into them (a batch's vectors are a few
-/// megabytes: never copied).
+/// megabytes: never copied). `open` holds the analyses this restore inserted whose end has
+/// not come yet (an analysis cut across batches).
 fn rows<'a>(
     batch: &'a EmbeddedBatch,
     vectors: &mut HashMap<Uuid, Vector>,
     model: &'a str,
+    open: &mut HashSet<Uuid>,
 ) -> Result<Rows<'a>> {
     let mut rows = Rows {
         analyses: Vec::new(),
+        late_extras: Vec::new(),
         chunks: Vec::new(),
         artifacts: Vec::new(),
+        artifact_versions: Vec::new(),
         total: Counts::default(),
         place_taken: Counts::default(),
     };
@@ -100,6 +111,7 @@ fn rows<'a>(
                 rows.total.analyses += 1;
                 if fate == Fate::Insert {
                     rows.analyses.push(NewAnalysis::from(head));
+                    open.insert(head.id);
                 }
             }
             Record::Chunk { analysis_id, chunk } => {
@@ -118,28 +130,61 @@ fn rows<'a>(
                     Some(model),
                 ));
             }
-            Record::End {
+            Record::Artifact {
                 analysis_id,
-                artifact: Some(artifact),
+                artifact,
+                latest,
             } => {
                 rows.total.artifacts += 1;
                 rows.place_taken.artifacts += u64::from(fate == Fate::PlaceTaken);
-                if fate == Fate::Insert {
+                if fate != Fate::Insert {
+                    continue;
+                }
+                if *latest {
                     rows.artifacts
                         .push(NewArtifact::from_backup(artifact, *analysis_id));
+                } else {
+                    rows.artifact_versions
+                        .push(NewArtifactVersion::from_backup(artifact, *analysis_id));
                 }
             }
-            Record::End { .. } => {}
+            Record::End {
+                analysis_id,
+                late_extra,
+            } => {
+                // Only on an analysis this restore inserted: a row that existed is skipped.
+                if !open.remove(analysis_id) || late_extra.is_empty() {
+                    continue;
+                }
+                match rows.analyses.iter_mut().find(|row| row.id == *analysis_id) {
+                    Some(row) => {
+                        if let serde_json::Value::Object(extra) = &mut row.extra {
+                            extra.extend(late_extra.clone());
+                        }
+                    }
+                    None => rows
+                        .late_extras
+                        .push((*analysis_id, serde_json::Value::Object(late_extra.clone()))),
+                }
+            }
         }
     }
     Ok(rows)
 }
 
+/// Sets the extras that came after the chunks of analyses inserted in an earlier batch.
+fn set_late_extras(conn: &mut PgConnection, late: &[(Uuid, serde_json::Value)]) -> Result<()> {
+    for (id, extra) in late {
+        diesel::update(analyses::table.find(id))
+            .set(analyses::extra.eq(extra))
+            .execute(conn)
+            .step("setting an analysis's extra fields")?;
+    }
+    Ok(())
+}
+
 fn describe(batch: &EmbeddedBatch) -> String {
-    let analysis_of = |record: &Record| match record {
-        Record::Analysis(head) => head.id,
-        Record::Chunk { analysis_id, .. } | Record::End { analysis_id, .. } => *analysis_id,
-    };
+    let analysis_of = Record::analysis_id;
     let first = batch.records.first().map(|(record, _)| analysis_of(record));
     let last = batch.records.last().map(|(record, _)| analysis_of(record));
     match (first, last) {
@@ -159,11 +204,12 @@ pub fn append_batch(
     batch: EmbeddedBatch,
     model: &str,
     dims: usize,
+    open: &mut HashSet<Uuid>,
     before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<BatchCounts> {
     let (batch, mut vectors) = batch.split();
     let batch = &batch;
-    let rows = rows(batch, &mut vectors, model)?;
+    let rows = rows(batch, &mut vectors, model, open)?;
     crate::db::in_transaction(conn, |conn| {
         let analyses_inserted = diesel::insert_into(analyses::table)
             .values(&rows.analyses)
@@ -184,7 +230,13 @@ pub fn append_batch(
             .values(&rows.artifacts)
             .on_conflict_do_nothing()
             .execute(conn)
-            .step("inserting artifacts")?;
+            .step("inserting artifacts")?
+            + diesel::insert_into(artifact_versions::table)
+                .values(&rows.artifact_versions)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .step("inserting older artifact versions")?;
+        set_late_extras(conn, &rows.late_extras)?;
 
         let ids: Vec<Uuid> = batch
             .records
@@ -230,9 +282,10 @@ pub fn copy_batch(
     conn: &mut PgConnection,
     batch: EmbeddedBatch,
     model: &str,
+    open: &mut HashSet<Uuid>,
 ) -> Result<BatchCounts> {
     let (batch, mut vectors) = batch.split();
-    let rows = rows(&batch, &mut vectors, model)?;
+    let rows = rows(&batch, &mut vectors, model, open)?;
     let analyses_copied = diesel::copy_from(analyses::table)
         .from_insertable(&rows.analyses)
         .execute(conn)
@@ -244,7 +297,12 @@ pub fn copy_batch(
     let artifacts_copied = diesel::copy_from(artifacts::table)
         .from_insertable(&rows.artifacts)
         .execute(conn)
-        .step("copying artifacts")?;
+        .step("copying artifacts")?
+        + diesel::copy_from(artifact_versions::table)
+            .from_insertable(&rows.artifact_versions)
+            .execute(conn)
+            .step("copying older artifact versions")?;
+    set_late_extras(conn, &rows.late_extras)?;
     let inserted = Counts {
         analyses: analyses_copied as u64,
         chunks: chunks_copied as u64,
@@ -278,6 +336,12 @@ pub fn insert_queries(
             expected_chunk_ids: query.expected_chunk_ids.iter().copied().map(Some).collect(),
             category: query.category.as_deref(),
             difficulty: query.difficulty.as_deref(),
+            extra: serde_json::Value::Object(query.extra.clone()),
+            unresolved_expected_chunks: query
+                .unresolved_expected_chunks
+                .iter()
+                .map(|reference| Some(reference.as_str()))
+                .collect(),
         })
         .collect();
     let mut inserted = 0;
@@ -290,6 +354,32 @@ pub fn insert_queries(
             .step("inserting the golden queries")?;
     }
     Ok(inserted as u64)
+}
+
+/// Keeps the file's keys beyond golden's (`dataset_extras`): with `replace`, instead of the
+/// old ones; otherwise adding the keys the database lacks (one it has is left as it is).
+pub fn write_file_extras(
+    conn: &mut PgConnection,
+    extras: &FileExtras,
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        diesel::delete(dataset_extras::table)
+            .execute(conn)
+            .step("deleting the old file-level keys")?;
+    }
+    let rows: Vec<DatasetExtra> = extras
+        .rows()
+        .into_iter()
+        .map(|(key, value)| DatasetExtra { key, value })
+        .collect();
+    diesel::insert_into(dataset_extras::table)
+        .values(&rows)
+        .on_conflict(dataset_extras::key)
+        .do_nothing()
+        .execute(conn)
+        .step("keeping the file-level keys")?;
+    Ok(())
 }
 
 /// The rows of the dataset's tables.
@@ -308,8 +398,12 @@ pub fn table_counts(conn: &mut PgConnection) -> Result<Counts> {
         .step("counting chunks")?;
     let artifacts: i64 = artifacts::table
         .count()
-        .get_result(conn)
-        .step("counting artifacts")?;
+        .get_result::<i64>(conn)
+        .step("counting artifacts")?
+        + artifact_versions::table
+            .count()
+            .get_result::<i64>(conn)
+            .step("counting older artifact versions")?;
     Ok(Counts {
         analyses: analyses as u64,
         chunks: chunks as u64,
@@ -318,17 +412,20 @@ pub fn table_counts(conn: &mut PgConnection) -> Result<Counts> {
     })
 }
 
-/// Empties the three tables and drops the vector indexes on `chunks` (inside the caller's
+/// Empties the dataset's row tables and drops the vector indexes on `chunks` (inside the caller's
 /// transaction). Returns the statements that build the indexes again.
 pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
     // TRUNCATE is instant, but refuses when another table references these; then DELETE,
     // whose cascades and restrictions the schema decides.
     let truncated = conn.transaction(|conn| {
-        diesel::sql_query("TRUNCATE chunks, artifacts, analyses, pending_embeddings").execute(conn)
+        diesel::sql_query(
+            "TRUNCATE chunks, artifacts, artifact_versions, analyses, pending_embeddings",
+        )
+        .execute(conn)
     });
     if let Err(e) = truncated {
         log::debug!("TRUNCATE refused ({e}); deleting instead");
-        for table in ["chunks", "artifacts", "analyses"] {
+        for table in ["chunks", "artifacts", "artifact_versions", "analyses"] {
             diesel::sql_query(format!("DELETE FROM {table}"))
                 .execute(conn)
                 .step(&format!("deleting the old {table}"))?;

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use self::existing::{Existing, Fate};
 use self::load::{BatchCounts, EmbeddedBatch};
+use crate::backup_file::extras::FileExtras;
 use crate::backup_file::record::BackupQuery;
 use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
@@ -104,6 +105,7 @@ pub fn replace(
     input: Input,
     expected: Counts,
     queries: &[BackupQuery],
+    file_extras: &FileExtras,
     safety_path: &Path,
     embedding: Embedding,
     progress: &Progress,
@@ -114,7 +116,8 @@ pub fn replace(
     crate::db::in_final_transaction(conn, |conn| {
         progress.step("locking the dataset's tables");
         diesel::sql_query(
-            "LOCK TABLE analyses, chunks, artifacts, queries IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLE analyses, chunks, artifacts, artifact_versions, queries, dataset_extras \
+             IN ACCESS EXCLUSIVE MODE",
         )
         .execute(conn)
         .step("locking the tables")?;
@@ -150,6 +153,7 @@ pub fn replace(
         let index_definitions = load::clear_for_replace(conn)?;
         let mut loaded = load_file(conn, input, Mode::Replace, embedding, progress)?;
         loaded.queries_inserted = load::insert_queries(conn, queries, true)?;
+        load::write_file_extras(conn, file_extras, true)?;
         interrupt::check()?;
         progress.step("building the vector index");
         load::build_indexes(conn, &index_definitions)?;
@@ -206,14 +210,17 @@ fn load_file(
         progress,
     };
     let mut counts = BatchCounts::default();
+    let mut open = std::collections::HashSet::new();
     let unchanged = || input.source.check_unchanged();
     let loaded = pipeline::run(
         |feed| producer.run(feed),
         |batch| {
             interrupt::check()?;
             let written = match mode {
-                Mode::Append => load::append_batch(conn, batch, &model, dims, &unchanged)?,
-                Mode::Replace => load::copy_batch(conn, batch, &model)?,
+                Mode::Append => {
+                    load::append_batch(conn, batch, &model, dims, &mut open, &unchanged)?
+                }
+                Mode::Replace => load::copy_batch(conn, batch, &model, &mut open)?,
             };
             progress.written(written.total.analyses, written.total.chunks);
             counts += written;
@@ -305,7 +312,7 @@ impl Producer<'_> {
             match &record {
                 Record::End { .. } => ends += 1,
                 Record::Chunk { .. } => chunks += 1,
-                Record::Analysis(_) => {}
+                Record::Analysis(_) | Record::Artifact { .. } => {}
             }
             batch.push((record, fate));
             if ends == BATCH_ANALYSES || chunks >= BATCH_CHUNKS {

@@ -101,9 +101,7 @@ fn count(
                 &mut plan.chunks_to_skip,
                 Some(&mut plan.chunks_to_skip_place_taken),
             ),
-            Record::End {
-                artifact: Some(_), ..
-            } => (
+            Record::Artifact { .. } => (
                 &mut plan.artifacts_to_insert,
                 &mut plan.artifacts_to_skip,
                 Some(&mut plan.artifacts_to_skip_place_taken),

@@ -204,6 +204,12 @@ impl TestDb {
                             .collect(),
                         category: query.category.as_deref(),
                         difficulty: query.difficulty.as_deref(),
+                        extra: serde_json::Value::Object(query.extra.clone()),
+                        unresolved_expected_chunks: query
+                            .unresolved_expected_chunks
+                            .iter()
+                            .map(|reference| Some(reference.as_str()))
+                            .collect(),
                     })
                     .execute(conn)?;
             }
@@ -285,7 +291,7 @@ pub fn insert_record(
     diesel::insert_into(chunks::table)
         .values(&rows)
         .execute(conn)?;
-    if let Some(artifact) = &record.artifact {
+    for artifact in record.artifact_versions.iter().chain(&record.artifact) {
         diesel::insert_into(artifacts::table)
             .values(NewArtifact::from_backup(artifact, record.id))
             .execute(conn)?;

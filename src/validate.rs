@@ -784,10 +784,8 @@ impl Validator {
                 );
                 continue;
             };
-            let id = orphan.get("id").map_or("(no id)".into(), |id| display(id));
-            let analysis = orphan
-                .get("analysis_id")
-                .map_or("(none)".into(), |id| display(id));
+            let id = orphan.get("id").map_or("(no id)".into(), display);
+            let analysis = orphan.get("analysis_id").map_or("(none)".into(), display);
             self.orphan_artifacts += 1;
             self.warning(
                 format!("artifact {id}"),
@@ -1058,6 +1056,11 @@ fn is_placeholder_host(host: &str) -> bool {
         || host.contains("placeholder")
 }
 
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_url;
@@ -1090,9 +1093,4 @@ mod tests {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

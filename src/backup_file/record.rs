@@ -64,7 +64,7 @@ pub fn extras_of(fields: &serde_json::Map<String, serde_json::Value>, known: &[&
 /// Orders the artifacts of one analysis oldest first: by version (none first), creation time
 /// and id. The last one is the analysis's `artifact`, the others its `artifact_versions`.
 pub fn latest_last(artifacts: &mut [BackupArtifact]) {
-    artifacts.sort_by(|a, b| (a.version, a.created_at, a.id).cmp(&(b.version, b.created_at, b.id)));
+    artifacts.sort_by_key(|artifact| (artifact.version, artifact.created_at, artifact.id));
 }
 
 /// An analysis's own fields, without its chunks and artifacts: what a streaming pass knows

@@ -151,8 +151,10 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 &mut conn,
                 input,
                 expected,
-                queries,
-                &file_extras,
+                restore::FileLevel {
+                    queries,
+                    extras: &file_extras,
+                },
                 &safety_path,
                 embedding,
                 &progress,

@@ -87,6 +87,13 @@ pub struct Input<'a> {
     pub validated_sha256: [u8; 32],
 }
 
+/// What a file holds besides its analyses: its golden queries and its file-level keys.
+#[derive(Clone, Copy)]
+pub struct FileLevel<'a> {
+    pub queries: &'a [BackupQuery],
+    pub extras: &'a FileExtras,
+}
+
 /// Appends the file's rows that the database lacks, one committed batch at a time.
 pub fn append(
     conn: &mut PgConnection,
@@ -104,8 +111,7 @@ pub fn replace(
     conn: &mut PgConnection,
     input: Input,
     expected: Counts,
-    queries: &[BackupQuery],
-    file_extras: &FileExtras,
+    file_level: FileLevel,
     safety_path: &Path,
     embedding: Embedding,
     progress: &Progress,
@@ -152,8 +158,8 @@ pub fn replace(
             };
         let index_definitions = load::clear_for_replace(conn)?;
         let mut loaded = load_file(conn, input, Mode::Replace, embedding, progress)?;
-        loaded.queries_inserted = load::insert_queries(conn, queries, true)?;
-        load::write_file_extras(conn, file_extras, true)?;
+        loaded.queries_inserted = load::insert_queries(conn, file_level.queries, true)?;
+        load::write_file_extras(conn, file_level.extras, true)?;
         interrupt::check()?;
         progress.step("building the vector index");
         load::build_indexes(conn, &index_definitions)?;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, dump, evaluate, generate, load, migrate, regenerate, restore, verify,
+    self, backup, cache, convert, dump, evaluate, generate, load, migrate, regenerate, restore,
+    verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -97,6 +98,8 @@ pub enum Command {
     Generate(generate::Args),
     /// Check a backup file, and optionally compare it with the database
     Verify(verify::Args),
+    /// Write a backup file of any dialect golden reads in golden's own format, every field kept
+    Convert(convert::Args),
 }
 
 /// Runs the tool and returns the process exit code.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod conninfo;
+pub mod convert;
 pub mod db;
 pub mod embed;
 pub mod error;

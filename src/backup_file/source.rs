@@ -71,6 +71,11 @@ impl BackupSource {
         &self.path
     }
 
+    /// The dialect the file was read as, for the first line of a command's output.
+    pub fn dialect_label(&self) -> String {
+        "golden 1.0".to_string()
+    }
+
     /// A read of the whole file from its start, hashing what it reads.
     pub fn pass(&self) -> Pass<'_> {
         Pass {

@@ -19,7 +19,7 @@ use crate::{interrupt, paths};
 
 pub const DEFAULT_DUMP_PATH: &str = "data/golden_dataset_dump.sql";
 /// The tables of the dataset, in the order their rows can be loaded.
-pub const DATASET_TABLES: [&str; 3] = ["analyses", "chunks", "artifacts"];
+pub const DATASET_TABLES: [&str; 4] = ["analyses", "chunks", "artifacts", "artifact_versions"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -52,9 +52,17 @@ struct Report<'a> {
     by_category: &'a std::collections::BTreeMap<String, Summary>,
     by_difficulty: &'a std::collections::BTreeMap<String, Summary>,
     worst: Vec<&'a QueryResult>,
+    /// The queries left out of the figures, and why.
+    not_scored: Vec<NotScored<'a>>,
     min_recall: Option<f64>,
     min_mrr: Option<f64>,
     passed: bool,
+}
+
+#[derive(Serialize)]
+struct NotScored<'a> {
+    id: &'a str,
+    reason: &'a str,
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
@@ -107,6 +115,16 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         by_category: &evaluation.by_category,
         by_difficulty: &evaluation.by_difficulty,
         worst,
+        not_scored: evaluation
+            .results
+            .iter()
+            .filter_map(|result| {
+                result.not_scored.as_deref().map(|reason| NotScored {
+                    id: &result.id,
+                    reason,
+                })
+            })
+            .collect(),
         min_recall: args.min_recall,
         min_mrr: args.min_mrr,
         passed,
@@ -186,14 +204,38 @@ fn print_table(
             ))?;
         }
     }
-    let unscored = evaluation.results.len() - evaluation.overall.queries;
-    if !worst.is_empty() {
+    let unresolved: Vec<&QueryResult> = evaluation
+        .results
+        .iter()
+        .filter(|r| !r.unresolved_expected_chunks.is_empty())
+        .collect();
+    if !unresolved.is_empty() {
+        if !worst.is_empty() {
+            output.line("")?;
+        }
+        output.line("not scored (an incomplete answer would overstate recall):")?;
+        for result in &unresolved {
+            output.line(format_args!(
+                "  {} {:?}: {}",
+                result.id,
+                result.query,
+                result.not_scored.as_deref().unwrap_or("not scored")
+            ))?;
+        }
+    }
+    let without_answer = evaluation.results.len() - evaluation.overall.queries - unresolved.len();
+    if !worst.is_empty() || !unresolved.is_empty() {
         output.line("")?;
     }
     output.line(format_args!(
-        "evaluation of {} queries ({} scored, {unscored} without an expected answer) at k = {k}, {model}, {}",
+        "evaluation of {} queries ({} scored, {without_answer} without an expected answer{}) at k = {k}, {model}, {}",
         evaluation.results.len(),
         evaluation.overall.queries,
+        if unresolved.is_empty() {
+            String::new()
+        } else {
+            format!(", {} with unresolved expected chunks", unresolved.len())
+        },
         if evaluation.exact { "exact search" } else { "HNSW index" }
     ))?;
     output.line("")?;

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cache;
+pub mod convert;
 pub mod dump;
 pub mod evaluate;
 pub mod generate;
@@ -27,6 +28,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::RegenerateEmbeddings(args) => regenerate::run(args, global, output),
         Command::Cache(args) => cache::run(args, global, output),
         Command::Dump(args) => dump::run(args, global, output),
+        Command::Convert(args) => convert::run(args, global, output),
         Command::Evaluate(args) => evaluate::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),

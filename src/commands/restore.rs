@@ -75,6 +75,10 @@ struct Summary {
     artifacts_skipped: u64,
     /// Of the artifacts skipped, those whose analysis has another artifact.
     artifacts_skipped_place_taken: u64,
+    /// Artifacts whose analysis is not in the file: kept with the file-level keys, not as rows.
+    artifacts_left_out: u64,
+    /// The dialect the file was read as.
+    dialect: String,
     queries_inserted: u64,
     queries_skipped: u64,
     embedding_requests: u64,
@@ -96,6 +100,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     }
     let path = args.input.path();
     let source = BackupSource::open(&path).map_err(ReadError::into_report)?;
+    output.line(format_args!("read as {}", source.dialect_label()))?;
     let mode = if args.replace {
         Mode::Replace
     } else {
@@ -115,7 +120,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let (expected, queries) = (validation.counts, &validation.queries);
     let file_extras = FileExtras::of_header(&validation.header);
     if args.dry_run {
-        return dry_run(&args, global, output, input, queries, mode);
+        let left_out = validation.orphan_artifacts as u64;
+        return dry_run(&args, global, output, input, queries, mode, left_out);
     }
     let client = args.embed.client()?;
     let mut conn = db::connect(global)?;
@@ -130,6 +136,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         model: client.info().model.clone(),
         dims: client.info().dims,
         replaced: args.replace,
+        artifacts_left_out: validation.orphan_artifacts as u64,
+        dialect: source.dialect_label(),
         ..Summary::default()
     };
     let embedding = restore::Embedding {
@@ -303,6 +311,7 @@ fn dry_run(
     input: Input,
     queries: &[BackupQuery],
     mode: Mode,
+    artifacts_left_out: u64,
 ) -> Result<Exit> {
     let client = match args.embed.config()? {
         Some(config) => Some(EmbeddingClient::new(build_provider(&config)?, &config)?),
@@ -318,7 +327,9 @@ fn dry_run(
         .map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
             restore::window_chunks(client.batch_size(), client.concurrency())
         });
-    let plan = plan::plan(&mut conn, input, queries, mode, embedder.as_ref(), window)?;
+    let mut plan = plan::plan(&mut conn, input, queries, mode, embedder.as_ref(), window)?;
+    plan.artifacts_left_out = artifacts_left_out;
+    plan.dialect = input.source.dialect_label();
     let path = input.source.path();
     output.line(format_args!(
         "plan for restoring {} ({}):",
@@ -367,6 +378,12 @@ fn dry_run(
         };
         output.line(format_args!(
             "  {table:<9} {insert} to insert, {skip} to skip{why}"
+        ))?;
+    }
+    if artifacts_left_out > 0 {
+        output.line(format_args!(
+            "  left out  {artifacts_left_out} artifacts whose analysis is not in the file (kept as they \
+             are with the file-level keys, and written back by backup; `golden verify` lists them)"
         ))?;
     }
     match (&client, plan.embeddings_to_compute, plan.embedding_requests_needed) {
@@ -447,6 +464,14 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
         summary.embeddings_reused,
         summary.seconds
     ))?;
+    if summary.artifacts_left_out > 0 {
+        output.line(format_args!(
+            "left out {} artifacts whose analysis is not in the file: an artifact cannot be \
+             restored without its analysis; they are kept as they are with the file-level keys, \
+             and backup writes them back (`golden verify` lists their ids)",
+            summary.artifacts_left_out
+        ))?;
+    }
     output.summary(summary)?;
     Ok(())
 }

@@ -32,14 +32,17 @@ struct Summary<'a> {
     problems: &'a [Problem],
     warnings: &'a [Problem],
     file: &'a std::path::Path,
+    dialect: &'a str,
     #[serde(flatten)]
     counts: Counts,
+    orphan_artifacts: usize,
     against_db: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let path = args.input.path();
     let source = BackupSource::open(&path).map_err(ReadError::into_report)?;
+    output.line(format_args!("read as {}", source.dialect_label()))?;
     let validation = validate::validate_source(&source).map_err(|e| e.into_report())?;
     let mut problems = validation.problems.clone();
     if args.against_db {
@@ -94,7 +97,9 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         problems: &problems,
         warnings: &validation.warnings,
         file: &path,
+        dialect: &source.dialect_label(),
         counts,
+        orphan_artifacts: validation.orphan_artifacts,
         against_db: args.against_db,
     })?;
     Ok(if problems.is_empty() {

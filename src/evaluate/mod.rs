@@ -38,8 +38,15 @@ pub struct QueryResult {
     pub difficulty: Option<String>,
     pub expected: Vec<Uuid>,
     pub retrieved: Vec<Retrieved>,
-    /// `None` for a query without an expected answer.
+    /// `None` for a query that is not scored (see `not_scored`).
     pub scores: Option<Scores>,
+    /// Why the query is not scored: no expected answer, or expected chunks that matched no
+    /// chunk when its file was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_scored: Option<String>,
+    /// Expected chunks named by a reference that matched no chunk when the file was read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved_expected_chunks: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,8 +77,35 @@ pub fn evaluate(
         let retrieved = search(conn, Vector::from(vector), k, exact)?;
         let ids: Vec<Uuid> = retrieved.iter().map(|r| r.id).collect();
         let expected: Vec<Uuid> = query.expected_chunk_ids.into_iter().flatten().collect();
+        let unresolved: Vec<String> = query
+            .unresolved_expected_chunks
+            .into_iter()
+            .flatten()
+            .collect();
+        // Scoring against the expected chunks that were found would overstate recall: the
+        // answer is incomplete, so the query is listed and left out of the figures.
+        let not_scored = if !unresolved.is_empty() {
+            Some(format!(
+                "expected chunks {} match no chunk of the dataset (unresolved when its file was read)",
+                unresolved
+                    .iter()
+                    .map(|reference| format!("{reference:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else if expected.is_empty() {
+            Some("no expected answer".to_string())
+        } else {
+            None
+        };
         results.push(QueryResult {
-            scores: score(&ids, &expected, k),
+            scores: if not_scored.is_some() {
+                None
+            } else {
+                score(&ids, &expected, k)
+            },
+            not_scored,
+            unresolved_expected_chunks: unresolved,
             id: query.id,
             query: query.query,
             category: query.category,

@@ -44,6 +44,11 @@ pub struct Plan {
     pub embedding_requests_needed: Option<u64>,
     /// The rows a replace would delete (after a safety backup).
     pub rows_to_delete: Option<Counts>,
+    /// Artifacts whose analysis is not in the file: not restored as rows (kept with the
+    /// file-level keys).
+    pub artifacts_left_out: u64,
+    /// The dialect the file was read as.
+    pub dialect: String,
 }
 
 /// The plan of restoring `input` in `mode`, windows of `window_chunks` as the restore

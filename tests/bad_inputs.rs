@@ -14,6 +14,9 @@ use serde::Deserialize;
 struct Expected {
     verify: i32,
     message: String,
+    /// Where the problem is (a record id or a JSON path), named on the message's line.
+    #[serde(default)]
+    place: Option<String>,
 }
 
 fn corpus() -> BTreeMap<String, Expected> {
@@ -56,9 +59,11 @@ fn every_broken_file_is_refused_clearly_and_nothing_is_written() {
         } else {
             &stdout
         };
+        let place = expected.place.as_deref().unwrap_or_default();
         assert!(
-            said.contains(&expected.message),
-            "{name}: expected {:?} in\n{said}",
+            said.lines()
+                .any(|line| line.contains(&expected.message) && line.contains(place)),
+            "{name}: expected {:?} at {place:?} in\n{said}",
             expected.message
         );
         if expected.verify == 2 {

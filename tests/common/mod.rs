@@ -3,6 +3,7 @@
 //! runs it, and the sample dataset loaded the way other tools of a team would write it.
 #![allow(dead_code)]
 
+pub mod dialects;
 pub mod embed_server;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-"""Writes the broken backup files of this folder from one small valid backup."""
-import copy, json
+"""Writes the broken backup files of this folder from small valid backups: golden's own, the
+seed template's nested "1.0" and SkillForge's flat "1.0"."""
+import copy, hashlib, json
 
 BASE = {
     "version": "1.0",
@@ -28,16 +29,65 @@ BASE = {
                  "difficulty": "easy"}],
 }
 TEXT = json.dumps(BASE, indent=2)
+
+
+def seed_analysis(a):
+    """An analysis as the seed's template script writes it: no title or updated_at, findings."""
+    artifact = a["artifact"] and {"id": a["artifact"]["id"], "summary": a["artifact"]["summary"],
+                                  "key_findings": ["Readers never block writers"], "metadata": {"words": 5}}
+    return {"id": a["id"], "url": a["url"], "content_type": a["content_type"], "status": a["status"],
+            "created_at": "2025-01-01T00:00:00+00:00",
+            "findings": [{"agent": "tech_comparator", "category": "architecture", "content": "Caf\u00e9-sized.",
+                          "confidence": 0.9, "metadata": {}}],
+            "chunks": a["chunks"], "artifact": artifact}
+
+
+SEED = {"version": "1.0", "created_at": "2026-01-22T10:00:00.123456+00:00",
+        "metadata": {"total_analyses": 2, "total_chunks": 3, "total_artifacts": 1},
+        "analyses": [seed_analysis(a) for a in BASE["analyses"]]}
+
+
+def flat_chunk(id, analysis_id, text, index, path):
+    return {"id": id, "analysis_id": analysis_id, "snippet": text, "granularity": "fine", "section_title": None,
+            "chunk_idx": index, "chunk_total": 2, "path": path, "hash": hashlib.sha256(text.encode()).hexdigest(),
+            "content_type": "documentation", "language": "en", "model": "text-embedding-3-small",
+            "model_version": None, "created_at": "2025-01-01T00:00:00+00:00"}
+
+
+# SkillForge's flat "1.0": three lists linked by analysis_id, a naive header time.
+FLAT = {
+    "version": "1.0",
+    "created_at": "2025-12-12T08:33:16.928533",
+    "source": "SkillForge Golden Dataset Backup",
+    "counts": {"analyses": 2, "artifacts": 1, "chunks": 3},
+    "data": {
+        "analyses": [{k: a[k] for k in ("id", "url", "content_type", "title", "status", "created_at", "updated_at")}
+                     for a in BASE["analyses"]],
+        "artifacts": [{"id": "33333333-3333-4333-8333-333333333333", "analysis_id": "11111111-1111-4111-8111-111111111111",
+                       "markdown_content": "How PostgreSQL uses MVCC.", "version": 1,
+                       "artifact_metadata": {"document_id": "mvcc"}, "created_at": "2025-01-01T00:00:00+00:00"}],
+        "chunks": [
+            flat_chunk("44444444-4444-4444-8444-444444444441", "11111111-1111-4111-8111-111111111111",
+                       "Snapshots isolate readers.", 0, ["mvcc", "mvcc/intro"]),
+            flat_chunk("44444444-4444-4444-8444-444444444442", "11111111-1111-4111-8111-111111111111",
+                       "Writers create row versions.", 1, ["mvcc", "mvcc/versions"]),
+            flat_chunk("44444444-4444-4444-8444-444444444443", "11111111-1111-4111-8111-111111111112",
+                       "HNSW builds layered graphs.", 0, ["hnsw"])],
+    },
+}
 cases, expected = {}, {}
 
 
-def case(name, verify_code, phrase, content):
+def case(name, verify_code, phrase, content, place=None):
+    """`verify` exits `verify_code`, and one line of its message holds `phrase` (and `place`)."""
     cases[name] = content
     expected[name] = {"verify": verify_code, "message": phrase}
+    if place:
+        expected[name]["place"] = place
 
 
-def edited(change):
-    data = copy.deepcopy(BASE)
+def edited(change, base=BASE):
+    data = copy.deepcopy(base)
     change(data)
     return json.dumps(data, indent=2)
 
@@ -93,6 +143,20 @@ case("status-too-long.json", 3, "an index holds at most 2000 bytes",
      edited(lambda d: d["analyses"][1].update(status="x" * 9000)))
 case("query-id-too-long.json", 3, "an index holds at most 2000 bytes",
      edited(lambda d: d["queries"][0].update(id="q" * 9000)))
+
+# The other dialects (issue 12).
+case("flat-chunk-of-no-analysis.json", 3, "11111111-1111-4111-8111-999999999999",
+     edited(lambda d: d["data"]["chunks"][2].update(analysis_id="11111111-1111-4111-8111-999999999999"), FLAT),
+     place="44444444-4444-4444-8444-444444444443")
+case("flat-hash-mismatch.json", 3, "hash",
+     edited(lambda d: d["data"]["chunks"][1].update(hash=hashlib.sha256(b"Writers").hexdigest()), FLAT),
+     place="44444444-4444-4444-8444-444444444442")
+case("flat-chunks-not-a-list.json", 2, "not a list",
+     edited(lambda d: d["data"].update(chunks={"0": d["data"]["chunks"][0]}), FLAT), place="data.chunks")
+case("flat-version-3.json", 2, "version \"3.0\"", edited(lambda d: d.update(version="3.0"), FLAT))
+case("seed-chunk-missing-content.json", 3, "missing \"content\"",
+     edited(lambda d: d["analyses"][0]["chunks"][1].pop("content"), SEED),
+     place="22222222-2222-4222-8222-222222222222")
 
 for name, content in cases.items():
     with open(name, "w", encoding="utf-8", newline="") as f:

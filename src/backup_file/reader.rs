@@ -27,6 +27,8 @@ pub struct Header {
     pub metadata: Option<Value>,
     /// The optional list of golden queries (small: kept whole).
     pub queries: Option<Value>,
+    /// Every other top-level key but `analyses`, kept as found (small: `source`, `fixtures`).
+    pub extras: Map<String, Value>,
     pub analyses_seen: usize,
 }
 
@@ -164,7 +166,7 @@ pub fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
-fn describe_json_error(shown: &str, e: &serde_json::Error) -> String {
+pub(crate) fn describe_json_error(shown: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let at = format!("line {} column {}", e.line(), e.column());
     match e.classify() {
@@ -236,7 +238,8 @@ impl<'de, F: OnPiece> Visitor<'de> for TopLevel<'_, F> {
                     })?;
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    let value = map.next_value()?;
+                    self.header.extras.insert(key, value);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! tolerant of the original Python tool's quirks) and written (streamed, deterministic, atomic).
 
 pub mod checksum;
+pub mod dialect;
 pub mod reader;
 pub mod record;
 pub mod records;

@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod extras;
+pub mod dialect;
 pub mod reader;
 pub mod record;
 pub mod records;

@@ -167,7 +167,7 @@ pub fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
-fn describe_json_error(shown: &str, e: &serde_json::Error) -> String {
+pub(crate) fn describe_json_error(shown: &str, e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let at = format!("line {} column {}", e.line(), e.column());
     match e.classify() {

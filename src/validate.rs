@@ -93,6 +93,13 @@ pub fn validate_source(source: &BackupSource) -> Result<Validation, ReadError> {
     })?;
     let mut validation = validator.finish(header);
     validation.file_sha256 = Some(pass.digest());
+    if let Some(found) = source.dialect_findings() {
+        // The dialect's own findings first: they name places in the original file.
+        let problems = std::mem::take(&mut validation.problems);
+        validation.problems = found.problems.iter().cloned().chain(problems).collect();
+        let warnings = std::mem::take(&mut validation.warnings);
+        validation.warnings = found.warnings.iter().cloned().chain(warnings).collect();
+    }
     Ok(validation)
 }
 

@@ -2,8 +2,8 @@
 //! tolerant of the original Python tool's quirks) and written (streamed, deterministic, atomic).
 
 pub mod checksum;
-pub mod extras;
 pub mod dialect;
+pub mod extras;
 pub mod reader;
 pub mod record;
 pub mod records;

@@ -12,6 +12,10 @@
 //!
 //! The file is opened without blocking and must be a regular file: a FIFO would be used up
 //! by the first pass, a device might never end.
+//!
+//! A file of another tool's dialect is read once, by its own reader, into golden's format in
+//! an anonymous temp file that nobody else can reach; the passes then read that. The original
+//! is still checked unchanged before every commit.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::dialect::{self, Dialect, Normalized};
 use super::reader::ReadError;
 
 /// A backup file opened for reading.
@@ -26,6 +31,9 @@ pub struct BackupSource {
     path: PathBuf,
     file: File,
     identity: Identity,
+    dialect: Dialect,
+    /// Golden's format of a foreign file, and what its reader found wrong with it.
+    normalized: Option<(File, Normalized)>,
 }
 
 /// What tells one state of a file from another without reading it.
@@ -60,11 +68,48 @@ impl BackupSource {
         let metadata = file
             .metadata()
             .map_err(|e| ReadError::Invalid(format!("cannot read {}: {e}", path.display())))?;
-        Ok(BackupSource {
+        let mut source = BackupSource {
             path: path.to_path_buf(),
             identity: Identity::of(&metadata),
             file,
-        })
+            dialect: Dialect::Golden,
+            normalized: None,
+        };
+        let shown = path.display().to_string();
+        source.dialect = dialect::detect(source.original_pass(), &shown)?;
+        if source.dialect != Dialect::Golden {
+            let temp = tempfile::tempfile().map_err(|e| {
+                ReadError::Invalid(format!("cannot create a temp file to read {shown}: {e}"))
+            })?;
+            let mut out = std::io::BufWriter::new(temp);
+            let found =
+                dialect::normalize(&source.dialect, source.original_pass(), &shown, &mut out)?;
+            let temp = out.into_inner().map_err(|e| {
+                ReadError::Invalid(format!("cannot write the temp file of {shown}: {e}"))
+            })?;
+            source.normalized = Some((temp, found));
+        }
+        Ok(source)
+    }
+
+    /// The dialect the file is written in.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    /// What the dialect's reader found wrong (problems) or worth a look (warnings), beyond
+    /// what the checks of golden's format find.
+    pub fn dialect_findings(&self) -> Option<&Normalized> {
+        self.normalized.as_ref().map(|(_, found)| found)
+    }
+
+    /// A read of the file as it is on disk.
+    fn original_pass(&self) -> Pass<'_> {
+        Pass {
+            file: &self.file,
+            offset: 0,
+            hasher: Sha256::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -73,13 +118,17 @@ impl BackupSource {
 
     /// The dialect the file was read as, for the first line of a command's output.
     pub fn dialect_label(&self) -> String {
-        "golden 1.0".to_string()
+        self.dialect.label()
     }
 
-    /// A read of the whole file from its start, hashing what it reads.
+    /// A read of the whole file in golden's format from its start (the file itself, or its
+    /// normalized form), hashing what it reads.
     pub fn pass(&self) -> Pass<'_> {
         Pass {
-            file: &self.file,
+            file: self
+                .normalized
+                .as_ref()
+                .map_or(&self.file, |(temp, _)| temp),
             offset: 0,
             hasher: Sha256::new(),
         }

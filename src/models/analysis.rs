@@ -53,8 +53,8 @@ impl<'a> From<&'a BackupAnalysis> for NewAnalysis<'a> {
 }
 
 impl<'a> From<&'a BackupAnalysisHead> for NewAnalysis<'a> {
-    /// The row of an analysis whose extras are not known yet (they may follow its chunks in
-    /// the file): they are set when the analysis ends.
+    /// The row of an analysis from its head; extras that follow its chunks in the file are
+    /// set when the analysis ends.
     fn from(head: &'a BackupAnalysisHead) -> Self {
         NewAnalysis {
             id: head.id,
@@ -64,7 +64,7 @@ impl<'a> From<&'a BackupAnalysisHead> for NewAnalysis<'a> {
             status: &head.status,
             created_at: head.created_at,
             updated_at: head.updated_at,
-            extra: serde_json::Value::Object(serde_json::Map::new()),
+            extra: serde_json::Value::Object(head.extra.clone()),
         }
     }
 }

@@ -151,7 +151,7 @@ case("flat-chunk-of-no-analysis.json", 3, "11111111-1111-4111-8111-999999999999"
 case("flat-hash-mismatch.json", 3, "hash",
      edited(lambda d: d["data"]["chunks"][1].update(hash=hashlib.sha256(b"Writers").hexdigest()), FLAT),
      place="44444444-4444-4444-8444-444444444442")
-case("flat-chunks-not-a-list.json", 2, "not a list",
+case("flat-chunks-not-a-list.json", 3, "not a list",
      edited(lambda d: d["data"].update(chunks={"0": d["data"]["chunks"][0]}), FLAT), place="data.chunks")
 case("flat-version-3.json", 2, "version \"3.0\"", edited(lambda d: d.update(version="3.0"), FLAT))
 case("seed-chunk-missing-content.json", 3, "missing \"content\"",

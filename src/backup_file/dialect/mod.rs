@@ -136,13 +136,11 @@ pub fn detect(source: impl Read, shown: &str) -> Result<Dialect, ReadError> {
     let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(source));
     let result = TopLevelProbe { probe: &mut probe }.deserialize(&mut deserializer);
     match probe.shape {
-        None
-        | Some(Shape::Nested {
-            seed_template: false,
-        }) => Ok(Dialect::Golden),
+        None => Ok(Dialect::Golden),
         Some(Shape::Nested {
             seed_template: true,
-        }) => Ok(Dialect::SeedTemplate),
+        }) if !probe.written_by_golden => Ok(Dialect::SeedTemplate),
+        Some(Shape::Nested { .. }) => Ok(Dialect::Golden),
         Some(Shape::Flat) => match (probe.version, result) {
             (Some(version), _) => flat_dialect(version, shown),
             (None, Err(e)) if !probe.stopped => {
@@ -260,6 +258,9 @@ fn kind(value: &Value) -> &'static str {
 #[derive(Default)]
 struct Probe {
     version: Option<Value>,
+    /// The `metadata` before the analyses holds the keys golden's writer always writes
+    /// (`status_filter`, `checksum`): a file golden wrote, extras (`findings`) and all.
+    written_by_golden: bool,
     shape: Option<Shape>,
     /// The read was stopped on purpose once the shape was known.
     stopped: bool,
@@ -313,6 +314,12 @@ impl<'de> Visitor<'de> for TopLevelProbe<'_> {
             let undecided = self.probe.shape.is_none();
             match key.as_str() {
                 "version" => self.probe.version = Some(map.next_value()?),
+                "metadata" if undecided => {
+                    let metadata: Value = map.next_value()?;
+                    self.probe.written_by_golden = ["status_filter", "checksum"]
+                        .iter()
+                        .all(|key| metadata.get(key).is_some_and(Value::is_string));
+                }
                 "analyses" if undecided => map.next_value_seed(AnalysesProbe {
                     probe: &mut *self.probe,
                 })?,
@@ -582,6 +589,13 @@ mod tests {
         let key_findings = r#"{"analyses": [{"chunks": [{"id": 1}],
             "artifact": {"key_findings": ["x"], "metadata": {}}}], "version": "1.0"}"#;
         assert_eq!(detected(key_findings).unwrap(), Dialect::SeedTemplate);
+        let converted = r#"{"version": "1.0", "metadata": {"status_filter": "completed",
+            "checksum": "sha256:00"}, "analyses": [{"findings": []}]}"#;
+        assert_eq!(
+            detected(converted).unwrap(),
+            Dialect::Golden,
+            "golden wrote it"
+        );
         let after_a_null_artifact = r#"{"analyses": [{"artifact": null, "findings": []}]}"#;
         assert_eq!(
             detected(after_a_null_artifact).unwrap(),

@@ -32,19 +32,25 @@ pub struct FileExtras {
 }
 
 impl FileExtras {
-    /// The extras of a file's header.
-    pub fn of_header(header: &Header) -> FileExtras {
-        let metadata = match &header.metadata {
-            Some(Value::Object(metadata)) => metadata
-                .iter()
-                .filter(|(key, _)| !METADATA_KEYS.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
+    /// Takes the extras out of a file's header (they may be large, `fixtures` say: moved,
+    /// never copied).
+    pub fn take_from(header: &mut Header) -> FileExtras {
+        let metadata = match &mut header.metadata {
+            Some(Value::Object(metadata)) => {
+                let keys: Vec<String> = metadata
+                    .keys()
+                    .filter(|key| !METADATA_KEYS.contains(&key.as_str()))
+                    .cloned()
+                    .collect();
+                keys.into_iter()
+                    .filter_map(|key| metadata.remove(&key).map(|value| (key, value)))
+                    .collect()
+            }
             _ => Extra::new(),
         };
         FileExtras {
             metadata,
-            top: header.extras.clone(),
+            top: std::mem::take(&mut header.extras),
         }
     }
 
@@ -62,15 +68,18 @@ impl FileExtras {
         extras
     }
 
-    /// The rows of `dataset_extras` that hold these extras.
-    pub fn rows(&self) -> Vec<(String, Value)> {
-        let mut rows: Vec<(String, Value)> = self
+    /// The rows of `dataset_extras` that hold these extras, by reference.
+    pub fn rows(&self) -> Vec<(&str, std::borrow::Cow<'_, Value>)> {
+        let mut rows: Vec<(&str, std::borrow::Cow<'_, Value>)> = self
             .top
             .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (key.as_str(), std::borrow::Cow::Borrowed(value)))
             .collect();
         if !self.metadata.is_empty() {
-            rows.push((METADATA_ROW.into(), Value::Object(self.metadata.clone())));
+            rows.push((
+                METADATA_ROW,
+                std::borrow::Cow::Owned(Value::Object(self.metadata.clone())),
+            ));
         }
         rows
     }

@@ -109,6 +109,25 @@ impl<F: FnMut(Piece<'_>) -> color_eyre::Result<()>> OnPiece for F {}
 pub fn read_pieces<R: Read, F: OnPiece>(
     source: R,
     shown: &str,
+    on_piece: F,
+) -> Result<Header, ReadError> {
+    read_pieces_keeping(source, shown, Extras::Keep, on_piece)
+}
+
+/// Whether a read keeps the file-level keys golden does not define ([`Header::extras`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extras {
+    Keep,
+    /// Skipped, never held: the passes after the validation, which has them already (they
+    /// may be large: SkillForge's `fixtures`).
+    Skip,
+}
+
+/// [`read_pieces`], keeping the file-level extras or not.
+pub fn read_pieces_keeping<R: Read, F: OnPiece>(
+    source: R,
+    shown: &str,
+    extras: Extras,
     mut on_piece: F,
 ) -> Result<Header, ReadError> {
     let mut reader = BufReader::with_capacity(256 * 1024, source);
@@ -130,6 +149,7 @@ pub fn read_pieces<R: Read, F: OnPiece>(
     let mut stopped = None;
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     let result = TopLevel {
+        extras,
         header: &mut header,
         on_piece: &mut on_piece,
         stopped: &mut stopped,
@@ -186,6 +206,7 @@ fn stop<E: de::Error>(stopped: &mut Option<color_eyre::Report>, report: color_ey
 
 /// The file's top-level object.
 struct TopLevel<'a, F> {
+    extras: Extras,
     header: &'a mut Header,
     on_piece: &'a mut F,
     stopped: &'a mut Option<color_eyre::Report>,
@@ -237,6 +258,9 @@ impl<'de, F: OnPiece> Visitor<'de> for TopLevel<'_, F> {
                         on_piece: self.on_piece,
                         stopped: self.stopped,
                     })?;
+                }
+                _ if self.extras == Extras::Skip => {
+                    map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
                     let value = map.next_value()?;

@@ -13,7 +13,7 @@ use color_eyre::eyre::eyre;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::reader::{read_pieces, Header, Piece, ReadError};
+use super::reader::{read_pieces_keeping, Extras, Header, Piece, ReadError};
 use super::record::{
     extras_of, BackupAnalysis, BackupAnalysisHead, BackupArtifact, BackupChunk, Extra,
     ANALYSIS_KEYS, HEAD_KEYS,
@@ -82,7 +82,8 @@ pub fn read_records<R: Read>(
             analysis + 1
         )))
     };
-    read_pieces(source, shown, |piece| {
+    // The validation has the file-level keys; the passes after it need none of them.
+    read_pieces_keeping(source, shown, Extras::Skip, |piece| {
         match piece {
             Piece::AnalysesStart { .. } => {}
             Piece::NotAnObject { analysis, .. } => {

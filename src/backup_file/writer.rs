@@ -247,13 +247,9 @@ impl BackupWriter {
             self.out.write_all(b",\n  ")?;
             self.out.write_all(json_string(key).as_bytes())?;
             self.out.write_all(b": ")?;
-            let pretty = to_pretty_json(value)?;
-            for (i, line) in pretty.split(|&b| b == b'\n').enumerate() {
-                if i > 0 {
-                    self.out.write_all(b"\n  ")?;
-                }
-                self.out.write_all(line)?;
-            }
+            // Streamed, not built first: `fixtures` may be large.
+            serde_json::to_writer_pretty(Indented(&mut self.out), value)
+                .map_err(io::Error::other)?;
         }
         self.hasher.add_file_extras(extras);
         self.out.write_all(b"\n}\n")?;
@@ -344,6 +340,26 @@ impl Prepared {
             }
         }
         Ok(self.written)
+    }
+}
+
+/// Indents every line after the first by two spaces: a top-level value's pretty JSON inside
+/// the file's object. JSON text never holds a raw newline, so every newline is a line break.
+struct Indented<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Indented<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.0.write_all(b"\n  ")?;
+            }
+            self.0.write_all(line)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 

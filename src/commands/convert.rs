@@ -89,7 +89,9 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
             }
         )));
     }
-    let prepared = crate::convert::convert(&source, &validation, &dest_path.target)?;
+    let counts = validation.counts;
+    let (orphan_artifacts, warnings) = (validation.orphan_artifacts, validation.warnings.len());
+    let prepared = crate::convert::convert(&source, validation, &dest_path.target)?;
     // Written from the bytes checked: a file changed meanwhile is not put in place.
     source.check_unchanged()?;
     interrupt::commit_point()?;
@@ -98,7 +100,6 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         .wrap_err_with(|| format!("putting {} in place; it was not changed", dest.display()));
     interrupt::after_commit(written.is_ok(), true);
     let written = written?;
-    let counts = validation.counts;
     output.line(format_args!(
         "converted {} ({} analyses, {} chunks, {} artifacts, {} queries{}) → {}{}",
         args.input.display(),
@@ -106,7 +107,7 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         counts.chunks,
         counts.artifacts,
         counts.queries,
-        match validation.orphan_artifacts {
+        match orphan_artifacts {
             0 => String::new(),
             n => format!(", {n} artifacts without their analysis kept as they are"),
         },
@@ -119,8 +120,8 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         file: &dest,
         changed: written.changed,
         counts,
-        orphan_artifacts: validation.orphan_artifacts,
-        warnings: validation.warnings.len(),
+        orphan_artifacts,
+        warnings,
     })?;
     Ok(Exit::Success)
 }

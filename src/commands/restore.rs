@@ -110,15 +110,15 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         (Mode::Replace, false) => Some(safety_backup_path(&args, &path)?),
         _ => None,
     };
-    let validation = validate_whole_file(&source)?;
+    let mut validation = validate_whole_file(&source)?;
     let input = Input {
         source: &source,
         validated_sha256: validation
             .file_sha256
             .ok_or_else(|| eyre!("internal error: the validation kept no digest of the file"))?,
     };
+    let file_extras = FileExtras::take_from(&mut validation.header);
     let (expected, queries) = (validation.counts, &validation.queries);
-    let file_extras = FileExtras::of_header(&validation.header);
     if args.dry_run {
         let left_out = validation.orphan_artifacts as u64;
         return dry_run(&args, global, output, input, queries, mode, left_out);

@@ -50,10 +50,11 @@ struct Indexed {
 
 /// Converts the validated file `source` into golden's format beside `dest`, ready to be put
 /// in place (a destination that already holds these bytes is left alone).
-pub fn convert(source: &BackupSource, validation: &Validation, dest: &Path) -> Result<Prepared> {
+pub fn convert(source: &BackupSource, mut validation: Validation, dest: &Path) -> Result<Prepared> {
     let (mut lines, index) = index_records(source)?;
-    let header = &validation.header;
-    let extras = FileExtras::of_header(header);
+    let created_at = created_at(&validation, &index);
+    let status_filter = status_filter(&validation, &mut lines, &index)?;
+    let extras = FileExtras::take_from(&mut validation.header);
     let counts = validation.counts;
     let totals = Totals {
         analyses: counts.analyses,
@@ -61,14 +62,9 @@ pub fn convert(source: &BackupSource, validation: &Validation, dest: &Path) -> R
         artifacts: counts.artifacts,
         queries: counts.queries,
     };
-    let mut writer = BackupWriter::create(
-        dest,
-        created_at(validation, &index),
-        totals,
-        &status_filter(validation, &mut lines, &index)?,
-        &extras.metadata,
-    )
-    .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
+    let mut writer =
+        BackupWriter::create(dest, created_at, totals, &status_filter, &extras.metadata)
+            .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
     for analysis in &index {
         let mut head: BackupAnalysisHead = read_line(&mut lines, analysis.head)?;
         head.extra.extend(analysis.late_extra.clone());
@@ -90,7 +86,7 @@ pub fn convert(source: &BackupSource, validation: &Validation, dest: &Path) -> R
         latest_last(&mut older);
         writer.end_analysis(latest.as_ref(), &older)?;
     }
-    let mut queries: Vec<BackupQuery> = validation.queries.clone();
+    let mut queries: Vec<BackupQuery> = validation.queries;
     queries.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     writer
         .finish(&queries, &extras.top)

@@ -17,9 +17,7 @@ use crate::backup_file::extras::FileExtras;
 use crate::backup_file::record::BackupQuery;
 use crate::backup_file::records::Record;
 use crate::db::{self, QueryContext};
-use crate::models::{
-    DatasetExtra, NewAnalysis, NewArtifact, NewArtifactVersion, NewChunk, NewQuery,
-};
+use crate::models::{NewAnalysis, NewArtifact, NewArtifactVersion, NewChunk, NewQuery};
 use crate::schema::{analyses, artifact_versions, artifacts, chunks, dataset_extras, queries};
 use crate::validate::Counts;
 
@@ -368,17 +366,18 @@ pub fn write_file_extras(
             .execute(conn)
             .step("deleting the old file-level keys")?;
     }
-    let rows: Vec<DatasetExtra> = extras
-        .rows()
-        .into_iter()
-        .map(|(key, value)| DatasetExtra { key, value })
-        .collect();
-    diesel::insert_into(dataset_extras::table)
-        .values(&rows)
-        .on_conflict(dataset_extras::key)
-        .do_nothing()
-        .execute(conn)
-        .step("keeping the file-level keys")?;
+    for (key, value) in extras.rows() {
+        // One statement a key: `fixtures` may be large, and is bound as it is, not copied.
+        diesel::insert_into(dataset_extras::table)
+            .values((
+                dataset_extras::key.eq(key),
+                dataset_extras::value.eq(value.as_ref()),
+            ))
+            .on_conflict(dataset_extras::key)
+            .do_nothing()
+            .execute(conn)
+            .step("keeping the file-level keys")?;
+    }
     Ok(())
 }
 

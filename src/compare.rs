@@ -15,13 +15,17 @@ use uuid::Uuid;
 use crate::backup_file::record::{
     BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
 };
+use crate::backup_file::extras::FileExtras;
+use crate::backup_file::reader::Header;
 use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::windows;
 use crate::db::QueryContext;
 use crate::models::chunk::vector_dims;
-use crate::models::{query, Analysis, Artifact, ArtifactVersion, ChunkEmbeddingState, ChunkText};
-use crate::schema::{analyses, artifact_versions, artifacts, chunks};
+use crate::models::{
+    query, Analysis, Artifact, ArtifactVersion, ChunkEmbeddingState, ChunkText, DatasetExtra,
+};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks, dataset_extras};
 use crate::validate::{Problem, Validation};
 
 /// A window of the file compared at once: a few queries per window, whatever its shape.
@@ -76,6 +80,7 @@ pub fn compare_with_database(
     }
     comparison.find_rows_missing_from_file(conn, status_filter)?;
     comparison.compare_queries(conn, &validation.queries, status_filter)?;
+    comparison.compare_file_extras(conn, &validation.header)?;
     Ok(comparison.problems)
 }
 
@@ -470,6 +475,45 @@ impl Comparison {
         for id in extra {
             self.problem(
                 format!("query {id:?}"),
+                "is in the database but not in the file",
+            );
+        }
+        Ok(())
+    }
+
+    /// The file-level keys golden keeps (`dataset_extras`: SkillForge's `source`, `fixtures`,
+    /// the artifacts whose analysis is not in the file, the file's own metadata keys).
+    fn compare_file_extras(&mut self, conn: &mut PgConnection, header: &Header) -> Result<()> {
+        let in_file = FileExtras::of_header(header);
+        let rows: Vec<DatasetExtra> = dataset_extras::table
+            .select(DatasetExtra::as_select())
+            .load(conn)
+            .step("reading the file-level keys to compare")?;
+        let in_db = FileExtras::from_rows(rows.into_iter().map(|row| (row.key, row.value)));
+        let (file_rows, db_rows) = (in_file.rows(), in_db.rows());
+        let db_rows: HashMap<&str, &serde_json::Value> =
+            db_rows.iter().map(|(key, value)| (*key, value.as_ref())).collect();
+        let mut file_keys = HashSet::new();
+        for (key, value) in &file_rows {
+            file_keys.insert(*key);
+            let at = format!("file-level key {key:?}");
+            match db_rows.get(key) {
+                None => self.problem(at, "is in the file but not in the database"),
+                Some(db) if *db != value.as_ref() => {
+                    self.problem(at, "differs from the database")
+                }
+                Some(_) => {}
+            }
+        }
+        let mut extra: Vec<&str> = db_rows
+            .keys()
+            .copied()
+            .filter(|key| !file_keys.contains(key))
+            .collect();
+        extra.sort_unstable();
+        for key in extra {
+            self.problem(
+                format!("file-level key {key:?}"),
                 "is in the database but not in the file",
             );
         }

@@ -848,3 +848,23 @@ fn guard_a_flat_file_edited_during_an_append_stops_it_before_the_next_commit() {
     assert_eq!(status.code(), Some(2));
     assert!(db.count("SELECT count(*) FROM analyses") < 40);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding (cosmetic): each orphan artifact of a flat file is warned about twice (once by the
+// dialect's reader, once by the validator), so `verify --json` counts twice as many warnings.
+
+#[test]
+fn each_orphan_artifact_is_named_once() {
+    let dir = workdir();
+    let fixture = dialects::skillforge_flat_1(dir.path());
+    let summary = json_of(&run(None, dir.path(), &["verify", "--json", fixture.arg()]));
+    for orphan in fixture.orphan_artifact_ids() {
+        let times = summary["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w.to_string().contains(&orphan))
+            .count();
+        assert_eq!(times, 1, "artifact {orphan} in {:#}", summary["warnings"]);
+    }
+}

@@ -12,11 +12,11 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::backup_file::extras::{as_jsonb_returns, extras_as_jsonb_returns, FileExtras};
+use crate::backup_file::reader::Header;
 use crate::backup_file::record::{
     BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
 };
-use crate::backup_file::extras::FileExtras;
-use crate::backup_file::reader::Header;
 use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::windows;
@@ -259,8 +259,8 @@ impl Comparison {
                         self.report_extra_chunks(conn, &at, analysis_id, &open.chunk_ids)?;
                     }
                     open.file_extra.extend(late_extra);
-                    let file_extra = serde_json::Value::Object(open.file_extra);
-                    self.report_differences(&at, &[("extra fields", file_extra == open.db_extra)]);
+                    let same = same_extra(&open.file_extra, &open.db_extra);
+                    self.report_differences(&at, &[("extra fields", same)]);
                     self.compare_artifacts(
                         &at,
                         open.artifacts,
@@ -466,7 +466,11 @@ impl Comparison {
                         "unresolved_expected_chunks",
                         file.unresolved_expected_chunks == db.unresolved_expected_chunks,
                     ),
-                    ("extra fields", file.extra == db.extra),
+                    ("extra fields", {
+                        let mut file = file.extra.clone();
+                        extras_as_jsonb_returns(&mut file);
+                        file == db.extra
+                    }),
                 ],
             );
         }
@@ -491,17 +495,19 @@ impl Comparison {
             .step("reading the file-level keys to compare")?;
         let in_db = FileExtras::from_rows(rows.into_iter().map(|row| (row.key, row.value)));
         let (file_rows, db_rows) = (in_file.rows(), in_db.rows());
-        let db_rows: HashMap<&str, &serde_json::Value> =
-            db_rows.iter().map(|(key, value)| (*key, value.as_ref())).collect();
+        let db_rows: HashMap<&str, &serde_json::Value> = db_rows
+            .iter()
+            .map(|(key, value)| (*key, value.as_ref()))
+            .collect();
         let mut file_keys = HashSet::new();
         for (key, value) in &file_rows {
             file_keys.insert(*key);
             let at = format!("file-level key {key:?}");
+            let mut value = value.clone().into_owned();
+            as_jsonb_returns(&mut value);
             match db_rows.get(key) {
                 None => self.problem(at, "is in the file but not in the database"),
-                Some(db) if *db != value.as_ref() => {
-                    self.problem(at, "differs from the database")
-                }
+                Some(db) if **db != value => self.problem(at, "differs from the database"),
                 Some(_) => {}
             }
         }
@@ -543,9 +549,12 @@ impl Comparison {
     }
 }
 
-/// Whether a record's extras are those of its row's `extra` column.
+/// Whether a record's extras are those of its row's `extra` column (numbers as jsonb gives
+/// them back: `1e16` is stored as the integer it is).
 fn same_extra(file: &Extra, db: &serde_json::Value) -> bool {
-    db.as_object().is_some_and(|db| db == file)
+    let mut file = file.clone();
+    extras_as_jsonb_returns(&mut file);
+    db.as_object().is_some_and(|db| *db == file)
 }
 
 /// The dimension of `chunks.embedding` as declared (`vector(1024)`), or `None` when the

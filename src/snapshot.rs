@@ -14,7 +14,13 @@
 use std::io::{BufRead, BufReader, Read};
 
 /// The tables a snapshot may load.
-const TABLES: [&str; 4] = ["analyses", "chunks", "artifacts", "artifact_versions"];
+const TABLES: [&str; 5] = [
+    "analyses",
+    "chunks",
+    "artifacts",
+    "artifact_versions",
+    "dataset_extras",
+];
 
 /// The snapshot's lines (each with its newline), checked; the first line outside the grammar
 /// is an error naming it, and ends the lines.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::backup_file::checksum::{self, ContentHasher};
 use crate::backup_file::extras::{METADATA_KEYS, ORPHAN_ARTIFACTS_KEY};
 use crate::backup_file::reader::{self, ChunkList, Header, Piece, ReadError};
+use crate::backup_file::record::extras_of;
 use crate::backup_file::record::{
     BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, ANALYSIS_KEYS, ARTIFACT_KEYS,
     CHUNK_KEYS, HEAD_KEYS, QUERY_KEYS,
@@ -25,6 +26,29 @@ use crate::spill::Spill;
 /// The longest text a btree index of the schema takes, with room to spare: PostgreSQL's limit
 /// is a third of a page (about 2700 bytes) for a whole index entry.
 const MAX_INDEXED_TEXT_BYTES: usize = 2000;
+
+/// The largest JSON text of one file-level key: PostgreSQL's jsonb stores at most 256 MB in
+/// one value (its binary form is near the text's size), and would refuse it only at the
+/// insert, after the rows were written.
+const MAX_JSONB_BYTES: u64 = 255 * 1024 * 1024;
+
+/// The size of `value`'s compact JSON, counted without building it.
+fn json_size(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing plain JSON to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
 
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -452,7 +476,13 @@ impl Validator {
         if !self.any_invalid {
             if let Some(hasher) = self.hasher.as_mut() {
                 hasher.add_queries(&queries);
-                hasher.add_file_extras(&header.extras);
+                let metadata: Map<String, Value> = header
+                    .metadata
+                    .as_ref()
+                    .and_then(Value::as_object)
+                    .map(|metadata| extras_of(metadata, &METADATA_KEYS))
+                    .unwrap_or_default();
+                hasher.add_file_extras(&header.extras, &metadata);
             }
         }
         self.check_metadata(&header);
@@ -718,11 +748,14 @@ impl Validator {
             Some(value) => match value.as_i64().filter(|v| i32::try_from(*v).is_ok()) {
                 Some(version) => Some(version),
                 None => {
-                    self.problem(
+                    self.warning(
                         &artifact_at,
-                        format!("\"version\" {value} is not a 32-bit integer"),
+                        format!(
+                            "\"version\" {value} is not a 32-bit integer: kept as written, not \
+                             used to order the analysis's artifacts"
+                        ),
                     );
-                    return;
+                    None
                 }
             },
         };
@@ -773,6 +806,17 @@ impl Validator {
         for (key, value) in &header.extras {
             self.check_text("file", key, key);
             self.check_value("file", key, value);
+            let size = json_size(value);
+            if size > MAX_JSONB_BYTES {
+                self.problem(
+                    format!("file-level key {key:?}"),
+                    format!(
+                        "is {} MB of JSON; PostgreSQL's jsonb holds at most 255 MB in one value, \
+                         so it cannot be kept: split it or move it out of the backup file",
+                        size / (1024 * 1024)
+                    ),
+                );
+            }
         }
         if let Some(metadata) = header.metadata.as_ref().and_then(Value::as_object) {
             self.check_extras("metadata", metadata, &METADATA_KEYS);

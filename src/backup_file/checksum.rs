@@ -65,16 +65,18 @@ impl ContentHasher {
         self.hasher.update(b"}\n");
     }
 
-    /// Adds the file-level keys beyond golden's, after the queries. A file without them
-    /// hashes as before they were kept.
-    pub fn add_file_extras(&mut self, extras: &Extra) {
-        if extras.is_empty() {
-            return;
+    /// Adds the file-level keys beyond golden's and the `metadata` keys golden keeps, after
+    /// the queries. A file without them hashes as before they were kept.
+    pub fn add_file_extras(&mut self, top: &Extra, metadata: &Extra) {
+        for (label, extras) in [(&b"extras\n"[..], top), (&b"metadata\n"[..], metadata)] {
+            if extras.is_empty() {
+                continue;
+            }
+            self.hasher.update(label);
+            serde_json::to_writer(HashWriter(&mut self.hasher), extras)
+                .expect("serialising plain data to a hasher cannot fail");
+            self.hasher.update(b"\n");
         }
-        self.hasher.update(b"extras\n");
-        serde_json::to_writer(HashWriter(&mut self.hasher), extras)
-            .expect("serialising plain data to a hasher cannot fail");
-        self.hasher.update(b"\n");
     }
 
     /// Adds the queries, after every analysis. A file without queries hashes as before

@@ -112,3 +112,145 @@ impl FileExtras {
             .map_or(0, Vec::len)
     }
 }
+
+/// Adds to `kept` what `file` has and `kept` lacks, as an append does: an object's missing
+/// keys, a list's missing elements (an object element is told by its `id` when it has one),
+/// recursively. A scalar that differs keeps `kept`'s value and is named in `differing` (by
+/// its path from `path`).
+pub fn add_missing(kept: &mut Value, file: &Value, path: &str, differing: &mut Vec<String>) {
+    match (kept, file) {
+        (Value::Object(kept), Value::Object(file)) => {
+            for (key, value) in file {
+                match kept.get_mut(key) {
+                    Some(existing) => {
+                        add_missing(existing, value, &format!("{path}.{key}"), differing)
+                    }
+                    None => {
+                        kept.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(kept), Value::Array(file)) => {
+            for (position, element) in file.iter().enumerate() {
+                let same = |existing: &Value| match (element.get("id"), existing.get("id")) {
+                    (Some(id), Some(other)) => id == other,
+                    _ => existing == element,
+                };
+                match kept.iter_mut().find(|existing| same(existing)) {
+                    Some(existing) => {
+                        add_missing(existing, element, &format!("{path}[{position}]"), differing)
+                    }
+                    None => kept.push(element.clone()),
+                }
+            }
+        }
+        (kept, file) => {
+            if kept != file {
+                differing.push(path.to_string());
+            }
+        }
+    }
+}
+
+/// Orders `orphan_artifacts` by id, as the dialect readers write it.
+pub fn sort_orphans(value: &mut Value) {
+    if let Value::Array(orphans) = value {
+        orphans.sort_by(|a, b| {
+            let id = |v: &Value| v.get("id").map(Value::to_string).unwrap_or_default();
+            id(a).cmp(&id(b))
+        });
+    }
+}
+
+/// Turns the numbers of `value` into the form jsonb gives back, so that what golden writes
+/// from a file (`convert`) is what it writes after a restore (`backup`), and a comparison
+/// with the database does not see a difference jsonb made. jsonb keeps a number's decimal
+/// value and scale: `1e16` comes back as `10000000000000000`, an integer; `-0.0` as `0.0`;
+/// `1.0`, `0.1` or `1e-7` as they were.
+pub fn as_jsonb_returns(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            let Some(float) = number.as_f64().filter(|_| number.is_f64()) else {
+                return;
+            };
+            if float == 0.0 {
+                *number = serde_json::Number::from_f64(0.0).unwrap_or_else(|| number.clone());
+                return;
+            }
+            // serde_json writes a float in its shortest form; one with a positive exponent
+            // (`1.5e+16`) has no fractional digits, and jsonb prints its decimal value as an
+            // integer, which reads back as one when it fits 64 bits.
+            if let Some(integer) = integer_of(&number.to_string()) {
+                *number = integer;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(as_jsonb_returns),
+        Value::Object(object) => object.values_mut().for_each(as_jsonb_returns),
+        _ => {}
+    }
+}
+
+/// The integer a float written as `1.2345e+19` stands for, decimally (not the float's binary
+/// value), when it has no fractional digits and fits 64 bits.
+fn integer_of(written: &str) -> Option<serde_json::Number> {
+    let (mantissa, exponent) = written.split_once('e')?;
+    let exponent: usize = exponent.strip_prefix('+')?.parse().ok()?;
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let zeros = exponent.checked_sub(fraction.len())?;
+    let digits = format!("{whole}{fraction}{}", "0".repeat(zeros));
+    if negative {
+        format!("-{digits}")
+            .parse::<i64>()
+            .ok()
+            .map(serde_json::Number::from)
+    } else {
+        digits.parse::<u64>().ok().map(serde_json::Number::from)
+    }
+}
+
+/// [`as_jsonb_returns`] of every value of a record's extras.
+pub fn extras_as_jsonb_returns(extra: &mut Extra) {
+    extra.values_mut().for_each(as_jsonb_returns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_append_adds_what_is_missing_and_names_what_differs() {
+        let mut kept = json!({"documents": [{"id": "a", "title": "A"}], "source": "first", "n": 1});
+        let file = json!({"documents": [{"id": "b"}, {"id": "a", "title": "A2", "tags": []}],
+                          "source": "second", "extra": true});
+        let mut differing = Vec::new();
+        add_missing(&mut kept, &file, "fixtures", &mut differing);
+        assert_eq!(
+            kept,
+            json!({"documents": [{"id": "a", "title": "A", "tags": []}, {"id": "b"}],
+                   "source": "first", "n": 1, "extra": true})
+        );
+        assert_eq!(
+            differing,
+            ["fixtures.documents[1].title", "fixtures.source"]
+        );
+    }
+
+    #[test]
+    fn numbers_take_the_form_jsonb_gives_back() {
+        let mut value: Value = serde_json::from_str(
+            r#"[1e16, 1.2345678901234567e19, -0.0, 1.0, 0.1, 1e-7, 3, -2e3, 1e300]"#,
+        )
+        .unwrap();
+        as_jsonb_returns(&mut value);
+        assert_eq!(
+            value.to_string(),
+            "[10000000000000000,12345678901234567000,0.0,1.0,0.1,1e-7,3,-2000.0,1e+300]"
+        );
+    }
+}

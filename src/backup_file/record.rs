@@ -182,16 +182,54 @@ pub struct BackupChunk {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ArtifactAsRead")]
 pub struct BackupArtifact {
     pub id: Uuid,
     pub summary: String,
     #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
     /// Tells the versions of one analysis's artifact apart; none for a dataset that keeps one.
+    /// A `version` that is not a 32-bit integer is not one: it stays in `extra`, as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i32>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// An artifact as a file holds it, whatever its `version` is.
+#[derive(Deserialize)]
+struct ArtifactAsRead {
+    id: Uuid,
+    summary: String,
+    #[serde(with = "timestamp")]
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+impl From<ArtifactAsRead> for BackupArtifact {
+    fn from(read: ArtifactAsRead) -> Self {
+        let mut extra = read.extra;
+        let version = match read.version {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => match value.as_i64().and_then(|v| i32::try_from(v).ok()) {
+                Some(version) => Some(version),
+                None => {
+                    extra.insert("version".into(), value);
+                    None
+                }
+            },
+        };
+        BackupArtifact {
+            id: read.id,
+            summary: read.summary,
+            created_at: read.created_at,
+            version,
+            extra,
+        }
+    }
 }
 
 /// A golden query: what a user asks and the chunks that answer it.
@@ -251,7 +289,15 @@ impl From<Artifact> for BackupArtifact {
             summary: artifact.summary,
             created_at: artifact.created_at,
             version: artifact.version,
-            extra: extra_of_row(artifact.extra, &ARTIFACT_KEYS),
+            // A `version` that is not an integer was kept with the extras.
+            extra: extra_of_row(
+                artifact.extra,
+                if artifact.version.is_some() {
+                    &ARTIFACT_KEYS
+                } else {
+                    &ARTIFACT_KEYS[..3]
+                },
+            ),
         }
     }
 }

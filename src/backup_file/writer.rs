@@ -52,6 +52,8 @@ pub struct BackupWriter {
     header_prefix: Vec<u8>,
     /// Chunks written of the analysis begun last.
     chunks_of_analysis: usize,
+    /// The `metadata` keys kept from the files restored (the checksum covers them).
+    metadata_extra: Extra,
 }
 
 impl BackupWriter {
@@ -116,6 +118,7 @@ impl BackupWriter {
             checksum_offset,
             header_prefix,
             chunks_of_analysis: 0,
+            metadata_extra: metadata_extra.clone(),
         })
     }
 
@@ -251,7 +254,7 @@ impl BackupWriter {
             serde_json::to_writer_pretty(Indented(&mut self.out), value)
                 .map_err(io::Error::other)?;
         }
-        self.hasher.add_file_extras(extras);
+        self.hasher.add_file_extras(extras, &self.metadata_extra);
         self.out.write_all(b"\n}\n")?;
         let mut temp = self.out.into_inner().map_err(|e| e.into_error())?;
         let checksum = self.hasher.finish();

@@ -19,7 +19,13 @@ use crate::{interrupt, paths};
 
 pub const DEFAULT_DUMP_PATH: &str = "data/golden_dataset_dump.sql";
 /// The tables of the dataset, in the order their rows can be loaded.
-pub const DATASET_TABLES: [&str; 4] = ["analyses", "chunks", "artifacts", "artifact_versions"];
+pub const DATASET_TABLES: [&str; 5] = [
+    "analyses",
+    "chunks",
+    "artifacts",
+    "artifact_versions",
+    "dataset_extras",
+];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

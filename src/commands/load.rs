@@ -68,7 +68,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
 
     let mut before = String::new();
     if args.replace {
-        before.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM artifact_versions; DELETE FROM analyses;\n");
+        before.push_str("DELETE FROM chunks; DELETE FROM artifacts; DELETE FROM artifact_versions; DELETE FROM analyses; DELETE FROM dataset_extras;\n");
     }
     for (name, _) in &index_definitions {
         before.push_str(&format!(

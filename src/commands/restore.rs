@@ -79,6 +79,9 @@ struct Summary {
     artifacts_left_out: u64,
     /// The dialect the file was read as.
     dialect: String,
+    /// File-level values (by path, `fixtures.source`) where the file differs from the value
+    /// the database keeps: an append adds what is missing and keeps what is there.
+    file_keys_kept_from_database: Vec<String>,
     queries_inserted: u64,
     queries_skipped: u64,
     embedding_requests: u64,
@@ -178,12 +181,14 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                  the same restore again to finish ({} analyses, {} chunks added)",
                 loaded.counts.inserted.analyses, loaded.counts.inserted.chunks
             ));
-            loaded.queries_inserted = db::in_final_transaction(&mut conn, |conn| {
+            let (inserted, differing) = db::in_final_transaction(&mut conn, |conn| {
                 let inserted = load::insert_queries(conn, queries, false)?;
-                load::write_file_extras(conn, &file_extras, false)?;
+                let differing = load::write_file_extras(conn, &file_extras, false)?;
                 source.check_unchanged()?;
-                Ok(inserted)
+                Ok((inserted, differing))
             })?;
+            loaded.queries_inserted = inserted;
+            summary.file_keys_kept_from_database = differing;
             loaded
         }
     };
@@ -464,6 +469,13 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
         summary.embeddings_reused,
         summary.seconds
     ))?;
+    if !summary.file_keys_kept_from_database.is_empty() {
+        log::warn!(
+            "kept the database's value of {} (the file's differs): an append adds the file-level \
+             keys the database lacks and keeps those it has; `restore --replace` takes the file's",
+            summary.file_keys_kept_from_database.join(", ")
+        );
+    }
     if summary.artifacts_left_out > 0 {
         output.line(format_args!(
             "left out {} artifacts whose analysis is not in the file: an artifact cannot be \

@@ -19,7 +19,7 @@ use color_eyre::Result;
 use uuid::Uuid;
 
 use crate::backup::ALL_STATUSES;
-use crate::backup_file::extras::FileExtras;
+use crate::backup_file::extras::{extras_as_jsonb_returns, FileExtras};
 use crate::backup_file::record::{
     latest_last, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
 };
@@ -54,7 +54,10 @@ pub fn convert(source: &BackupSource, mut validation: Validation, dest: &Path) -
     let (mut lines, index) = index_records(source)?;
     let created_at = created_at(&validation, &index);
     let status_filter = status_filter(&validation, &mut lines, &index)?;
-    let extras = FileExtras::take_from(&mut validation.header);
+    // What a restore then a backup would write: numbers as jsonb gives them back.
+    let mut extras = FileExtras::take_from(&mut validation.header);
+    extras_as_jsonb_returns(&mut extras.metadata);
+    extras_as_jsonb_returns(&mut extras.top);
     let counts = validation.counts;
     let totals = Totals {
         analyses: counts.analyses,
@@ -68,15 +71,18 @@ pub fn convert(source: &BackupSource, mut validation: Validation, dest: &Path) -
     for analysis in &index {
         let mut head: BackupAnalysisHead = read_line(&mut lines, analysis.head)?;
         head.extra.extend(analysis.late_extra.clone());
+        extras_as_jsonb_returns(&mut head.extra);
         writer.begin_analysis(&head)?;
         for (_, span) in &analysis.chunks {
-            let chunk: BackupChunk = read_line(&mut lines, *span)?;
+            let mut chunk: BackupChunk = read_line(&mut lines, *span)?;
+            extras_as_jsonb_returns(&mut chunk.extra);
             writer.write_chunk(&chunk)?;
         }
         let mut latest = None;
         let mut older = Vec::new();
         for (is_latest, span) in &analysis.artifacts {
-            let artifact: BackupArtifact = read_line(&mut lines, *span)?;
+            let mut artifact: BackupArtifact = read_line(&mut lines, *span)?;
+            extras_as_jsonb_returns(&mut artifact.extra);
             if *is_latest {
                 latest = Some(artifact);
             } else {
@@ -87,6 +93,9 @@ pub fn convert(source: &BackupSource, mut validation: Validation, dest: &Path) -
         writer.end_analysis(latest.as_ref(), &older)?;
     }
     let mut queries: Vec<BackupQuery> = validation.queries;
+    for query in &mut queries {
+        extras_as_jsonb_returns(&mut query.extra);
+    }
     queries.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     writer
         .finish(&queries, &extras.top)

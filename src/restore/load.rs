@@ -3,7 +3,7 @@
 //! indexes, COPYs every batch and builds the indexes once at the end, all inside the one
 //! transaction the caller holds, so a failure anywhere leaves the old data as it was.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use color_eyre::eyre::{bail, WrapErr};
 use color_eyre::Result;
@@ -13,7 +13,7 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use super::existing::Fate;
-use crate::backup_file::extras::FileExtras;
+use crate::backup_file::extras::{add_missing, sort_orphans, FileExtras, ORPHAN_ARTIFACTS_KEY};
 use crate::backup_file::record::BackupQuery;
 use crate::backup_file::records::Record;
 use crate::db::{self, QueryContext};
@@ -74,8 +74,8 @@ impl std::ops::AddAssign for BatchCounts {
 
 struct Rows<'a> {
     analyses: Vec<NewAnalysis<'a>>,
-    /// Extras that came after their analysis's chunks, for analyses this restore inserted in
-    /// an earlier batch (set with an UPDATE once the batch is written).
+    /// Extras that came after their analysis's chunks, for analyses not inserted by this
+    /// batch (added with an UPDATE once the batch is written).
     late_extras: Vec<(Uuid, serde_json::Value)>,
     chunks: Vec<NewChunk<'a>>,
     artifacts: Vec<NewArtifact<'a>>,
@@ -85,13 +85,11 @@ struct Rows<'a> {
 }
 
 /// The rows of `batch`; the vectors move from `vectors` into them (a batch's vectors are a few
-/// megabytes: never copied). `open` holds the analyses this restore inserted whose end has
-/// not come yet (an analysis cut across batches).
+/// megabytes: never copied).
 fn rows<'a>(
     batch: &'a EmbeddedBatch,
     vectors: &mut HashMap<Uuid, Vector>,
     model: &'a str,
-    open: &mut HashSet<Uuid>,
 ) -> Result<Rows<'a>> {
     let mut rows = Rows {
         analyses: Vec::new(),
@@ -109,7 +107,6 @@ fn rows<'a>(
                 rows.total.analyses += 1;
                 if fate == Fate::Insert {
                     rows.analyses.push(NewAnalysis::from(head));
-                    open.insert(head.id);
                 }
             }
             Record::Chunk { analysis_id, chunk } => {
@@ -150,8 +147,7 @@ fn rows<'a>(
                 analysis_id,
                 late_extra,
             } => {
-                // Only on an analysis this restore inserted: a row that existed is skipped.
-                if !open.remove(analysis_id) || late_extra.is_empty() {
+                if late_extra.is_empty() {
                     continue;
                 }
                 match rows.analyses.iter_mut().find(|row| row.id == *analysis_id) {
@@ -170,13 +166,20 @@ fn rows<'a>(
     Ok(rows)
 }
 
-/// Sets the extras that came after the chunks of analyses inserted in an earlier batch.
+/// Adds the extras that came after an analysis's chunks to its row, when its head was in an
+/// earlier batch: keys the row lacks only, as an append adds what is missing. A restore
+/// stopped between the two batches adds them when run again, whether or not it inserted the
+/// analysis itself.
 fn set_late_extras(conn: &mut PgConnection, late: &[(Uuid, serde_json::Value)]) -> Result<()> {
+    use diesel::sql_types::{Jsonb, Uuid as SqlUuid};
     for (id, extra) in late {
-        diesel::update(analyses::table.find(id))
-            .set(analyses::extra.eq(extra))
-            .execute(conn)
-            .step("setting an analysis's extra fields")?;
+        diesel::sql_query(
+            "UPDATE analyses SET extra = $1 || extra WHERE id = $2 AND NOT extra @> $1",
+        )
+        .bind::<Jsonb, _>(extra)
+        .bind::<SqlUuid, _>(id)
+        .execute(conn)
+        .step("adding an analysis's extra fields")?;
     }
     Ok(())
 }
@@ -202,12 +205,11 @@ pub fn append_batch(
     batch: EmbeddedBatch,
     model: &str,
     dims: usize,
-    open: &mut HashSet<Uuid>,
     before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<BatchCounts> {
     let (batch, mut vectors) = batch.split();
     let batch = &batch;
-    let rows = rows(batch, &mut vectors, model, open)?;
+    let rows = rows(batch, &mut vectors, model)?;
     crate::db::in_transaction(conn, |conn| {
         let analyses_inserted = diesel::insert_into(analyses::table)
             .values(&rows.analyses)
@@ -280,10 +282,9 @@ pub fn copy_batch(
     conn: &mut PgConnection,
     batch: EmbeddedBatch,
     model: &str,
-    open: &mut HashSet<Uuid>,
 ) -> Result<BatchCounts> {
     let (batch, mut vectors) = batch.split();
-    let rows = rows(&batch, &mut vectors, model, open)?;
+    let rows = rows(&batch, &mut vectors, model)?;
     let analyses_copied = diesel::copy_from(analyses::table)
         .from_insertable(&rows.analyses)
         .execute(conn)
@@ -355,30 +356,57 @@ pub fn insert_queries(
 }
 
 /// Keeps the file's keys beyond golden's (`dataset_extras`): with `replace`, instead of the
-/// old ones; otherwise adding the keys the database lacks (one it has is left as it is).
+/// old ones; otherwise adding what the database lacks of them ([`add_missing`]: another
+/// file's orphan artifacts and fixtures join the ones kept). Returns the places where the
+/// file's value differs from the one kept.
 pub fn write_file_extras(
     conn: &mut PgConnection,
     extras: &FileExtras,
     replace: bool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     if replace {
         diesel::delete(dataset_extras::table)
             .execute(conn)
             .step("deleting the old file-level keys")?;
     }
+    let mut differing = Vec::new();
     for (key, value) in extras.rows() {
-        // One statement a key: `fixtures` may be large, and is bound as it is, not copied.
+        let kept: Option<serde_json::Value> = if replace {
+            None
+        } else {
+            dataset_extras::table
+                .find(key)
+                .select(dataset_extras::value)
+                .first(conn)
+                .optional()
+                .step("reading the file-level keys kept")?
+        };
+        let value = match kept {
+            None => value.into_owned(),
+            Some(mut kept) => {
+                let before = kept.clone();
+                add_missing(&mut kept, value.as_ref(), key, &mut differing);
+                if key == ORPHAN_ARTIFACTS_KEY {
+                    sort_orphans(&mut kept);
+                }
+                if kept == before {
+                    continue;
+                }
+                kept
+            }
+        };
         diesel::insert_into(dataset_extras::table)
             .values((
                 dataset_extras::key.eq(key),
-                dataset_extras::value.eq(value.as_ref()),
+                dataset_extras::value.eq(&value),
             ))
             .on_conflict(dataset_extras::key)
-            .do_nothing()
+            .do_update()
+            .set(dataset_extras::value.eq(&value))
             .execute(conn)
             .step("keeping the file-level keys")?;
     }
-    Ok(())
+    Ok(differing)
 }
 
 /// The rows of the dataset's tables.

@@ -216,17 +216,14 @@ fn load_file(
         progress,
     };
     let mut counts = BatchCounts::default();
-    let mut open = std::collections::HashSet::new();
     let unchanged = || input.source.check_unchanged();
     let loaded = pipeline::run(
         |feed| producer.run(feed),
         |batch| {
             interrupt::check()?;
             let written = match mode {
-                Mode::Append => {
-                    load::append_batch(conn, batch, &model, dims, &mut open, &unchanged)?
-                }
-                Mode::Replace => load::copy_batch(conn, batch, &model, &mut open)?,
+                Mode::Append => load::append_batch(conn, batch, &model, dims, &unchanged)?,
+                Mode::Replace => load::copy_batch(conn, batch, &model)?,
             };
             progress.written(written.total.analyses, written.total.chunks);
             counts += written;

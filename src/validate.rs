@@ -997,7 +997,8 @@ fn uuid_field(object: &Map<String, Value>, key: &str) -> Result<Uuid, String> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for messages ("a string", "a list").
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -5,27 +5,10 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
 
-use common::dialects::{self, Fixture};
+use common::dialects::{self, backup_of, ok, restore_json, run, Fixture};
 use common::{golden, json_of, stderr_of, stdout_of, workdir, TestDb};
 use serde_json::{json, Value};
-
-fn run(db: Option<&TestDb>, dir: &Path, args: &[&str]) -> Output {
-    golden(db, dir).args(args).output().unwrap()
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}\nstdout:\n{}\nstderr:\n{}",
-        stdout_of(&output),
-        stderr_of(&output)
-    );
-    output
-}
-
 /// Writes the generated fixtures to $ATTACK_FIXTURES (exploration helper, not a check).
 #[test]
 #[ignore]
@@ -135,26 +118,6 @@ impl Flat {
         path.to_str().unwrap().to_string()
     }
 }
-
-fn restore_hash(db: &TestDb, dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["restore", "--json", "--embed-provider", "hash"];
-    all.extend_from_slice(args);
-    json_of(&ok(run(Some(db), dir, &all), "restore"))
-}
-
-/// `backup --status all` to `name`; the file as JSON.
-fn backup_value(db: &TestDb, dir: &Path, name: &str) -> Value {
-    ok(
-        run(
-            Some(db),
-            dir,
-            &["backup", "--output", name, "--status", "all"],
-        ),
-        "backup",
-    );
-    serde_json::from_slice(&fs::read(dir.join(name)).unwrap()).unwrap()
-}
-
 fn orphan_ids(backup: &Value) -> Vec<String> {
     backup["orphan_artifacts"]
         .as_array()
@@ -184,7 +147,7 @@ fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores(
         json!({"documents": [{"id": "first-doc"}], "queries": []}),
     );
     let first = first.write(dir.path(), "first.json");
-    restore_hash(&db, dir.path(), &[&first]);
+    restore_json(&db, dir.path(), &[&first]);
 
     let mut second = Flat::new("2.0");
     let b = second.analysis("second-doc", 2, json!({}));
@@ -196,10 +159,10 @@ fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores(
         json!({"documents": [{"id": "second-doc"}], "queries": []}),
     );
     let second = second.write(dir.path(), "second.json");
-    let summary = restore_hash(&db, dir.path(), &[&second]);
+    let summary = restore_json(&db, dir.path(), &[&second]);
     assert_eq!(summary["artifacts_left_out"], 1);
 
-    let backup = backup_value(&db, dir.path(), "backup.json");
+    let backup = backup_of(&db, dir.path(), "backup.json");
     let orphans = orphan_ids(&backup);
     // The restore said of the second file's orphan: "kept as they are with the file-level
     // keys, and backup writes them back".
@@ -280,7 +243,7 @@ fn an_interrupted_append_of_a_flat_file_keeps_the_extras_of_an_analysis_cut_acro
         "after the rerun the database must hold the file (analysis {id}):\n{}",
         stdout_of(&against)
     );
-    let backup = backup_value(&db, dir.path(), "backup.json");
+    let backup = backup_of(&db, dir.path(), "backup.json");
     assert_eq!(
         backup["analyses"][0]["owner"], "team-retrieval",
         "the analysis's extra is lost"
@@ -319,7 +282,7 @@ fn large_integral_floats_in_extras_round_trip_through_jsonb() {
     let converted = fs::read(dir.path().join("converted.json")).unwrap();
 
     let db = TestDb::migrated();
-    restore_hash(&db, dir.path(), &["--replace", "--yes", "converted.json"]);
+    restore_json(&db, dir.path(), &["--replace", "--yes", "converted.json"]);
     let against = run(Some(&db), dir.path(), &["verify", "--against-db", &file]);
     assert_eq!(
         against.status.code(),
@@ -391,8 +354,8 @@ fn dump_then_load_carries_the_file_level_keys() {
     let db = TestDb::migrated();
     let dir = workdir();
     let fixture = dialects::skillforge_flat_2(dir.path());
-    restore_hash(&db, dir.path(), &[fixture.arg()]);
-    let before = backup_value(&db, dir.path(), "before.json");
+    restore_json(&db, dir.path(), &[fixture.arg()]);
+    let before = backup_of(&db, dir.path(), "before.json");
     ok(
         run(Some(&db), dir.path(), &["dump", "--output", "snap.sql"]),
         "dump",
@@ -404,7 +367,7 @@ fn dump_then_load_carries_the_file_level_keys() {
         "load",
     );
     assert_eq!(other.count("SELECT count(*) FROM artifact_versions"), 1);
-    let after = backup_value(&other, dir.path(), "after.json");
+    let after = backup_of(&other, dir.path(), "after.json");
     for key in ["source", "fixtures", "orphan_artifacts"] {
         assert_eq!(after.get(key), before.get(key), "{key} after dump → load");
     }
@@ -424,7 +387,7 @@ fn verify_against_db_reports_changed_file_level_keys() {
     let db = TestDb::migrated();
     let dir = workdir();
     let fixture = dialects::skillforge_flat_2(dir.path());
-    restore_hash(&db, dir.path(), &[fixture.arg()]);
+    restore_json(&db, dir.path(), &[fixture.arg()]);
     ok(
         run(
             Some(&db),
@@ -499,14 +462,14 @@ fn an_append_never_leaves_a_version_newer_than_the_latest_in_artifact_versions()
     first.artifact("versions/1", &a, 1, json!({}));
     first.artifact("versions/2", &a, 2, json!({}));
     let first = first.write(dir.path(), "first.json");
-    restore_hash(&db, dir.path(), &[&first]);
+    restore_json(&db, dir.path(), &[&first]);
 
     let mut second = Flat::new("1.0");
     second.analysis("versions", 1, json!({}));
     second.artifact("versions/3", &a, 3, json!({}));
     second.artifact("versions/4", &a, 4, json!({}));
     let second = second.write(dir.path(), "second.json");
-    let summary = restore_hash(&db, dir.path(), &[&second]);
+    let summary = restore_json(&db, dir.path(), &[&second]);
     assert_eq!(summary["artifacts_skipped_place_taken"], 1);
     let newer_than_latest = db.count(
         "SELECT count(*) FROM artifact_versions v JOIN artifacts a USING (analysis_id) \

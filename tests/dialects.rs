@@ -13,10 +13,10 @@ use std::path::Path;
 use std::process::Output;
 
 use common::dialects::{
-    self, differences, instant, obj, section_path_of, sha256_hex, Fixture, Py, UNRESOLVED_QUERY,
-    UNRESOLVED_REFERENCE,
+    self, backup_of, differences, instant, obj, ok, restore_json, run, section_path_of, sha256_hex,
+    Fixture, Py, UNRESOLVED_QUERY, UNRESOLVED_REFERENCE,
 };
-use common::{golden, json_of, sample_path, stderr_of, stdout_of, workdir, TestDb};
+use common::{json_of, sample_path, stderr_of, stdout_of, workdir, TestDb};
 use serde_json::{json, Value};
 
 type Shape = fn(&Path) -> Fixture;
@@ -46,23 +46,6 @@ macro_rules! for_each_shape {
         }
     )*};
 }
-
-fn run(db: Option<&TestDb>, dir: &Path, args: &[&str]) -> Output {
-    golden(db, dir).args(args).output().unwrap()
-}
-
-/// The output of a run that must succeed.
-fn ok(output: Output, what: &str) -> Output {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}\nstdout:\n{}\nstderr:\n{}",
-        stdout_of(&output),
-        stderr_of(&output)
-    );
-    output
-}
-
 fn first_line(output: &Output) -> String {
     stdout_of(output)
         .lines()
@@ -70,27 +53,6 @@ fn first_line(output: &Output) -> String {
         .unwrap_or_default()
         .to_string()
 }
-
-fn restore_json(db: &TestDb, dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["restore", "--json", "--embed-provider", "hash"];
-    all.extend_from_slice(args);
-    json_of(&ok(run(Some(db), dir, &all), "restore"))
-}
-
-/// `backup --status all` to `name` in `dir`, which must verify clean; the file as JSON.
-fn backup_of(db: &TestDb, dir: &Path, name: &str) -> Value {
-    ok(
-        run(
-            Some(db),
-            dir,
-            &["backup", "--output", name, "--status", "all"],
-        ),
-        "backup",
-    );
-    ok(run(None, dir, &["verify", name]), "verify of the backup");
-    serde_json::from_slice(&fs::read(dir.join(name)).unwrap()).unwrap()
-}
-
 /// The file without its top-level `created_at` line: what two backups of the same data share.
 fn without_created_at(path: &Path) -> String {
     fs::read_to_string(path)

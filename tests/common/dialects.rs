@@ -1533,3 +1533,44 @@ fn compact(value: &Value) -> String {
         text
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary on these files.
+
+/// Runs golden with `args` in `dir` (against `db` when given).
+pub fn run(db: Option<&super::TestDb>, dir: &Path, args: &[&str]) -> std::process::Output {
+    super::golden(db, dir).args(args).output().unwrap()
+}
+
+/// The output of a run that must succeed.
+pub fn ok(output: std::process::Output, what: &str) -> std::process::Output {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        super::stdout_of(&output),
+        super::stderr_of(&output)
+    );
+    output
+}
+
+/// `restore --json` with the offline embedder, which must succeed: its summary.
+pub fn restore_json(db: &super::TestDb, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["restore", "--json", "--embed-provider", "hash"];
+    all.extend_from_slice(args);
+    super::json_of(&ok(run(Some(db), dir, &all), "restore"))
+}
+
+/// `backup --status all` to `name` in `dir`, which must verify clean; the file as JSON.
+pub fn backup_of(db: &super::TestDb, dir: &Path, name: &str) -> serde_json::Value {
+    ok(
+        run(
+            Some(db),
+            dir,
+            &["backup", "--output", name, "--status", "all"],
+        ),
+        "backup",
+    );
+    ok(run(None, dir, &["verify", name]), "verify of the backup");
+    serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+}

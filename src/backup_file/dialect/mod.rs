@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::reader::{describe_json_error, ReadError};
 use super::{FORMAT_VERSION, SUPPORTED_MAJOR};
+pub(crate) use crate::validate::kind;
 
 /// A visitor's methods for every value that is neither an object nor a list: each calls the
 /// visitor's `other(self, kind) -> Self::Value`, `kind` naming the value for a message ("a
@@ -240,17 +241,6 @@ fn uuid_of(object: &Map<String, Value>, key: &str) -> Result<Uuid, String> {
             "\"{key}\" must be a UUID string, not {}",
             kind(other)
         )),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -56,20 +56,11 @@ use uuid::Uuid;
 
 use super::json_out::{JsonOut, Ordered};
 use super::{buffered, kind, located, uuid_of, write_failed, Normalized};
+use crate::backup_file::extras::METADATA_KEYS;
 use crate::backup_file::reader::{describe_json_error, ReadError};
-use crate::backup_file::record::HEAD_KEYS;
+use crate::backup_file::record::{ARTIFACT_KEYS, CHUNK_KEYS, HEAD_KEYS};
 use crate::backup_file::{timestamp, FORMAT_VERSION};
 
-/// A canonical chunk's keys, in the order written; its extras follow in key order.
-const CHUNK_KEYS: [&str; 6] = [
-    "id",
-    "content",
-    "section_title",
-    "section_path",
-    "content_type",
-    "chunk_index",
-];
-const ARTIFACT_KEYS: [&str; 4] = ["id", "summary", "created_at", "version"];
 const ORPHAN_ARTIFACT_KEYS: [&str; 5] = ["id", "analysis_id", "summary", "created_at", "version"];
 const QUERY_KEYS: [&str; 6] = [
     "id",
@@ -81,15 +72,6 @@ const QUERY_KEYS: [&str; 6] = [
 ];
 /// The keys of a canonical analysis that hold its chunks and artifacts.
 const ANALYSIS_STRUCTURE_KEYS: [&str; 3] = ["chunks", "artifact", "artifact_versions"];
-/// Metadata keys golden computes: a foreign file's values for them are not taken.
-const GOLDEN_METADATA_KEYS: [&str; 6] = [
-    "total_analyses",
-    "total_chunks",
-    "total_artifacts",
-    "total_queries",
-    "status_filter",
-    "checksum",
-];
 /// Canonical top-level keys that an unknown top-level key of a flat file cannot become (the
 /// others, `version`, `created_at` and `metadata`, are the flat file's own).
 const CANONICAL_TOP_LEVEL_KEYS: [&str; 3] = ["analyses", "queries", "orphan_artifacts"];
@@ -1164,7 +1146,7 @@ fn canonical_metadata(
         None => {}
         Some(Value::Object(foreign)) => {
             for (key, value) in foreign {
-                if GOLDEN_METADATA_KEYS.contains(&key.as_str()) {
+                if METADATA_KEYS.contains(&key.as_str()) {
                     found.warning(
                         format!("metadata.{key}"),
                         format!("golden computes this key: the file's value {value} is not kept"),

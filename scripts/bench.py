@@ -221,7 +221,7 @@ def main():
     psql_runs = 1
     psql_times = []
     for _ in range(psql_runs):
-        psql(f"bench_{big}", "TRUNCATE chunks, artifacts, analyses, pending_embeddings")
+        psql(f"bench_{big}", "TRUNCATE chunks, artifacts, artifact_versions, analyses, pending_embeddings")
         started = time.monotonic()
         subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", dump,
                         db_url(f"bench_{big}")], check=True, stdout=subprocess.DEVNULL)
@@ -231,7 +231,8 @@ def main():
     index_times = []
     index_def = "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops)"
     for _ in range(runs):
-        psql(f"bench_{big}", "TRUNCATE chunks, artifacts, analyses, pending_embeddings; DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
+        psql(f"bench_{big}", "TRUNCATE chunks, artifacts, artifact_versions, analyses, pending_embeddings; "
+                             "DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
         started = time.monotonic()
         subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", dump,
                         db_url(f"bench_{big}")], check=True, stdout=subprocess.DEVNULL)
@@ -250,6 +251,18 @@ def main():
                  f"schema {p_time:.1f} s (one run)", "≤ 1.25 × COPY + index, far below psql",
                  mark(c_time <= 1.25 * b_time and c_time < p_time)))
     rows.append((f"restore --replace of {big} analyses: peak RSS", f"{c_rss:.1f} MB", "", "< 64 MB", mark(c_rss < 64)))
+
+    # 3b. The same dataset as a SkillForge flat 2.0 file (chunks listed apart from their
+    #     analyses, read through golden's flat reader), against the golden file just measured.
+    flat_file = os.path.join(WORK, f"flat_{big}.json")
+    write_flat(backup_file, flat_file)
+    flat = [GOLDEN, "restore", "-q", "--replace", "--yes", "--embed-provider", "hash", "--safety-backup",
+            os.path.join(WORK, "safety.json"), flat_file]
+    f_time, f_rss = median_of(runs, flat, env)
+    flat_mb = os.path.getsize(flat_file) / 1e6
+    rows.append((f"restore --replace of the same {big} analyses as a SkillForge flat 2.0 file ({flat_mb:.0f} MB)",
+                 f"{f_time:.1f} s, {f_rss:.1f} MB", f"golden's own file {c_time:.1f} s, {c_rss:.1f} MB",
+                 "≤ 1.25 × the golden file's time, < 64 MB", mark(f_time <= 1.25 * c_time and f_rss < 64)))
 
     # 4. regenerate-embeddings of every chunk against a provider at 20 ms per request.
     subprocess.run(fresh_safety_backup(fill), env=env, check=True, stdout=subprocess.DEVNULL)
@@ -320,6 +333,41 @@ def main():
     with open(target, "w") as f:
         f.write(header + text + "\n\n" + "\n".join(notes) + "\n")
     log(f"wrote {os.path.relpath(target, ROOT)}")
+
+
+def write_flat(golden_file, path):
+    """Writes the dataset of a golden backup as SkillForge writes its flat 2.0 file: `data` with
+    three lists linked by `analysis_id` (chunks first, shuffled by id, so the reader cannot lean
+    on their order), snippet/chunk_idx/path/hash keys, and `json.dump(indent=2)`'s escapes."""
+    import hashlib
+    with open(golden_file) as f:
+        backup = json.load(f)
+    analyses, artifacts, chunks = [], [], []
+    for analysis in backup["analyses"]:
+        head = {key: analysis[key] for key in ("id", "url", "title", "content_type", "status", "created_at", "updated_at")}
+        analyses.append(head)
+        for chunk in analysis["chunks"]:
+            chunks.append({"id": chunk["id"], "analysis_id": analysis["id"], "snippet": chunk["content"],
+                           "granularity": "coarse", "section_title": chunk["section_title"],
+                           "chunk_idx": chunk["chunk_index"], "chunk_total": len(analysis["chunks"]),
+                           "path": [analysis["id"], chunk["section_path"] or ""],
+                           "hash": hashlib.sha256(chunk["content"].encode()).hexdigest(),
+                           "content_type": chunk["content_type"], "language": "en",
+                           "model": "text-embedding-3-small", "model_version": None,
+                           "created_at": analysis["created_at"]})
+        if analysis.get("artifact"):
+            artifact = analysis["artifact"]
+            artifacts.append({"id": artifact["id"], "analysis_id": analysis["id"],
+                              "markdown_content": artifact["summary"], "version": 1,
+                              "artifact_metadata": {"topics": []}, "created_at": artifact["created_at"]})
+    chunks.sort(key=lambda chunk: chunk["id"])
+    flat = {"version": "2.0", "created_at": "2026-02-01T00:00:00.000000", "source": "bench",
+            "counts": {"analyses": len(analyses), "artifacts": len(artifacts), "chunks": len(chunks), "fixtures": 0},
+            "metadata": {"backup_type": "full", "includes_fixtures": True, "schema_version": 2},
+            "data": {"chunks": chunks, "analyses": analyses, "artifacts": artifacts},
+            "fixtures": {"documents": [], "source_url_map": {}, "queries": []}}
+    with open(path, "w") as f:
+        json.dump(flat, f, indent=2)
 
 
 def write_one_analysis(path, chunks):

@@ -246,6 +246,7 @@ impl Comparison {
                 Record::End {
                     analysis_id,
                     late_extra,
+                    ..
                 } => {
                     if self.missing.remove(&analysis_id) {
                         continue;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backup_file::checksum::{self, ContentHasher};
-use crate::backup_file::extras::{METADATA_KEYS, ORPHAN_ARTIFACTS_KEY};
+use crate::backup_file::extras::{reads_back_from_jsonb, METADATA_KEYS, ORPHAN_ARTIFACTS_KEY};
 use crate::backup_file::reader::{self, ChunkList, Header, Piece, ReadError};
 use crate::backup_file::record::extras_of;
 use crate::backup_file::record::{
@@ -744,7 +744,7 @@ impl Validator {
         self.required_text(&artifact_at, artifact, "summary");
         self.datetime(&artifact_at, artifact, "created_at");
         let version = match artifact.get("version") {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(value) => match value.as_i64().filter(|v| i32::try_from(*v).is_ok()) {
                 Some(version) => Some(version),
                 None => {
@@ -784,6 +784,14 @@ impl Validator {
 
     fn check_value(&mut self, at: &str, key: &str, value: &Value) {
         match value {
+            // The row could be restored, but never backed up again.
+            Value::Number(number) if !reads_back_from_jsonb(number) => self.problem(
+                at,
+                format!(
+                    "\"{key}\" holds the number {number}: PostgreSQL would store it, but as digits \
+                     no JSON reader takes back (beyond the largest double); write it as a string"
+                ),
+            ),
             Value::String(text) => self.check_text(at, key, text),
             Value::Array(items) => {
                 for item in items {

@@ -133,9 +133,13 @@ pub fn add_missing(kept: &mut Value, file: &Value, path: &str, differing: &mut V
         }
         (Value::Array(kept), Value::Array(file)) => {
             for (position, element) in file.iter().enumerate() {
+                // An element kept as it is needs nothing (two elements may share an id).
+                if kept.contains(element) {
+                    continue;
+                }
                 let same = |existing: &Value| match (element.get("id"), existing.get("id")) {
                     (Some(id), Some(other)) => id == other,
-                    _ => existing == element,
+                    _ => false,
                 };
                 match kept.iter_mut().find(|existing| same(existing)) {
                     Some(existing) => {
@@ -213,6 +217,25 @@ fn integer_of(written: &str) -> Option<serde_json::Number> {
     }
 }
 
+/// Whether a number reads back as JSON once jsonb has written it: jsonb writes a float with a
+/// positive exponent as all its digits, and the largest doubles (`1.7976931348623157e+308`)
+/// then round past the largest double when read again.
+pub fn reads_back_from_jsonb(number: &serde_json::Number) -> bool {
+    let written = number.to_string();
+    let Some((mantissa, exponent)) = written.split_once('e') else {
+        return true;
+    };
+    let Some(Ok(exponent)) = exponent.strip_prefix('+').map(str::parse::<usize>) else {
+        return true;
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let Some(zeros) = exponent.checked_sub(fraction.len()) else {
+        return true;
+    };
+    let digits = format!("{whole}{fraction}{}", "0".repeat(zeros));
+    serde_json::from_str::<Value>(&digits).is_ok()
+}
+
 /// [`as_jsonb_returns`] of every value of a record's extras.
 pub fn extras_as_jsonb_returns(extra: &mut Extra) {
     extra.values_mut().for_each(as_jsonb_returns);
@@ -252,5 +275,15 @@ mod tests {
             value.to_string(),
             "[10000000000000000,12345678901234567000,0.0,1.0,0.1,1e-7,3,-2000.0,1e+300]"
         );
+    }
+
+    #[test]
+    fn the_largest_doubles_do_not_read_back_from_jsonb() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        assert!(!reads_back_from_jsonb(&number("1.7976931348623157e308")));
+        assert!(!reads_back_from_jsonb(&number("-1.7976931348623157e308")));
+        for fine in ["1.797e308", "1e308", "1.5e300", "0.1", "5e-324", "12"] {
+            assert!(reads_back_from_jsonb(&number(fine)), "{fine}");
+        }
     }
 }

@@ -203,17 +203,25 @@ struct ArtifactAsRead {
     summary: String,
     #[serde(with = "timestamp")]
     created_at: DateTime<Utc>,
-    #[serde(default)]
+    /// `Some(Null)` for a `"version": null`, which is kept as written.
+    #[serde(default, deserialize_with = "present")]
     version: Option<serde_json::Value>,
     #[serde(flatten)]
     extra: Extra,
+}
+
+/// A key that is present, whatever its value (null included).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 impl From<ArtifactAsRead> for BackupArtifact {
     fn from(read: ArtifactAsRead) -> Self {
         let mut extra = read.extra;
         let version = match read.version {
-            None | Some(serde_json::Value::Null) => None,
+            None => None,
             Some(value) => match value.as_i64().and_then(|v| i32::try_from(v).ok()) {
                 Some(version) => Some(version),
                 None => {

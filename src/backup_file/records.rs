@@ -39,10 +39,12 @@ pub enum Record {
         latest: bool,
     },
     /// The end of the analysis begun last, with the extras that came after its chunks in the
-    /// file (none in a file golden wrote).
+    /// file, or were repeated there with another value (none in a file golden wrote), and the
+    /// extras its head had.
     End {
         analysis_id: Uuid,
         late_extra: Extra,
+        head_extra: Extra,
     },
 }
 
@@ -60,8 +62,8 @@ impl Record {
 
 enum Current {
     None,
-    /// The head was handed out when the chunks began, with these keys.
-    Streaming(Uuid, Vec<String>),
+    /// The head was handed out when the chunks began, with these extras.
+    Streaming(Uuid, Extra),
     /// Chunks read before the analysis's fields were all known (one JSON line each).
     Holding(Spill),
     Skipped,
@@ -100,9 +102,9 @@ pub fn read_records<R: Read>(
                 } else if HEAD_KEYS.iter().all(|key| fields.contains_key(*key)) {
                     let head = BackupAnalysisHead::from_fields(fields)
                         .map_err(|e| unreadable(analysis, e))?;
-                    let id = head.id;
+                    let (id, head_extra) = (head.id, head.extra.clone());
                     on_record(Record::Analysis(head))?;
-                    Current::Streaming(id, fields.keys().cloned().collect())
+                    Current::Streaming(id, head_extra)
                 } else {
                     Current::Holding(Spill::new())
                 };
@@ -135,11 +137,13 @@ pub fn read_records<R: Read>(
                 if skip(analysis) {
                     return Ok(());
                 }
-                let (analysis_id, late_extra) = match was {
-                    Current::Streaming(id, known) => {
+                let (analysis_id, late_extra, head_extra) = match was {
+                    Current::Streaming(id, head_extra) => {
+                        // A key repeated after the chunks keeps its last value, as a parser
+                        // of the whole object would.
                         let mut late = extras_of(&fields, &ANALYSIS_KEYS);
-                        late.retain(|key, _| !known.contains(key));
-                        (id, late)
+                        late.retain(|key, value| head_extra.get(key) != Some(value));
+                        (id, late, head_extra)
                     }
                     Current::Holding(_) | Current::None => {
                         let head = BackupAnalysisHead::from_fields(&fields)
@@ -156,7 +160,7 @@ pub fn read_records<R: Read>(
                                 })?;
                             }
                         }
-                        (id, Extra::new())
+                        (id, Extra::new(), Extra::new())
                     }
                     Current::Skipped => return Ok(()),
                 };
@@ -177,6 +181,7 @@ pub fn read_records<R: Read>(
                 on_record(Record::End {
                     analysis_id,
                     late_extra,
+                    head_extra,
                 })?;
             }
         }

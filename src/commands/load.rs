@@ -12,12 +12,14 @@ use serde::Serialize;
 use super::dump::{current_schema, DEFAULT_DUMP_PATH};
 use crate::child_process::PsqlSession;
 use crate::cli::GlobalArgs;
-use crate::db;
+use crate::db::{self, QueryContext};
 use crate::error::{invalid_input, Exit};
 use crate::output::Output;
 use crate::pg_tools::PgTool;
 use crate::restore::load;
+use crate::schema::dataset_extras;
 use crate::{interrupt, paths};
+use diesel::prelude::*;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,10 +55,14 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     // Held until psql has committed: no restore or regeneration writes meanwhile.
     db::lock_dataset(&mut conn)?;
     let before = load::table_counts(&mut conn)?;
-    if !args.replace && before.analyses + before.chunks + before.artifacts > 0 {
+    let file_keys: i64 = dataset_extras::table
+        .count()
+        .get_result(&mut conn)
+        .step("counting the file-level keys")?;
+    if !args.replace && before.analyses + before.chunks + before.artifacts + file_keys as u64 > 0 {
         return Err(invalid_input(format!(
-            "the database already holds {} analyses, {} chunks, {} artifacts; load into empty tables, \
-             or pass --replace to delete them first (in the same transaction)",
+            "the database already holds {} analyses, {} chunks, {} artifacts, {file_keys} file-level keys; \
+             load into empty tables, or pass --replace to delete them first (in the same transaction)",
             before.analyses, before.chunks, before.artifacts
         )));
     }

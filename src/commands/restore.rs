@@ -177,8 +177,9 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         _ => {
             let mut loaded = restore::append(&mut conn, input, embedding, &progress)?;
             interrupt::set_outcome(format!(
-                "every analysis, chunk and artifact is committed, the golden queries are not: run \
-                 the same restore again to finish ({} analyses, {} chunks added)",
+                "every analysis, chunk and artifact is committed, the golden queries and the \
+                 file-level keys are not: run the same restore again to finish ({} analyses, {} \
+                 chunks added)",
                 loaded.counts.inserted.analyses, loaded.counts.inserted.chunks
             ));
             let (inserted, differing) = db::in_final_transaction(&mut conn, |conn| {

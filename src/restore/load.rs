@@ -75,8 +75,9 @@ impl std::ops::AddAssign for BatchCounts {
 struct Rows<'a> {
     analyses: Vec<NewAnalysis<'a>>,
     /// Extras that came after their analysis's chunks, for analyses not inserted by this
-    /// batch (added with an UPDATE once the batch is written).
-    late_extras: Vec<(Uuid, serde_json::Value)>,
+    /// batch: (id, the extras its head had, the late ones), set with an UPDATE once the
+    /// batch is written.
+    late_extras: Vec<(Uuid, serde_json::Value, serde_json::Value)>,
     chunks: Vec<NewChunk<'a>>,
     artifacts: Vec<NewArtifact<'a>>,
     artifact_versions: Vec<NewArtifactVersion<'a>>,
@@ -146,6 +147,7 @@ fn rows<'a>(
             Record::End {
                 analysis_id,
                 late_extra,
+                head_extra,
             } => {
                 if late_extra.is_empty() {
                     continue;
@@ -156,9 +158,11 @@ fn rows<'a>(
                             extra.extend(late_extra.clone());
                         }
                     }
-                    None => rows
-                        .late_extras
-                        .push((*analysis_id, serde_json::Value::Object(late_extra.clone()))),
+                    None => rows.late_extras.push((
+                        *analysis_id,
+                        serde_json::Value::Object(head_extra.clone()),
+                        serde_json::Value::Object(late_extra.clone()),
+                    )),
                 }
             }
         }
@@ -167,19 +171,21 @@ fn rows<'a>(
 }
 
 /// Adds the extras that came after an analysis's chunks to its row, when its head was in an
-/// earlier batch: keys the row lacks only, as an append adds what is missing. A restore
-/// stopped between the two batches adds them when run again, whether or not it inserted the
-/// analysis itself.
-fn set_late_extras(conn: &mut PgConnection, late: &[(Uuid, serde_json::Value)]) -> Result<()> {
+/// earlier batch, and only to the row this file's head wrote (its extra is exactly the head's):
+/// a row an append skipped stays as it was, and a restore stopped between the two batches
+/// adds them when run again.
+fn set_late_extras(
+    conn: &mut PgConnection,
+    late: &[(Uuid, serde_json::Value, serde_json::Value)],
+) -> Result<()> {
     use diesel::sql_types::{Jsonb, Uuid as SqlUuid};
-    for (id, extra) in late {
-        diesel::sql_query(
-            "UPDATE analyses SET extra = $1 || extra WHERE id = $2 AND NOT extra @> $1",
-        )
-        .bind::<Jsonb, _>(extra)
-        .bind::<SqlUuid, _>(id)
-        .execute(conn)
-        .step("adding an analysis's extra fields")?;
+    for (id, head, extra) in late {
+        diesel::sql_query("UPDATE analyses SET extra = extra || $1 WHERE id = $2 AND extra = $3")
+            .bind::<Jsonb, _>(extra)
+            .bind::<SqlUuid, _>(id)
+            .bind::<Jsonb, _>(head)
+            .execute(conn)
+            .step("adding an analysis's extra fields")?;
     }
     Ok(())
 }

@@ -12,10 +12,12 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::backup_file::extras::{as_jsonb_returns, extras_as_jsonb_returns, FileExtras};
+use crate::backup_file::extras::{
+    as_jsonb_returns, extras_as_jsonb_returns, METADATA_KEYS, METADATA_ROW,
+};
 use crate::backup_file::reader::Header;
 use crate::backup_file::record::{
-    BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
+    extras_of, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
 };
 use crate::backup_file::records::Record;
 use crate::backup_file::source::BackupSource;
@@ -489,26 +491,41 @@ impl Comparison {
     /// The file-level keys golden keeps (`dataset_extras`: SkillForge's `source`, `fixtures`,
     /// the artifacts whose analysis is not in the file, the file's own metadata keys).
     fn compare_file_extras(&mut self, conn: &mut PgConnection, header: &Header) -> Result<()> {
-        let in_file = FileExtras::of_header(header);
+        // The file's keys by reference: `fixtures` may be large.
+        let metadata: Extra = header
+            .metadata
+            .as_ref()
+            .and_then(serde_json::Value::as_object)
+            .map(|metadata| extras_of(metadata, &METADATA_KEYS))
+            .unwrap_or_default();
+        let mut file_rows: Vec<(&str, std::borrow::Cow<'_, serde_json::Value>)> = header
+            .extras
+            .iter()
+            .map(|(key, value)| (key.as_str(), std::borrow::Cow::Borrowed(value)))
+            .collect();
+        if !metadata.is_empty() {
+            file_rows.push((
+                METADATA_ROW,
+                std::borrow::Cow::Owned(serde_json::Value::Object(metadata)),
+            ));
+        }
         let rows: Vec<DatasetExtra> = dataset_extras::table
             .select(DatasetExtra::as_select())
             .load(conn)
             .step("reading the file-level keys to compare")?;
-        let in_db = FileExtras::from_rows(rows.into_iter().map(|row| (row.key, row.value)));
-        let (file_rows, db_rows) = (in_file.rows(), in_db.rows());
-        let db_rows: HashMap<&str, &serde_json::Value> = db_rows
+        let db_rows: HashMap<&str, &serde_json::Value> = rows
             .iter()
-            .map(|(key, value)| (*key, value.as_ref()))
+            .map(|row| (row.key.as_str(), &row.value))
             .collect();
         let mut file_keys = HashSet::new();
         for (key, value) in &file_rows {
             file_keys.insert(*key);
             let at = format!("file-level key {key:?}");
-            let mut value = value.clone().into_owned();
-            as_jsonb_returns(&mut value);
             match db_rows.get(key) {
                 None => self.problem(at, "is in the file but not in the database"),
-                Some(db) if **db != value => self.problem(at, "differs from the database"),
+                Some(db) if **db != **value && !same_once_stored(value, db) => {
+                    self.problem(at, "differs from the database")
+                }
                 Some(_) => {}
             }
         }
@@ -550,12 +567,24 @@ impl Comparison {
     }
 }
 
+/// Whether `file` is `db` once jsonb has stored it (its numbers as jsonb gives them back).
+fn same_once_stored(file: &serde_json::Value, db: &serde_json::Value) -> bool {
+    let mut file = file.clone();
+    as_jsonb_returns(&mut file);
+    file == *db
+}
+
 /// Whether a record's extras are those of its row's `extra` column (numbers as jsonb gives
 /// them back: `1e16` is stored as the integer it is).
 fn same_extra(file: &Extra, db: &serde_json::Value) -> bool {
-    let mut file = file.clone();
-    extras_as_jsonb_returns(&mut file);
-    db.as_object().is_some_and(|db| *db == file)
+    let Some(db) = db.as_object() else {
+        return false;
+    };
+    db == file || {
+        let mut file = file.clone();
+        extras_as_jsonb_returns(&mut file);
+        *db == file
+    }
 }
 
 /// The dimension of `chunks.embedding` as declared (`vector(1024)`), or `None` when the

@@ -32,22 +32,6 @@ pub struct FileExtras {
 }
 
 impl FileExtras {
-    /// The extras of a file's header, copied (for a comparison; a restore takes them).
-    pub fn of_header(header: &Header) -> FileExtras {
-        let metadata = match &header.metadata {
-            Some(Value::Object(metadata)) => metadata
-                .iter()
-                .filter(|(key, _)| !METADATA_KEYS.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-            _ => Extra::new(),
-        };
-        FileExtras {
-            metadata,
-            top: header.extras.clone(),
-        }
-    }
-
     /// Takes the extras out of a file's header (they may be large, `fixtures` say: moved,
     /// never copied).
     pub fn take_from(header: &mut Header) -> FileExtras {

@@ -7,154 +7,13 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dialects;
-use common::{golden, json_of, stderr_of, stdout_of, workdir, TestDb};
+use common::dialects::{self, backup_json, ok, restore_json, run, uuid_for, FlatFile};
+use common::{json_of, stderr_of, stdout_of, workdir, TestDb};
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
-
-fn run(db: Option<&TestDb>, dir: &Path, args: &[&str]) -> Output {
-    golden(db, dir).args(args).output().unwrap()
-}
-
-fn ok(output: Output, what: &str) -> Output {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}\nstdout:\n{}\nstderr:\n{}",
-        stdout_of(&output),
-        stderr_of(&output)
-    );
-    output
-}
-
-const T0: &str = "2025-12-01T10:00:00";
-
-fn uuid(seed: &str) -> String {
-    dialects::uuid_for(seed)
-}
-
-/// A small SkillForge flat file built from parts.
-struct Flat {
-    version: &'static str,
-    top: serde_json::Map<String, Value>,
-    analyses: Vec<Value>,
-    artifacts: Vec<Value>,
-    chunks: Vec<Value>,
-}
-
-impl Flat {
-    fn new(version: &'static str) -> Flat {
-        let mut top = serde_json::Map::new();
-        top.insert("created_at".into(), json!("2025-12-12T08:33:16.928533"));
-        top.insert("source".into(), json!("attack round 2"));
-        Flat {
-            version,
-            top,
-            analyses: vec![],
-            artifacts: vec![],
-            chunks: vec![],
-        }
-    }
-
-    fn analysis(&mut self, slug: &str, chunks: usize, extra: Value) -> String {
-        let id = uuid(&format!("analysis/{slug}"));
-        let mut a = json!({
-            "id": id, "url": format!("https://docs.rs/{slug}/latest/"), "content_type": "article",
-            "title": slug, "status": "completed", "created_at": T0, "updated_at": T0,
-        });
-        if let Value::Object(extra) = extra {
-            a.as_object_mut().unwrap().extend(extra);
-        }
-        self.analyses.push(a);
-        for i in 0..chunks {
-            let text = format!("{slug} part {i}: retrieval depends on chunk boundaries.");
-            self.chunks.push(json!({
-                "id": uuid(&format!("chunk/{slug}/{i}")), "analysis_id": id, "snippet": text,
-                "granularity": "coarse", "section_title": format!("Part {i}"), "chunk_idx": i,
-                "chunk_total": chunks, "path": [slug, format!("{slug}/part-{i}")],
-                "hash": dialects::sha256_hex(&text), "content_type": "article", "language": "en",
-                "model": "text-embedding-3-small", "model_version": null, "created_at": T0,
-            }));
-        }
-        id
-    }
-
-    fn artifact(&mut self, seed: &str, analysis_id: &str, version: Value, extra: Value) -> String {
-        let id = uuid(&format!("artifact/{seed}"));
-        let mut a = json!({
-            "id": id, "analysis_id": analysis_id, "markdown_content": format!("# {seed}"),
-            "version": version, "artifact_metadata": {"topics": ["x"]}, "created_at": T0,
-        });
-        if let Value::Object(extra) = extra {
-            a.as_object_mut().unwrap().extend(extra);
-        }
-        self.artifacts.push(a);
-        id
-    }
-
-    fn value(&self) -> Value {
-        let mut file = serde_json::Map::new();
-        file.insert("version".into(), json!(self.version));
-        file.extend(self.top.clone());
-        file.insert(
-            "counts".into(),
-            json!({"analyses": self.analyses.len(), "artifacts": self.artifacts.len(), "chunks": self.chunks.len()}),
-        );
-        file.insert(
-            "data".into(),
-            json!({"analyses": self.analyses, "artifacts": self.artifacts, "chunks": self.chunks}),
-        );
-        Value::Object(file)
-    }
-
-    fn write(&self, dir: &Path, name: &str) -> String {
-        let path = dir.join(name);
-        fs::write(&path, serde_json::to_vec_pretty(&self.value()).unwrap()).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
-
-fn restore_hash(db: &TestDb, dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["restore", "--json", "--embed-provider", "hash"];
-    all.extend_from_slice(args);
-    json_of(&ok(run(Some(db), dir, &all), "restore"))
-}
-
-fn backup_value(db: &TestDb, dir: &Path, name: &str) -> Value {
-    ok(
-        run(
-            Some(db),
-            dir,
-            &["backup", "--output", name, "--status", "all"],
-        ),
-        "backup",
-    );
-    serde_json::from_slice(&fs::read(dir.join(name)).unwrap()).unwrap()
-}
-
-/// A digest of every table golden writes, `dataset_extras` and `artifact_versions` included.
-fn full_digest(db: &TestDb) -> String {
-    #[derive(diesel::QueryableByName)]
-    struct Digest {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        digest: String,
-    }
-    diesel::sql_query(
-        "SELECT md5(
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM analyses t), '') || '#' ||
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM chunks t), '') || '#' ||
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM artifacts t), '') || '#' ||
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM artifact_versions t), '') || '#' ||
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY key) FROM dataset_extras t), '') || '#' ||
-            coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM queries t), '')) AS digest",
-    )
-    .get_result::<Digest>(&mut db.conn())
-    .unwrap()
-    .digest
-}
 
 /// Golden's own format of `flat` (through `golden convert`), as JSON.
 fn converted(dir: &Path, flat: &str, name: &str) -> Value {
@@ -217,7 +76,7 @@ fn an_extra_of_the_largest_float_is_refused_before_anything_is_written() {
     // the dataset could never be backed up again. So it is a problem of the file, named.
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let id = flat.analysis("max-float", 1, json!({"max_score": f64::MAX}));
     flat.artifact("max-float/1", &id, json!(1), json!({}));
     let file = flat.write(dir.path(), "flat.json");
@@ -251,7 +110,7 @@ fn an_extra_of_the_largest_float_is_refused_before_anything_is_written() {
 fn an_append_leaves_an_analysis_it_skips_as_it_was() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("late-small", 2, json!({}));
     flat.artifact("late-small/1", &a, json!(1), json!({}));
     let b = flat.analysis("late-long", 600, json!({}));
@@ -259,8 +118,8 @@ fn an_append_leaves_an_analysis_it_skips_as_it_was() {
     flat.top.remove("source");
     let flat = flat.write(dir.path(), "flat.json");
     let plain = converted(dir.path(), &flat, "plain.json");
-    restore_hash(&db, dir.path(), &["plain.json"]);
-    let before = full_digest(&db);
+    restore_json(&db, dir.path(), &["plain.json"]);
+    let before = db.full_digest();
 
     // The same analyses, with extras before and after their chunks.
     let text = golden_text(&plain, &|_, _| vec![("post", json!(2))]);
@@ -270,10 +129,10 @@ fn an_append_leaves_an_analysis_it_skips_as_it_was() {
     );
     fs::write(dir.path().join("edited.json"), text).unwrap();
     ok(run(None, dir.path(), &["verify", "edited.json"]), "verify");
-    let summary = restore_hash(&db, dir.path(), &["edited.json"]);
+    let summary = restore_json(&db, dir.path(), &["edited.json"]);
     assert_eq!(summary["analyses_inserted"], 0);
     assert_eq!(
-        full_digest(&db),
+        db.full_digest(),
         before,
         "the append skipped every analysis (summary {summary:#}) yet changed the database: {}",
         db.count("SELECT count(*) FROM analyses WHERE extra ? 'post'")
@@ -289,7 +148,7 @@ fn an_append_leaves_an_analysis_it_skips_as_it_was() {
 fn restoring_the_same_file_twice_changes_nothing_even_with_repeated_fixture_ids() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("2.0");
+    let mut flat = FlatFile::new("2.0");
     let a = flat.analysis("dup-fixture", 1, json!({}));
     flat.artifact("dup-fixture/1", &a, json!(1), json!({}));
     flat.top.insert(
@@ -299,12 +158,12 @@ fn restoring_the_same_file_twice_changes_nothing_even_with_repeated_fixture_ids(
     );
     let file = flat.write(dir.path(), "flat.json");
     ok(run(None, dir.path(), &["verify", &file]), "verify");
-    restore_hash(&db, dir.path(), &[&file]);
-    let once = full_digest(&db);
-    restore_hash(&db, dir.path(), &[&file]);
-    let backup = backup_value(&db, dir.path(), "backup.json");
+    restore_json(&db, dir.path(), &[&file]);
+    let once = db.full_digest();
+    restore_json(&db, dir.path(), &[&file]);
+    let backup = backup_json(&db, dir.path(), "backup.json");
     assert_eq!(
-        full_digest(&db),
+        db.full_digest(),
         once,
         "the second restore of the same file changed the database; fixtures now {}",
         backup["fixtures"]
@@ -329,8 +188,8 @@ fn an_artifact_version_null_is_written_back() {
         serde_json::to_vec_pretty(&file).unwrap(),
     )
     .unwrap();
-    restore_hash(&db, dir.path(), &["edited.json"]);
-    let backup = backup_value(&db, dir.path(), "backup.json");
+    restore_json(&db, dir.path(), &["edited.json"]);
+    let backup = backup_json(&db, dir.path(), "backup.json");
     let artifact = backup["analyses"]
         .as_array()
         .unwrap()
@@ -354,7 +213,7 @@ fn load_refuses_a_database_that_holds_file_level_keys_up_front() {
     let db = TestDb::migrated();
     let dir = workdir();
     let fixture = dialects::skillforge_flat_2(dir.path());
-    restore_hash(&db, dir.path(), &[fixture.arg()]);
+    restore_json(&db, dir.path(), &[fixture.arg()]);
     ok(
         run(Some(&db), dir.path(), &["dump", "--output", "snap.sql"]),
         "dump",
@@ -378,7 +237,7 @@ fn load_refuses_a_database_that_holds_file_level_keys_up_front() {
 // norm); a string `expected_chunks` also gives a second problem, `missing
 // "expected_chunk_ids"`, a key the file never had.
 
-fn problems(dir: &Path, flat: &Flat) -> String {
+fn problems(dir: &Path, flat: &FlatFile) -> String {
     let path = flat.write(dir, "broken.json");
     let output = run(None, dir, &["verify", "--json", &path]);
     assert_eq!(output.status.code(), Some(3), "{}", stdout_of(&output));
@@ -391,7 +250,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
     let dir = workdir();
     let mut failures = Vec::new();
 
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("counts", 2, json!({}));
     flat.artifact("counts/1", &a, json!(1), json!({}));
     let mut value = flat.value();
@@ -403,7 +262,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
         failures.push(format!("counts.chunks wrong: {said}"));
     }
 
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("summary", 1, json!({}));
     flat.artifact("summary/1", &a, json!(1), json!({}));
     flat.artifacts[0]["markdown_content"] = Value::Null;
@@ -412,7 +271,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
         failures.push(format!("markdown_content null: {said}"));
     }
 
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("index", 1, json!({}));
     flat.artifact("index/1", &a, json!(1), json!({}));
     flat.chunks[0]["chunk_idx"] = json!("x");
@@ -421,7 +280,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
         failures.push(format!("chunk_idx \"x\": {said}"));
     }
 
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("numbers", 1, json!({}));
     flat.artifact("numbers/1", &a, json!(1), json!({}));
     flat.chunks[0]["path"] = json!([1, 2]);
@@ -430,7 +289,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
         failures.push(format!("path [1, 2]: {said}"));
     }
 
-    let mut flat = Flat::new("2.0");
+    let mut flat = FlatFile::new("2.0");
     let a = flat.analysis("refs", 1, json!({}));
     flat.artifact("refs/1", &a, json!(1), json!({}));
     flat.top.insert(
@@ -452,7 +311,7 @@ fn problems_of_a_flat_file_name_the_files_own_keys() {
 #[test]
 fn a_key_repeated_around_the_chunks_keeps_its_last_value_as_documented() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("repeated", 2, json!({"owner": "before"}));
     flat.artifact("repeated/1", &a, json!(1), json!({}));
     let flat = flat.write(dir.path(), "flat.json");
@@ -476,12 +335,12 @@ fn a_key_repeated_around_the_chunks_keeps_its_last_value_as_documented() {
 fn an_append_interrupted_in_its_final_transaction_says_the_file_level_keys_are_not_kept() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut first = Flat::new("2.0");
+    let mut first = FlatFile::new("2.0");
     let a = first.analysis("first", 1, json!({}));
     first.artifact("first/1", &a, json!(1), json!({}));
     let first = first.write(dir.path(), "first.json");
-    restore_hash(&db, dir.path(), &[&first]);
-    let mut second = Flat::new("2.0");
+    restore_json(&db, dir.path(), &[&first]);
+    let mut second = FlatFile::new("2.0");
     let b = second.analysis("second", 1, json!({}));
     second.artifact("second/1", &b, json!(1), json!({}));
     second.top.insert("source".into(), json!("second"));
@@ -489,7 +348,7 @@ fn an_append_interrupted_in_its_final_transaction_says_the_file_level_keys_are_n
         .top
         .insert("fixtures".into(), json!({"documents": [{"id": "second"}]}));
     let second = second.write(dir.path(), "second.json");
-    let before = full_digest(&db);
+    let before = db.full_digest();
     let extras_before = db.count("SELECT count(*) FROM dataset_extras");
 
     // Another session holds dataset_extras: the final transaction waits on it.
@@ -522,7 +381,7 @@ fn an_append_interrupted_in_its_final_transaction_says_the_file_level_keys_are_n
         db.count("SELECT count(*) FROM dataset_extras"),
         extras_before
     );
-    assert_ne!(full_digest(&db), before, "the rows were committed");
+    assert_ne!(db.full_digest(), before, "the rows were committed");
     let stderr = stderr_of(&output);
     assert!(
         stderr.contains("file-level") || stderr.contains("fixtures"),
@@ -555,7 +414,7 @@ fn convert_help_offers_no_database() {
 #[test]
 fn guard_numbers_in_extras_round_trip_convert_restore_backup() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let numbers = "[1e16, 1.5e300, -1e19, 123456789012345678901234567890, 0.1, 1e-7, -0.0, \
                    2.50, 1E+2, 5e-324, 18446744073709551615, 18446744073709551616, \
                    -9223372036854775809, 1e15, 9007199254740993, 0.30000000000000004, 1e21, \
@@ -574,7 +433,7 @@ fn guard_numbers_in_extras_round_trip_convert_restore_backup() {
     converted(dir.path(), "flat.json", "same.json");
     let bytes = fs::read(dir.path().join("same.json")).unwrap();
     let db = TestDb::migrated();
-    restore_hash(&db, dir.path(), &["--replace", "--yes", "same.json"]);
+    restore_json(&db, dir.path(), &["--replace", "--yes", "same.json"]);
     ok(
         run(
             Some(&db),
@@ -606,12 +465,12 @@ fn guard_appends_merge_file_level_keys_and_are_idempotent() {
     let dir = workdir();
     let mut files = Vec::new();
     for name in ["one", "two"] {
-        let mut flat = Flat::new("2.0");
+        let mut flat = FlatFile::new("2.0");
         let a = flat.analysis(&format!("{name}-doc"), 2, json!({}));
         flat.artifact(&format!("{name}-doc/1"), &a, json!(1), json!({}));
         flat.artifact(
             &format!("gone-{name}"),
-            &uuid(&format!("analysis/gone-{name}")),
+            &uuid_for(&format!("analysis/gone-{name}")),
             json!(1),
             json!({}),
         );
@@ -629,18 +488,18 @@ fn guard_appends_merge_file_level_keys_and_are_idempotent() {
         );
         files.push(flat.write(dir.path(), &format!("{name}.json")));
     }
-    restore_hash(&db, dir.path(), &[&files[0]]);
-    let summary = restore_hash(&db, dir.path(), &[&files[1]]);
+    restore_json(&db, dir.path(), &[&files[0]]);
+    let summary = restore_json(&db, dir.path(), &[&files[1]]);
     let kept = summary["file_keys_kept_from_database"].to_string();
     assert!(
         kept.contains("source") && kept.contains("metadata.backup_type"),
         "{kept}"
     );
-    let merged = full_digest(&db);
-    restore_hash(&db, dir.path(), &[&files[0]]);
-    restore_hash(&db, dir.path(), &[&files[1]]);
-    assert_eq!(full_digest(&db), merged);
-    let backup = backup_value(&db, dir.path(), "backup.json");
+    let merged = db.full_digest();
+    restore_json(&db, dir.path(), &[&files[0]]);
+    restore_json(&db, dir.path(), &[&files[1]]);
+    assert_eq!(db.full_digest(), merged);
+    let backup = backup_json(&db, dir.path(), "backup.json");
     assert_eq!(backup["source"], "one export");
     assert_eq!(backup["orphan_artifacts"].as_array().unwrap().len(), 2);
     assert_eq!(backup["fixtures"]["documents"].as_array().unwrap().len(), 2);
@@ -651,7 +510,7 @@ fn guard_appends_merge_file_level_keys_and_are_idempotent() {
 #[test]
 fn guard_late_extras_of_a_long_analysis_are_kept_both_ways() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("long", 600, json!({}));
     flat.artifact("long/1", &a, json!(1), json!({}));
     let flat = flat.write(dir.path(), "flat.json");
@@ -660,7 +519,7 @@ fn guard_late_extras_of_a_long_analysis_are_kept_both_ways() {
     fs::write(dir.path().join("late.json"), text).unwrap();
     for args in [vec!["late.json"], vec!["--replace", "--yes", "late.json"]] {
         let db = TestDb::migrated();
-        restore_hash(&db, dir.path(), &args);
+        restore_json(&db, dir.path(), &args);
         assert_eq!(
             db.count("SELECT count(*) FROM analyses WHERE extra = '{\"post\": {\"n\": 2}}'"),
             1,
@@ -681,7 +540,7 @@ fn guard_late_extras_of_a_long_analysis_are_kept_both_ways() {
 #[test]
 fn guard_convert_of_a_file_with_problems_writes_nothing() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("broken", 2, json!({}));
     flat.artifact("broken/1", &a, json!(1), json!({}));
     flat.chunks[1]["hash"] = json!("0".repeat(64));

@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::dialects::{self, backup_of, ok, restore_json, run, Fixture};
+use common::dialects::{self, backup_of, ok, restore_json, run, uuid_for, Fixture, FlatFile};
 use common::{golden, json_of, stderr_of, stdout_of, workdir, TestDb};
 use serde_json::{json, Value};
 /// Writes the generated fixtures to $ATTACK_FIXTURES (exploration helper, not a check).
@@ -30,94 +30,6 @@ fn write_fixtures() {
 
 use common::embed_server::{EmbedServer, Fault, Protocol};
 
-/// A small SkillForge flat file built from parts (compact JSON: the reader does not care).
-/// `analyses` are (id, extras), each with `chunks` chunks; `artifacts` are full flat records.
-struct Flat {
-    version: &'static str,
-    top: serde_json::Map<String, Value>,
-    analyses: Vec<Value>,
-    artifacts: Vec<Value>,
-    chunks: Vec<Value>,
-}
-
-const T0: &str = "2025-12-01T10:00:00";
-
-fn uuid(seed: &str) -> String {
-    dialects::uuid_for(seed)
-}
-
-impl Flat {
-    fn new(version: &'static str) -> Flat {
-        let mut top = serde_json::Map::new();
-        top.insert("created_at".into(), json!("2025-12-12T08:33:16.928533"));
-        top.insert("source".into(), json!("attack"));
-        Flat {
-            version,
-            top,
-            analyses: vec![],
-            artifacts: vec![],
-            chunks: vec![],
-        }
-    }
-
-    /// Adds an analysis `slug` with `chunks` chunks and `extra` keys; returns its id.
-    fn analysis(&mut self, slug: &str, chunks: usize, extra: Value) -> String {
-        let id = uuid(&format!("analysis/{slug}"));
-        let mut a = json!({
-            "id": id, "url": format!("https://docs.rs/{slug}/latest/"), "content_type": "article",
-            "title": slug, "status": "completed", "created_at": T0, "updated_at": T0,
-        });
-        if let Value::Object(extra) = extra {
-            a.as_object_mut().unwrap().extend(extra);
-        }
-        self.analyses.push(a);
-        for i in 0..chunks {
-            let text = format!("{slug} part {i}: retrieval depends on chunk boundaries.");
-            self.chunks.push(json!({
-                "id": uuid(&format!("chunk/{slug}/{i}")), "analysis_id": id, "snippet": text,
-                "granularity": "coarse", "section_title": format!("Part {i}"), "chunk_idx": i,
-                "chunk_total": chunks, "path": [slug, format!("{slug}/part-{i}")],
-                "hash": dialects::sha256_hex(&text), "content_type": "article", "language": "en",
-                "model": "text-embedding-3-small", "model_version": null, "created_at": T0,
-            }));
-        }
-        id
-    }
-
-    fn artifact(&mut self, seed: &str, analysis_id: &str, version: i64, extra: Value) -> String {
-        let id = uuid(&format!("artifact/{seed}"));
-        let mut a = json!({
-            "id": id, "analysis_id": analysis_id, "markdown_content": format!("# {seed}"),
-            "version": version, "artifact_metadata": {"topics": ["x"]}, "created_at": T0,
-        });
-        if let Value::Object(extra) = extra {
-            a.as_object_mut().unwrap().extend(extra);
-        }
-        self.artifacts.push(a);
-        id
-    }
-
-    fn value(&self) -> Value {
-        let mut file = serde_json::Map::new();
-        file.insert("version".into(), json!(self.version));
-        file.extend(self.top.clone());
-        file.insert(
-            "counts".into(),
-            json!({"analyses": self.analyses.len(), "artifacts": self.artifacts.len(), "chunks": self.chunks.len()}),
-        );
-        file.insert(
-            "data".into(),
-            json!({"analyses": self.analyses, "artifacts": self.artifacts, "chunks": self.chunks}),
-        );
-        Value::Object(file)
-    }
-
-    fn write(&self, dir: &Path, name: &str) -> String {
-        let path = dir.join(name);
-        fs::write(&path, serde_json::to_vec_pretty(&self.value()).unwrap()).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-}
 fn orphan_ids(backup: &Value) -> Vec<String> {
     backup["orphan_artifacts"]
         .as_array()
@@ -137,10 +49,10 @@ fn orphan_ids(backup: &Value) -> Vec<String> {
 fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut first = Flat::new("2.0");
+    let mut first = FlatFile::new("2.0");
     let a = first.analysis("first-doc", 2, json!({}));
     first.artifact("first-doc/1", &a, 1, json!({}));
-    let orphan_1 = first.artifact("gone-1/1", &uuid("analysis/gone-1"), 1, json!({}));
+    let orphan_1 = first.artifact("gone-1/1", &uuid_for("analysis/gone-1"), 1, json!({}));
     first.top.insert("source".into(), json!("first export"));
     first.top.insert(
         "fixtures".into(),
@@ -149,10 +61,10 @@ fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores(
     let first = first.write(dir.path(), "first.json");
     restore_json(&db, dir.path(), &[&first]);
 
-    let mut second = Flat::new("2.0");
+    let mut second = FlatFile::new("2.0");
     let b = second.analysis("second-doc", 2, json!({}));
     second.artifact("second-doc/1", &b, 1, json!({}));
-    let orphan_2 = second.artifact("gone-2/1", &uuid("analysis/gone-2"), 1, json!({}));
+    let orphan_2 = second.artifact("gone-2/1", &uuid_for("analysis/gone-2"), 1, json!({}));
     second.top.insert("source".into(), json!("second export"));
     second.top.insert(
         "fixtures".into(),
@@ -191,7 +103,7 @@ fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores(
 fn an_interrupted_append_of_a_flat_file_keeps_the_extras_of_an_analysis_cut_across_batches() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let id = flat.analysis(
         "long-doc",
         1100,
@@ -258,7 +170,7 @@ fn an_interrupted_append_of_a_flat_file_keeps_the_extras_of_an_analysis_cut_acro
 #[test]
 fn large_integral_floats_in_extras_round_trip_through_jsonb() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let id = flat.analysis(
         "floats",
         1,
@@ -457,14 +369,14 @@ fn an_artifact_version_that_is_not_an_integer_is_kept_not_refused() {
 fn an_append_never_leaves_a_version_newer_than_the_latest_in_artifact_versions() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut first = Flat::new("1.0");
+    let mut first = FlatFile::new("1.0");
     let a = first.analysis("versions", 1, json!({}));
     first.artifact("versions/1", &a, 1, json!({}));
     first.artifact("versions/2", &a, 2, json!({}));
     let first = first.write(dir.path(), "first.json");
     restore_json(&db, dir.path(), &[&first]);
 
-    let mut second = Flat::new("1.0");
+    let mut second = FlatFile::new("1.0");
     second.analysis("versions", 1, json!({}));
     second.artifact("versions/3", &a, 3, json!({}));
     second.artifact("versions/4", &a, 4, json!({}));
@@ -612,7 +524,7 @@ fn memory_does_not_grow_with_the_fixtures_of_a_flat_file() {
 fn a_file_level_key_jsonb_cannot_hold_is_refused_before_anything_is_written() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("2.0");
+    let mut flat = FlatFile::new("2.0");
     let a = flat.analysis("big-fixtures", 1, json!({}));
     flat.artifact("big-fixtures/1", &a, 1, json!({}));
     let section = "x".repeat(1 << 20);
@@ -651,7 +563,7 @@ fn a_file_level_key_jsonb_cannot_hold_is_refused_before_anything_is_written() {
 #[ignore = "known limit (README): a key repeated in one JSON object keeps its last value, as serde_json reads it"]
 fn duplicate_keys_are_named_not_silently_collapsed() {
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     let a = flat.analysis("dup", 1, json!({"owner": "first"}));
     flat.artifact("dup/1", &a, 1, json!({}));
     let text = serde_json::to_string_pretty(&flat.value()).unwrap();
@@ -683,7 +595,7 @@ fn guard_a_nul_anywhere_in_an_extra_is_refused_before_anything_is_written() {
         ("value", json!({"deep": {"list": ["a\u{0}b"]}})),
         ("key", json!({"deep": {"k\u{0}ey": 1}})),
     ] {
-        let mut flat = Flat::new("1.0");
+        let mut flat = FlatFile::new("1.0");
         let a = flat.analysis("nul", 1, json!({}));
         flat.artifact("nul/1", &a, 1, json!({"artifact_metadata": extra}));
         let file = flat.write(dir.path(), &format!("{name}.json"));
@@ -707,7 +619,7 @@ fn guard_a_nul_anywhere_in_an_extra_is_refused_before_anything_is_written() {
             stderr_of(&restored)
         );
     }
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     flat.analysis("nul-top", 1, json!({}));
     flat.top
         .insert("fixtures".into(), json!({"documents": [{"t": "\u{0}"}]}));
@@ -731,7 +643,7 @@ fn guard_a_latin1_database_refuses_an_emoji_only_in_an_extra_before_writing() {
     let db = TestDb::migrated_with_encoding("LATIN1");
     let dir = workdir();
     for (name, place) in [("chunk", 0), ("artifact key", 1), ("file key", 2)] {
-        let mut flat = Flat::new("1.0");
+        let mut flat = FlatFile::new("1.0");
         let a = flat.analysis("latin", 1, json!({}));
         flat.artifact("latin/1", &a, 1, json!({}));
         match place {
@@ -774,7 +686,7 @@ fn guard_a_latin1_database_refuses_an_emoji_only_in_an_extra_before_writing() {
 fn guard_a_flat_file_edited_during_an_append_stops_it_before_the_next_commit() {
     let db = TestDb::migrated();
     let dir = workdir();
-    let mut flat = Flat::new("1.0");
+    let mut flat = FlatFile::new("1.0");
     for i in 0..40 {
         flat.analysis(&format!("doc-{i:02}"), 2, json!({}));
     }

@@ -83,18 +83,6 @@ impl FileExtras {
         }
         rows
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.metadata.is_empty() && self.top.is_empty()
-    }
-
-    /// The number of artifacts kept because their analysis is not in the file.
-    pub fn orphan_artifacts(&self) -> usize {
-        self.top
-            .get(ORPHAN_ARTIFACTS_KEY)
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
-    }
 }
 
 /// Adds to `kept` what `file` has and `kept` lacks, as an append does: an object's missing

@@ -13,6 +13,4 @@ pub struct DatasetExtra {
     pub key: String,
     pub value: serde_json::Value,
 }
-
-/// The key under which the file's own `metadata` keys that golden does not compute are kept.
-pub const METADATA_KEY: &str = "metadata";
+// The row of the file's own `metadata` keys is `backup_file::extras::METADATA_ROW`.

@@ -40,6 +40,25 @@ pub struct NewQuery<'a> {
     pub unresolved_expected_chunks: Vec<Option<&'a str>>,
 }
 
+impl<'a> NewQuery<'a> {
+    /// The row of a backup file's query.
+    pub fn from_backup(query: &'a BackupQuery) -> Self {
+        NewQuery {
+            id: &query.id,
+            query: &query.query,
+            expected_chunk_ids: query.expected_chunk_ids.iter().copied().map(Some).collect(),
+            category: query.category.as_deref(),
+            difficulty: query.difficulty.as_deref(),
+            extra: serde_json::Value::Object(query.extra.clone()),
+            unresolved_expected_chunks: query
+                .unresolved_expected_chunks
+                .iter()
+                .map(|reference| Some(reference.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// The queries a backup of `status` (`None`: every analysis) holds, and those it leaves out.
 pub struct ForBackup {
     /// In byte order of their ids.

@@ -333,22 +333,7 @@ pub fn insert_queries(
             .execute(conn)
             .step("deleting the old queries")?;
     }
-    let rows: Vec<NewQuery> = queries
-        .iter()
-        .map(|query| NewQuery {
-            id: &query.id,
-            query: &query.query,
-            expected_chunk_ids: query.expected_chunk_ids.iter().copied().map(Some).collect(),
-            category: query.category.as_deref(),
-            difficulty: query.difficulty.as_deref(),
-            extra: serde_json::Value::Object(query.extra.clone()),
-            unresolved_expected_chunks: query
-                .unresolved_expected_chunks
-                .iter()
-                .map(|reference| Some(reference.as_str()))
-                .collect(),
-        })
-        .collect();
+    let rows: Vec<NewQuery> = queries.iter().map(NewQuery::from_backup).collect();
     let mut inserted = 0;
     for part in rows.chunks(1_000) {
         inserted += diesel::insert_into(queries::table)

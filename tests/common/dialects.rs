@@ -1535,6 +1535,109 @@ fn compact(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A small SkillForge flat file built from parts, for tests of one case each.
+
+/// The time of every record of a [`FlatFile`] (naive, as SkillForge writes it).
+pub const FLAT_T0: &str = "2025-12-01T10:00:00";
+
+/// A SkillForge flat file built from parts (compact JSON: the reader does not care).
+pub struct FlatFile {
+    pub version: &'static str,
+    /// The top-level keys besides `version`, `counts` and `data`.
+    pub top: Map<String, Value>,
+    pub analyses: Vec<Value>,
+    pub artifacts: Vec<Value>,
+    pub chunks: Vec<Value>,
+}
+
+impl FlatFile {
+    pub fn new(version: &'static str) -> FlatFile {
+        let mut top = Map::new();
+        top.insert(
+            "created_at".into(),
+            serde_json::json!("2025-12-12T08:33:16.928533"),
+        );
+        top.insert("source".into(), serde_json::json!("a test export"));
+        FlatFile {
+            version,
+            top,
+            analyses: vec![],
+            artifacts: vec![],
+            chunks: vec![],
+        }
+    }
+
+    /// Adds an analysis `slug` with `chunks` chunks and `extra` keys; returns its id.
+    pub fn analysis(&mut self, slug: &str, chunks: usize, extra: Value) -> String {
+        let id = uuid_for(&format!("analysis/{slug}"));
+        let mut analysis = serde_json::json!({
+            "id": id, "url": format!("https://docs.rs/{slug}/latest/"), "content_type": "article",
+            "title": slug, "status": "completed", "created_at": FLAT_T0, "updated_at": FLAT_T0,
+        });
+        if let (Value::Object(extra), Some(analysis)) = (extra, analysis.as_object_mut()) {
+            analysis.extend(extra);
+        }
+        self.analyses.push(analysis);
+        for i in 0..chunks {
+            let text = format!("{slug} part {i}: retrieval depends on chunk boundaries.");
+            self.chunks.push(serde_json::json!({
+                "id": uuid_for(&format!("chunk/{slug}/{i}")), "analysis_id": id, "snippet": text,
+                "granularity": "coarse", "section_title": format!("Part {i}"), "chunk_idx": i,
+                "chunk_total": chunks, "path": [slug, format!("{slug}/part-{i}")],
+                "hash": sha256_hex(&text), "content_type": "article", "language": "en",
+                "model": "text-embedding-3-small", "model_version": null, "created_at": FLAT_T0,
+            }));
+        }
+        id
+    }
+
+    /// Adds an artifact of `analysis_id` (in the file or not) with `version` and `extra` keys;
+    /// returns its id.
+    pub fn artifact(
+        &mut self,
+        seed: &str,
+        analysis_id: &str,
+        version: impl Into<Value>,
+        extra: Value,
+    ) -> String {
+        let id = uuid_for(&format!("artifact/{seed}"));
+        let mut artifact = serde_json::json!({
+            "id": id, "analysis_id": analysis_id, "markdown_content": format!("# {seed}"),
+            "version": version.into(), "artifact_metadata": {"topics": ["x"]}, "created_at": FLAT_T0,
+        });
+        if let (Value::Object(extra), Some(artifact)) = (extra, artifact.as_object_mut()) {
+            artifact.extend(extra);
+        }
+        self.artifacts.push(artifact);
+        id
+    }
+
+    pub fn value(&self) -> Value {
+        let mut file = Map::new();
+        file.insert("version".into(), serde_json::json!(self.version));
+        file.extend(self.top.clone());
+        file.insert(
+            "counts".into(),
+            serde_json::json!({"analyses": self.analyses.len(), "artifacts": self.artifacts.len(),
+                               "chunks": self.chunks.len()}),
+        );
+        file.insert(
+            "data".into(),
+            serde_json::json!({"analyses": self.analyses, "artifacts": self.artifacts,
+                               "chunks": self.chunks}),
+        );
+        Value::Object(file)
+    }
+
+    /// Writes the file as `name` in `dir`; its path.
+    pub fn write(&self, dir: &Path, name: &str) -> String {
+        let path = dir.join(name);
+        fs::write(&path, serde_json::to_vec(&self.value()).unwrap()).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Running the binary on these files.
 
 /// Runs golden with `args` in `dir` (against `db` when given).
@@ -1561,8 +1664,8 @@ pub fn restore_json(db: &super::TestDb, dir: &Path, args: &[&str]) -> serde_json
     super::json_of(&ok(run(Some(db), dir, &all), "restore"))
 }
 
-/// `backup --status all` to `name` in `dir`, which must verify clean; the file as JSON.
-pub fn backup_of(db: &super::TestDb, dir: &Path, name: &str) -> serde_json::Value {
+/// `backup --status all` to `name` in `dir`; the file as JSON.
+pub fn backup_json(db: &super::TestDb, dir: &Path, name: &str) -> serde_json::Value {
     ok(
         run(
             Some(db),
@@ -1571,6 +1674,12 @@ pub fn backup_of(db: &super::TestDb, dir: &Path, name: &str) -> serde_json::Valu
         ),
         "backup",
     );
-    ok(run(None, dir, &["verify", name]), "verify of the backup");
     serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+}
+
+/// [`backup_json`] of a backup that must verify clean.
+pub fn backup_of(db: &super::TestDb, dir: &Path, name: &str) -> serde_json::Value {
+    let backup = backup_json(db, dir, name);
+    ok(run(None, dir, &["verify", name]), "verify of the backup");
+    backup
 }

@@ -124,17 +124,41 @@ impl TestDb {
 
     /// A digest of every row of the three tables, vectors included: equal digests, equal data.
     pub fn digest(&self) -> String {
+        self.digest_of(&[("analyses", "id"), ("chunks", "id"), ("artifacts", "id")])
+    }
+
+    /// A digest of every table golden writes: [`TestDb::digest`]'s, `artifact_versions`,
+    /// `dataset_extras` and `queries`.
+    pub fn full_digest(&self) -> String {
+        self.digest_of(&[
+            ("analyses", "id"),
+            ("chunks", "id"),
+            ("artifacts", "id"),
+            ("artifact_versions", "id"),
+            ("dataset_extras", "key"),
+            ("queries", "id"),
+        ])
+    }
+
+    /// The MD5 of the rows of `tables` (each with the column that orders it).
+    fn digest_of(&self, tables: &[(&str, &str)]) -> String {
         #[derive(QueryableByName)]
         struct Digest {
             #[diesel(sql_type = diesel::sql_types::Text)]
             digest: String,
         }
-        diesel::sql_query(
-            "SELECT md5(
-                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM analyses t), '') || '#' ||
-                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM chunks t), '') || '#' ||
-                coalesce((SELECT string_agg(t::text, '|' ORDER BY id) FROM artifacts t), '')) AS digest",
-        )
+        let parts: Vec<String> = tables
+            .iter()
+            .map(|(table, key)| {
+                format!(
+                    "coalesce((SELECT string_agg(t::text, '|' ORDER BY {key}) FROM {table} t), '')"
+                )
+            })
+            .collect();
+        diesel::sql_query(format!(
+            "SELECT md5({}) AS digest",
+            parts.join(" || '#' || ")
+        ))
         .get_result::<Digest>(&mut self.conn())
         .unwrap()
         .digest
@@ -194,24 +218,7 @@ impl TestDb {
             }
             for query in &queries {
                 diesel::insert_into(golden::schema::queries::table)
-                    .values(golden::models::NewQuery {
-                        id: &query.id,
-                        query: &query.query,
-                        expected_chunk_ids: query
-                            .expected_chunk_ids
-                            .iter()
-                            .copied()
-                            .map(Some)
-                            .collect(),
-                        category: query.category.as_deref(),
-                        difficulty: query.difficulty.as_deref(),
-                        extra: serde_json::Value::Object(query.extra.clone()),
-                        unresolved_expected_chunks: query
-                            .unresolved_expected_chunks
-                            .iter()
-                            .map(|reference| Some(reference.as_str()))
-                            .collect(),
-                    })
+                    .values(golden::models::NewQuery::from_backup(query))
                     .execute(conn)?;
             }
             Ok(())

@@ -58,18 +58,10 @@ use super::json_out::{JsonOut, Ordered};
 use super::{buffered, kind, located, uuid_of, write_failed, Normalized};
 use crate::backup_file::extras::METADATA_KEYS;
 use crate::backup_file::reader::{describe_json_error, ReadError};
-use crate::backup_file::record::{ARTIFACT_KEYS, CHUNK_KEYS, HEAD_KEYS};
+use crate::backup_file::record::{ARTIFACT_KEYS, CHUNK_KEYS, HEAD_KEYS, QUERY_KEYS};
 use crate::backup_file::{timestamp, FORMAT_VERSION};
 
 const ORPHAN_ARTIFACT_KEYS: [&str; 5] = ["id", "analysis_id", "summary", "created_at", "version"];
-const QUERY_KEYS: [&str; 6] = [
-    "id",
-    "query",
-    "expected_chunk_ids",
-    "category",
-    "difficulty",
-    "unresolved_expected_chunks",
-];
 /// The keys of a canonical analysis that hold its chunks and artifacts.
 const ANALYSIS_STRUCTURE_KEYS: [&str; 3] = ["chunks", "artifact", "artifact_versions"];
 /// Canonical top-level keys that an unknown top-level key of a flat file cannot become (the

@@ -868,7 +868,7 @@ impl Validator {
                 format!("\"hash\" {hash:?} is not a SHA-256 in hex: not checked"),
             );
         }
-        let actual = hex(&Sha256::digest(content.as_bytes()));
+        let actual = checksum::hex(&Sha256::digest(content.as_bytes()));
         if !hash.eq_ignore_ascii_case(&actual) {
             self.problem(
                 at,
@@ -1114,11 +1114,6 @@ fn is_placeholder_host(host: &str) -> bool {
         || host == "0.0.0.0"
         || host == "::1"
         || host.contains("placeholder")
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

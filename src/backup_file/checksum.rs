@@ -94,14 +94,13 @@ impl ContentHasher {
     }
 
     pub fn finish(self) -> String {
-        let digest = self.hasher.finalize();
-        let mut out = String::with_capacity(WRITTEN_WIDTH);
-        out.push_str(PREFIX);
-        for byte in digest {
-            out.push_str(&format!("{byte:02x}"));
-        }
-        out
+        format!("{PREFIX}{}", hex(&self.hasher.finalize()))
     }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A chunk's part of its analysis's compact JSON: a comma before all but the first.

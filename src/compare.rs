@@ -568,7 +568,7 @@ impl Comparison {
 }
 
 /// Whether `file` is `db` once jsonb has stored it (its numbers as jsonb gives them back).
-fn same_once_stored(file: &serde_json::Value, db: &serde_json::Value) -> bool {
+pub(crate) fn same_once_stored(file: &serde_json::Value, db: &serde_json::Value) -> bool {
     let mut file = file.clone();
     as_jsonb_returns(&mut file);
     file == *db
@@ -576,7 +576,7 @@ fn same_once_stored(file: &serde_json::Value, db: &serde_json::Value) -> bool {
 
 /// Whether a record's extras are those of its row's `extra` column (numbers as jsonb gives
 /// them back: `1e16` is stored as the integer it is).
-fn same_extra(file: &Extra, db: &serde_json::Value) -> bool {
+pub(crate) fn same_extra(file: &Extra, db: &serde_json::Value) -> bool {
     let Some(db) = db.as_object() else {
         return false;
     };
@@ -626,7 +626,7 @@ fn most_common_dims(conn: &mut PgConnection) -> Result<Option<i32>> {
 }
 
 /// The embedding model most chunks record, if any does.
-fn most_common_model(conn: &mut PgConnection) -> Result<Option<String>> {
+pub(crate) fn most_common_model(conn: &mut PgConnection) -> Result<Option<String>> {
     #[derive(QueryableByName)]
     struct Model {
         #[diesel(sql_type = diesel::sql_types::Text)]

@@ -32,6 +32,48 @@ use crate::validate::{self, Problem};
 
 /// The status filter value that selects every analysis.
 pub const ALL_STATUSES: &str = "all";
+/// The status filter of a backup holding only the analyses it lists (the safety backup of a
+/// `restore --sync`): restoring it with `--sync` deletes no analysis it does not list.
+pub const LISTED_ANALYSES: &str = "(listed)";
+
+/// Which analyses a backup holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// Those of a status (`None`: every analysis).
+    Status(Option<&'a str>),
+    /// Those whose ids are in `table` (a table of the session with an `id` column), with the
+    /// queries `queries` (those whose expected chunks they all hold).
+    Listed {
+        table: &'static str,
+        queries: &'a [String],
+    },
+}
+
+impl Selection<'_> {
+    fn status(&self) -> Option<&str> {
+        match self {
+            Selection::Status(status) => *status,
+            Selection::Listed { .. } => None,
+        }
+    }
+
+    /// The SQL condition on `analyses` of a listed selection.
+    fn listed(&self) -> Option<String> {
+        match self {
+            Selection::Status(_) => None,
+            Selection::Listed { table, .. } => {
+                Some(format!("analyses.id IN (SELECT id FROM {table})"))
+            }
+        }
+    }
+
+    fn status_filter(&self) -> &str {
+        match self {
+            Selection::Status(status) => status.unwrap_or(ALL_STATUSES),
+            Selection::Listed { .. } => LISTED_ANALYSES,
+        }
+    }
+}
 /// The most chunks read by one query: about 1 MB of text a thousand chunks.
 const CHUNKS_PER_QUERY: i64 = 2_000;
 
@@ -58,16 +100,27 @@ pub fn write_backup_in(
     page_size: i64,
     progress: &ProgressBar,
 ) -> Result<BackedUp> {
-    refuse_timestamps_a_file_cannot_hold(conn, status)?;
-    let queries = queries_to_back_up(conn, status)?;
-    let totals = count(conn, status, queries.len() as u64)?;
+    write_selection_in(conn, dest, Selection::Status(status), page_size, progress)
+}
+
+/// [`write_backup_in`] of any [`Selection`].
+pub fn write_selection_in(
+    conn: &mut PgConnection,
+    dest: &Path,
+    selection: Selection,
+    page_size: i64,
+    progress: &ProgressBar,
+) -> Result<BackedUp> {
+    refuse_timestamps_a_file_cannot_hold(conn, selection)?;
+    let queries = queries_to_back_up(conn, selection)?;
+    let totals = count(conn, selection, queries.len() as u64)?;
     progress.set_length(totals.analyses);
     let extras = file_extras(conn)?;
     let mut writer = BackupWriter::create(
         dest,
         Utc::now(),
         totals,
-        status.unwrap_or(ALL_STATUSES),
+        selection.status_filter(),
         &extras.metadata,
     )
     .wrap_err_with(|| format!("creating a temp file beside {}", dest.display()))?;
@@ -75,7 +128,7 @@ pub fn write_backup_in(
     let mut problems = Vec::new();
     loop {
         interrupt::check()?;
-        let page = analyses_page(conn, status, after, page_size)?;
+        let page = analyses_page(conn, selection, after, page_size)?;
         let Some(last) = page.last() else { break };
         after = Some((last.created_at, last.id));
         let page_len = page.len() as u64;
@@ -103,7 +156,7 @@ pub struct BackedUp {
 /// read with a bare decoding error.
 fn refuse_timestamps_a_file_cannot_hold(
     conn: &mut PgConnection,
-    status: Option<&str>,
+    selection: Selection,
 ) -> Result<()> {
     use diesel::sql_types::{Nullable, Text};
     #[derive(QueryableByName)]
@@ -113,8 +166,9 @@ fn refuse_timestamps_a_file_cannot_hold(
         #[diesel(sql_type = Text)]
         value: String,
     }
-    let rows: Vec<Unwritable> = diesel::sql_query(
-        "WITH selected AS (SELECT * FROM analyses WHERE $1::text IS NULL OR status = $1), \
+    let listed = selection.listed().unwrap_or_else(|| "TRUE".into());
+    let rows: Vec<Unwritable> = diesel::sql_query(format!(
+        "WITH selected AS (SELECT * FROM analyses WHERE ($1::text IS NULL OR status = $1) AND {listed}), \
          times AS ( \
            SELECT 'analysis ' || id || ', created_at' AS place, created_at AS at FROM selected \
            UNION ALL SELECT 'analysis ' || id || ', updated_at', updated_at FROM selected \
@@ -123,9 +177,9 @@ fn refuse_timestamps_a_file_cannot_hold(
            UNION ALL SELECT 'analysis ' || a.analysis_id || ', artifact ' || a.id || ', created_at', a.created_at \
              FROM artifact_versions a JOIN selected s ON s.id = a.analysis_id) \
          SELECT place, at::text AS value FROM times \
-         WHERE NOT isfinite(at) OR at >= '262143-01-01 00:00:00+00' LIMIT 10",
-    )
-    .bind::<Nullable<Text>, _>(status)
+         WHERE NOT isfinite(at) OR at >= '262143-01-01 00:00:00+00' LIMIT 10"
+    ))
+    .bind::<Nullable<Text>, _>(selection.status())
     .load(conn)
     .step("checking the timestamps to back up")?;
     if rows.is_empty() {
@@ -145,8 +199,11 @@ fn refuse_timestamps_a_file_cannot_hold(
 /// The golden queries to back up: those whose expected chunks are all in this backup. A
 /// query expecting a chunk that is left out (another status, or deleted) would make the file
 /// fail its own checks, so it is left out, with a warning.
-fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<Vec<BackupQuery>> {
-    let selected = query::for_backup(conn, status)?;
+fn queries_to_back_up(conn: &mut PgConnection, selection: Selection) -> Result<Vec<BackupQuery>> {
+    let selected = match selection {
+        Selection::Status(status) => query::for_backup(conn, status)?,
+        Selection::Listed { table, queries } => query::for_listed_backup(conn, table, queries)?,
+    };
     if !selected.left_out.is_empty() {
         let ids: Vec<&str> = selected.left_out.iter().map(|q| q.id.as_str()).collect();
         log::warn!(
@@ -158,9 +215,12 @@ fn queries_to_back_up(conn: &mut PgConnection, status: Option<&str>) -> Result<V
     Ok(selected.queries)
 }
 
-fn count(conn: &mut PgConnection, status: Option<&str>, queries: u64) -> Result<Totals> {
-    let (analyses, chunks, artifacts) =
-        count_rows(conn, status).step("counting the rows to back up")?;
+fn count(conn: &mut PgConnection, selection: Selection, queries: u64) -> Result<Totals> {
+    let (analyses, chunks, artifacts) = match selection.listed() {
+        None => count_rows(conn, selection.status()),
+        Some(listed) => count_listed(conn, &listed),
+    }
+    .step("counting the rows to back up")?;
     Ok(Totals {
         analyses: analyses as u64,
         chunks: chunks as u64,
@@ -200,10 +260,33 @@ fn count_rows(conn: &mut PgConnection, status: Option<&str>) -> QueryResult<(i64
     Ok((analyses, chunks, artifacts))
 }
 
+fn count_listed(conn: &mut PgConnection, listed: &str) -> QueryResult<(i64, i64, i64)> {
+    let analyses = analyses::table
+        .filter(sql::<Bool>(listed))
+        .count()
+        .get_result(conn)?;
+    let chunks = chunks::table
+        .inner_join(analyses::table)
+        .filter(sql::<Bool>(listed))
+        .count()
+        .get_result(conn)?;
+    let artifacts = artifacts::table
+        .inner_join(analyses::table)
+        .filter(sql::<Bool>(listed))
+        .count()
+        .get_result::<i64>(conn)?
+        + artifact_versions::table
+            .inner_join(analyses::table)
+            .filter(sql::<Bool>(listed))
+            .count()
+            .get_result::<i64>(conn)?;
+    Ok((analyses, chunks, artifacts))
+}
+
 /// The next page of analyses after `after`, in (created_at, id) order (keyset pagination).
 fn analyses_page(
     conn: &mut PgConnection,
-    status: Option<&str>,
+    selection: Selection,
     after: Option<(DateTime<Utc>, Uuid)>,
     page_size: i64,
 ) -> Result<Vec<Analysis>> {
@@ -212,8 +295,11 @@ fn analyses_page(
         .order((analyses::created_at, analyses::id))
         .limit(page_size)
         .into_boxed();
-    if let Some(status) = status {
+    if let Some(status) = selection.status() {
         query = query.filter(analyses::status.eq(status));
+    }
+    if let Some(listed) = selection.listed() {
+        query = query.filter(sql::<Bool>(&listed));
     }
     if let Some((created_at, id)) = after {
         // A row comparison, so PostgreSQL walks the (created_at, id) index.

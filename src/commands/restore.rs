@@ -27,6 +27,7 @@ use crate::interrupt;
 use crate::output::{counted, Output};
 use crate::paths;
 use crate::progress::Progress;
+use crate::restore::sync::{Scope, SyncPlan, Synced, TableChanges};
 use crate::restore::{self, load, plan, Input, Mode};
 use crate::validate::{self, Counts, Validation};
 
@@ -45,7 +46,13 @@ pub struct Args {
     #[arg(long)]
     pub replace: bool,
 
-    /// Do not ask before --replace
+    /// Make the dataset equal to the file within the file's scope (its status_filter): insert
+    /// what is new, update what changed, delete what the file no longer holds, in one
+    /// transaction, after a safety backup of every row it changes or deletes
+    #[arg(long, conflicts_with = "replace")]
+    pub sync: bool,
+
+    /// Do not ask before --replace or --sync
     #[arg(long, short)]
     pub yes: bool,
 
@@ -53,7 +60,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Where --replace writes the safety backup; never an existing file [default:
+    /// Where --replace and --sync write the safety backup; never an existing file [default:
     /// data/safety/before-restore-<time>-<random>.json]
     #[arg(long, value_name = "FILE")]
     pub safety_backup: Option<PathBuf>,
@@ -88,6 +95,22 @@ struct Summary {
     embeddings_computed: u64,
     embeddings_reused: u64,
     replaced: bool,
+    /// `--sync`: the rows updated in place and deleted, per table, and the scope.
+    synced: bool,
+    analyses_updated: u64,
+    analyses_deleted: u64,
+    chunks_updated: u64,
+    chunks_deleted: u64,
+    artifacts_updated: u64,
+    artifacts_deleted: u64,
+    queries_updated: u64,
+    queries_deleted: u64,
+    /// File-level keys set to the file's value or deleted (`--sync`).
+    file_keys_changed: Vec<String>,
+    /// Whether the vector index was dropped and built again once (a large change).
+    index_rebuilt: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
     safety_backup: Option<PathBuf>,
     deleted: Option<Counts>,
     provider: String,
@@ -111,6 +134,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     };
     let safety_path = match (mode, args.dry_run) {
         (Mode::Replace, false) => Some(safety_backup_path(&args, &path)?),
+        _ if args.sync && !args.dry_run => Some(safety_backup_path(&args, &path)?),
         _ => None,
     };
     let mut validation = validate_whole_file(&source)?;
@@ -120,8 +144,23 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             .file_sha256
             .ok_or_else(|| eyre!("internal error: the validation kept no digest of the file"))?,
     };
+    let scope = Scope::of_file(
+        validation
+            .header
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get("status_filter"))
+            .and_then(|status| status.as_str()),
+    );
     let file_extras = FileExtras::take_from(&mut validation.header);
     let (expected, queries) = (validation.counts, &validation.queries);
+    let file_level = restore::FileLevel {
+        queries,
+        extras: &file_extras,
+    };
+    if args.sync && args.dry_run {
+        return sync_dry_run(&args, global, output, input, file_level, &scope);
+    }
     if args.dry_run {
         let left_out = validation.orphan_artifacts as u64;
         return dry_run(&args, global, output, input, queries, mode, left_out);
@@ -150,6 +189,26 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         },
         side: db::connect(global)?,
     };
+    if let (true, Some(safety_path)) = (args.sync, &safety_path) {
+        let database = db::mask_password(&db::database_url(global));
+        let synced = restore::sync::sync(
+            &mut conn,
+            input,
+            file_level,
+            &scope,
+            safety_path,
+            embedding,
+            &progress,
+            &|plan| confirm_sync(&args, plan, &database),
+        )?;
+        progress.finish();
+        summary.synced = true;
+        summary.scope = Some(synced.plan.scope.clone());
+        fill_synced(&mut summary, &synced);
+        summary.embedding_requests = client.requests();
+        summary.seconds = started.elapsed().as_secs_f64();
+        return report_sync(&summary, &client, output);
+    }
     let loaded = match (mode, safety_path) {
         (Mode::Replace, Some(safety_path)) => {
             let current = load::table_counts(&mut conn)?;
@@ -162,10 +221,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 &mut conn,
                 input,
                 expected,
-                restore::FileLevel {
-                    queries,
-                    extras: &file_extras,
-                },
+                file_level,
                 &safety_path,
                 embedding,
                 &progress,
@@ -275,11 +331,16 @@ fn confirm_replace(args: &Args, current: &Counts, database: &str) -> Result<()> 
     if args.yes || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return Ok(());
     }
-    eprint!(
+    ask(&format!(
         "This replaces {} analyses, {} chunks and {} artifacts in {database} with the contents of the file \
-         (a safety backup is written first). Continue? [y/N] ",
+         (a safety backup is written first). Continue?",
         current.analyses, current.chunks, current.artifacts
-    );
+    ))
+}
+
+/// Asks `question` on the terminal; anything but yes refuses (exit 2).
+fn ask(question: &str) -> Result<()> {
+    eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     // Read on a thread of its own, so that Ctrl-C at the question quits (exit 130).
     let (send, answer) = std::sync::mpsc::channel();
@@ -487,4 +548,240 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
     }
     output.summary(summary)?;
     Ok(())
+}
+
+/// On a terminal, a sync that deletes or overwrites rows asks first (unless --yes).
+fn confirm_sync(args: &Args, plan: &SyncPlan, database: &str) -> Result<()> {
+    if args.yes
+        || !plan.loses_something()
+        || !std::io::stdin().is_terminal()
+        || !std::io::stderr().is_terminal()
+    {
+        return Ok(());
+    }
+    let table = |name: &str, rows: &TableChanges| {
+        format!(
+            "{name}: {} to insert, {} to update, {} to delete",
+            rows.insert, rows.update, rows.delete
+        )
+    };
+    let question = format!(
+        "This makes {database} equal to the file within {}: {}; {}; {}; {} (a safety backup of \
+         what changes is written first). Continue?",
+        plan.scope,
+        table("analyses", &plan.analyses),
+        table("chunks", &plan.chunks),
+        table("artifacts", &plan.artifacts),
+        table("queries", &plan.queries)
+    );
+    ask(&question)
+}
+
+fn fill_synced(summary: &mut Summary, synced: &Synced) {
+    let plan = &synced.plan;
+    summary.analyses_inserted = plan.analyses.insert;
+    summary.analyses_updated = plan.analyses.update;
+    summary.analyses_deleted = plan.analyses.delete;
+    summary.analyses_skipped = plan.analyses.unchanged;
+    summary.chunks_inserted = plan.chunks.insert;
+    summary.chunks_updated = plan.chunks.update;
+    summary.chunks_deleted = plan.chunks.delete;
+    summary.chunks_skipped = plan.chunks.unchanged;
+    summary.artifacts_inserted = plan.artifacts.insert;
+    summary.artifacts_updated = plan.artifacts.update;
+    summary.artifacts_deleted = plan.artifacts.delete;
+    summary.artifacts_skipped = plan.artifacts.unchanged;
+    summary.queries_inserted = plan.queries.insert;
+    summary.queries_updated = plan.queries.update;
+    summary.queries_deleted = plan.queries.delete;
+    summary.queries_skipped = plan.queries.unchanged;
+    summary.file_keys_changed = plan.file_keys_to_change.clone();
+    summary.index_rebuilt = plan.index_rebuild && !plan.changes_nothing();
+    summary.embeddings_computed = synced.embeddings_computed;
+    summary.embeddings_reused = synced.embeddings_reused;
+    summary.safety_backup = synced.safety_backup.clone();
+}
+
+fn report_sync(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result<Exit> {
+    let unchanged = summary.analyses_skipped
+        + summary.chunks_skipped
+        + summary.artifacts_skipped
+        + summary.queries_skipped;
+    let changes = [
+        (
+            "analyses",
+            summary.analyses_inserted,
+            summary.analyses_updated,
+            summary.analyses_deleted,
+        ),
+        (
+            "chunks",
+            summary.chunks_inserted,
+            summary.chunks_updated,
+            summary.chunks_deleted,
+        ),
+        (
+            "artifacts",
+            summary.artifacts_inserted,
+            summary.artifacts_updated,
+            summary.artifacts_deleted,
+        ),
+        (
+            "queries",
+            summary.queries_inserted,
+            summary.queries_updated,
+            summary.queries_deleted,
+        ),
+    ];
+    if changes.iter().all(|(_, i, u, d)| i + u + d == 0) && summary.file_keys_changed.is_empty() {
+        output.line(format_args!(
+            "in sync: the database already holds {} as it is, within {} ({unchanged} rows); nothing was written",
+            summary.file.display(),
+            summary.scope.as_deref().unwrap_or_default()
+        ))?;
+        output.summary(summary)?;
+        return Ok(Exit::Success);
+    }
+    let described: Vec<String> = changes
+        .iter()
+        .map(|(table, inserted, updated, deleted)| {
+            format!("{table} +{inserted} ~{updated} -{deleted}")
+        })
+        .collect();
+    output.line(format_args!(
+        "synced {} within {}: {} (+ inserted, ~ updated, - deleted; {unchanged} rows unchanged){}; \
+         {} computed in {} to {}, {} from the cache or identical texts{}, in {:.1} s",
+        summary.file.display(),
+        summary.scope.as_deref().unwrap_or_default(),
+        described.join(", "),
+        if summary.file_keys_changed.is_empty() {
+            String::new()
+        } else {
+            format!("; file-level keys set or deleted: {}", summary.file_keys_changed.join(", "))
+        },
+        counted(summary.embeddings_computed, "embedding", "embeddings"),
+        counted(summary.embedding_requests, "request", "requests"),
+        client.info(),
+        summary.embeddings_reused,
+        if summary.index_rebuilt {
+            "; the vector index was built again once"
+        } else {
+            ""
+        },
+        summary.seconds
+    ))?;
+    if let Some(path) = &summary.safety_backup {
+        output.line(format_args!(
+            "safety backup of the rows changed or deleted: {} (`golden restore --sync` of it puts them back)",
+            path.display()
+        ))?;
+    }
+    output.summary(summary)?;
+    Ok(Exit::Success)
+}
+
+fn sync_dry_run(
+    args: &Args,
+    global: &GlobalArgs,
+    output: Output,
+    input: Input,
+    file_level: restore::FileLevel,
+    scope: &Scope,
+) -> Result<Exit> {
+    let client = match args.embed.config()? {
+        Some(config) => Some(EmbeddingClient::new(build_provider(&config)?, &config)?),
+        None => None,
+    };
+    let mut conn = db::connect(global)?;
+    let embedder = client.as_ref().map(|client| CachedEmbedder {
+        client,
+        use_cache: !args.embed.embed_no_cache,
+    });
+    let window = client
+        .as_ref()
+        .map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
+            restore::window_chunks(client.batch_size(), client.concurrency())
+        });
+    let (plan, listing) = restore::sync::plan(
+        &mut conn,
+        input,
+        file_level,
+        scope,
+        embedder.as_ref(),
+        window,
+    )?;
+    let path = input.source.path();
+    output.line(format_args!(
+        "plan for syncing {} (within {}):",
+        path.display(),
+        plan.scope
+    ))?;
+    for (table, rows) in [
+        ("analyses", &plan.analyses),
+        ("chunks", &plan.chunks),
+        ("artifacts", &plan.artifacts),
+        ("queries", &plan.queries),
+    ] {
+        output.line(format_args!(
+            "  {table:<9} {} to insert, {} to update, {} to delete, {} unchanged",
+            rows.insert, rows.update, rows.delete, rows.unchanged
+        ))?;
+    }
+    if !plan.file_keys_to_change.is_empty() {
+        output.line(format_args!(
+            "  file keys {} to set or delete",
+            plan.file_keys_to_change.join(", ")
+        ))?;
+    }
+    match (&client, plan.embeddings_to_compute, plan.embedding_requests_needed) {
+        (Some(client), Some(compute), Some(requests)) => output.line(format_args!(
+            "  embed     {} chunks: {compute} to compute in {} of up to {}, {} from the cache or identical texts ({})",
+            plan.embeddings_needed,
+            counted(requests, "request", "requests"),
+            client.batch_size(),
+            plan.embeddings_reused.unwrap_or(0),
+            client.info()
+        ))?,
+        _ => output.line(format_args!(
+            "  embed     {} chunks (no provider configured: set --embed-provider to sync)",
+            plan.embeddings_needed
+        ))?,
+    }
+    output.line(format_args!(
+        "  index     {}",
+        if plan.index_rebuild {
+            "dropped and built again once, after the writes (a large change)"
+        } else {
+            "kept, and updated row by row"
+        }
+    ))?;
+    if plan.loses_something() {
+        output.line(
+            "  safety    a backup of every analysis whose rows change or go is written first",
+        )?;
+    }
+    if let Some(refused) = &plan.refused {
+        output.line(format_args!("  refused   {refused}"))?;
+    }
+    for (what, table, id) in &listing {
+        log::debug!("{what} {table} {id}");
+    }
+    output.line("nothing was written (--dry-run)")?;
+    #[derive(Serialize)]
+    struct DryRun<'a> {
+        dry_run: bool,
+        file: &'a Path,
+        replace: bool,
+        sync: bool,
+        #[serde(flatten)]
+        plan: &'a SyncPlan,
+    }
+    output.summary(&DryRun {
+        dry_run: true,
+        file: path,
+        replace: false,
+        sync: true,
+        plan: &plan,
+    })?;
+    Ok(Exit::Success)
 }

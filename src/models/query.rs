@@ -96,3 +96,38 @@ pub fn for_backup(conn: &mut PgConnection, status: Option<&str>) -> Result<ForBa
         .partition(|query| orphans.contains(&query.id));
     Ok(ForBackup { queries, left_out })
 }
+
+/// The queries `ids` for a backup of the analyses listed in `table` (a table of the session
+/// with an `id` column), and those of them it leaves out (expecting a chunk of another
+/// analysis).
+pub fn for_listed_backup(
+    conn: &mut PgConnection,
+    table: &str,
+    ids: &[String],
+) -> Result<ForBackup> {
+    #[derive(QueryableByName)]
+    struct Orphan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    let listed: Vec<Query> = queries::table
+        .filter(queries::id.eq_any(ids))
+        .select(Query::as_select())
+        .order(sql::<diesel::sql_types::Text>("queries.id COLLATE \"C\""))
+        .load(conn)
+        .step("reading the golden queries")?;
+    let orphans: Vec<Orphan> = diesel::sql_query(format!(
+        "SELECT DISTINCT q.id FROM queries q, unnest(q.expected_chunk_ids) AS e(chunk_id) \
+         LEFT JOIN chunks c ON c.id = e.chunk_id \
+         WHERE q.id = ANY($1) AND (c.id IS NULL OR c.analysis_id NOT IN (SELECT id FROM {table}))"
+    ))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+    .load(conn)
+    .step("checking the queries' expected chunks")?;
+    let orphans: HashSet<String> = orphans.into_iter().map(|orphan| orphan.id).collect();
+    let (left_out, queries) = listed
+        .into_iter()
+        .map(BackupQuery::from)
+        .partition(|query| orphans.contains(&query.id));
+    Ok(ForBackup { queries, left_out })
+}

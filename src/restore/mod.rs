@@ -8,10 +8,12 @@
 //! finishes when run again and embeds only what is missing. Replace mode runs the deletion
 //! and the whole load in one transaction: a failure at any point leaves the old data.
 
+pub mod bulk;
 pub mod encoding;
 pub mod existing;
 pub mod load;
 pub mod plan;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -141,7 +141,7 @@ impl TestDb {
     }
 
     /// The MD5 of the rows of `tables` (each with the column that orders it).
-    fn digest_of(&self, tables: &[(&str, &str)]) -> String {
+    pub fn digest_of(&self, tables: &[(&str, &str)]) -> String {
         #[derive(QueryableByName)]
         struct Digest {
             #[diesel(sql_type = diesel::sql_types::Text)]

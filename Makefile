@@ -11,7 +11,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz fresh-check
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ restore: db build ## add what is missing from data/golden_dataset_backup.json (p
 
 restore-replace: db build ## replace the dataset with data/golden_dataset_backup.json (safety backup first)
 	$(GOLDEN) restore --replace --yes
+
+restore-sync: db build ## make the dataset equal to data/golden_dataset_backup.json within its status (after git pull; safety backup first)
+	$(GOLDEN) restore --sync --yes
 
 regenerate: db build ## re-embed the chunks the configured model has not embedded (provider from GOLDEN_EMBED_*)
 	$(GOLDEN) regenerate-embeddings

@@ -26,6 +26,10 @@ use crate::validate::Counts;
 /// libpq takes at most 65 535 bind parameters in one statement; a chunk row has ten.
 const CHUNK_ROWS_PER_INSERT: usize = 5_000;
 
+/// The most records gathered before they are written, whatever their texts: an edit of
+/// fields alone (no new vector) stays bounded too.
+const MOST_PENDING: usize = 4_096;
+
 /// What the writes did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Written {
@@ -102,7 +106,7 @@ impl Writer<'_> {
             self.pending.records.push(record);
         }
         self.pending.todo.extend(todo);
-        if self.pending.texts >= self.target_texts {
+        if self.pending.texts >= self.target_texts || self.pending.records.len() >= MOST_PENDING {
             self.flush(conn)?;
         }
         Ok(())

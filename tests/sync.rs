@@ -649,6 +649,7 @@ fn a_file_without_a_status_filter_is_scoped_to_the_statuses_it_holds() {
             .iter()
             .any(|id| removed.contains(id))
     });
+    let dropped = file["queries"].as_array_mut().unwrap().remove(0);
     let file = write_file(dir.path(), "no-filter.json", file);
     let db = TestDb::with_sample();
     let draft = insert_draft(&db);

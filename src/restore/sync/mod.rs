@@ -242,8 +242,6 @@ fn survey<'a>(
         plan.embeddings_reused = Some(0);
         plan.embedding_requests_needed = Some(0);
     }
-    // The queries of the scope before anything changes.
-    let queries_in_scope = tables::queries_in_scope(conn, scope)?;
     let chunks_in_table: i64 = chunks::table
         .count()
         .get_result(conn)
@@ -287,6 +285,8 @@ fn survey<'a>(
         plan_embeddings(conn, embedder, &mut gathered, &mut plan)?;
     }
     let gone = tables::find_gone(conn, scope)?;
+    // The queries of the scope (nothing is written before the survey ends).
+    let queries_in_scope = tables::queries_in_scope(conn, scope)?;
     plan.analyses.delete = gone.analyses;
     plan.chunks.delete = gone.chunks;
     plan.artifacts.delete = gone.artifacts;

@@ -531,6 +531,10 @@ fn replace_spans(text: &str, mut spans: Vec<Range<usize>>) -> String {
     out
 }
 
+/// The shortest piece of a password cut at an '@' that is registered as a secret on its own
+/// (shorter ones would mask every occurrence of common words in messages).
+const MIN_PIECE: usize = 3;
+
 /// Every secret a connection string holds, for the process-wide registry: the decoded
 /// passwords, each as written, and whatever [`mask`] hides, in pieces too when the string
 /// does not parse (libpq's errors quote single words of it).
@@ -554,6 +558,17 @@ pub fn secrets_of(text: &str) -> Vec<String> {
             secrets.extend(
                 written
                     .split(|c: char| c.is_ascii() && is_c_space(c as u8))
+                    .map(String::from),
+            );
+        }
+        // A password written with an unencoded '@' ends, to libpq, at its first '@': the
+        // rest becomes the host, which libpq's errors quote ("could not translate host name
+        // \"rest@127.0.0.1\"").
+        if written.contains('@') {
+            secrets.extend(
+                written
+                    .split('@')
+                    .filter(|piece| piece.len() >= MIN_PIECE)
                     .map(String::from),
             );
         }

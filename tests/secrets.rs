@@ -149,6 +149,11 @@ fn connection_errors_show_no_password_in_any_form_libpq_accepts() {
             "postgres://alice@127.0.0.1:9/golden?pass%77ord=zebra%2Dquokka".into(),
             vec!["zebra", "quokka"],
         ),
+        // An unencoded '@' in the password: libpq takes what follows for the host name.
+        (
+            "postgres://alice:zebra#quokka@walrus@127.0.0.1:9/golden".into(),
+            vec!["zebra", "quokka", "walrus"],
+        ),
         // libpq itself fails on these, and its messages quote the offending word.
         (
             "host=127.0.0.1 port=9 password=zebra quokka walrus".into(),

@@ -664,6 +664,18 @@ fn a_file_without_a_status_filter_is_scoped_to_the_statuses_it_holds() {
         synced["scope"].as_str().unwrap().contains("statuses"),
         "{synced:#}"
     );
+    assert!(
+        synced["queries_deleted"].as_u64().unwrap() >= 1,
+        "{synced:#}"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM queries WHERE id = '{}'",
+            dropped["id"].as_str().unwrap()
+        )),
+        0,
+        "a query the file no longer holds is deleted"
+    );
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM analyses WHERE id = '{draft}'"
@@ -916,5 +928,140 @@ fn a_sync_that_would_mix_two_models_is_refused_before_anything_is_written() {
     assert!(
         !dir.path().join("safety.json").exists(),
         "refused before the safety backup"
+    );
+}
+
+/// A file of one analysis of `chunks` chunks, written field by field as the original tool
+/// writes (its own fields, then its chunks, then `late` keys, then its artifact): more
+/// chunks than a window holds, so the analysis spans windows of the file.
+fn one_long_analysis(dir: &Path, name: &str, title: &str, chunks: usize, late: &str) -> PathBuf {
+    let analysis = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b00";
+    let mut text = format!(
+        "{{\"version\": \"1.0\", \"created_at\": \"2026-01-01T00:00:00.000000Z\", \"metadata\": {{\
+         \"total_analyses\": 1, \"total_chunks\": {chunks}, \"total_artifacts\": 1, \"total_queries\": 0, \
+         \"status_filter\": \"completed\"}}, \"analyses\": [{{\"id\": \"{analysis}\", \
+         \"url\": \"https://docs.rs/tokio/latest/tokio/\", \"title\": \"{title}\", \
+         \"content_type\": \"documentation\", \"status\": \"completed\", \
+         \"created_at\": \"2025-01-01T00:00:00.000000Z\", \"updated_at\": \"2025-01-02T00:00:00.000000Z\", \
+         \"chunks\": ["
+    );
+    for i in 0..chunks {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(&format!(
+            "{{\"id\": \"{}\", \"content\": \"Chunk {i} of a long page about tokio.\", \
+             \"section_title\": null, \"section_path\": null, \"content_type\": \"text\", \"chunk_index\": {i}}}",
+            uuid::Uuid::from_u128(0x3f2a_1b0c_0000_4000_8000_0000_0000_0000 + i as u128)
+        ));
+    }
+    text.push_str(&format!(
+        "]{late}, \"artifact\": {{\"id\": \"3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1bff\", \
+         \"summary\": \"Tokio's front page.\", \"created_at\": \"2025-01-03T00:00:00.000000Z\"}}}}], \
+         \"queries\": []}}"
+    ));
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_analysis_longer_than_a_window_is_updated_whole_and_keeps_the_keys_after_its_chunks() {
+    let dir = workdir();
+    let before = one_long_analysis(dir.path(), "before.json", "Tokio", 2500, "");
+    let after = one_long_analysis(
+        dir.path(),
+        "after.json",
+        "Tokio, the runtime",
+        2500,
+        ", \"reviewer\": \"maria\"",
+    );
+    // Updated: its head and its end are in different windows.
+    let db = TestDb::migrated();
+    ok(&run(
+        &db,
+        dir.path(),
+        &["restore", "--json", before.to_str().unwrap()],
+        HASH,
+    ));
+    let synced = ok(&run(
+        &db,
+        dir.path(),
+        &sync_args(&after, &dir.path().join("safety.json")),
+        HASH,
+    ));
+    assert_eq!(synced["analyses_updated"], json!(1), "{synced:#}");
+    assert_eq!(synced["chunks_updated"], json!(0), "{synced:#}");
+    golden(Some(&db), dir.path())
+        .args(["verify", "--against-db"])
+        .arg(&after)
+        .assert()
+        .code(0);
+    // Inserted: the keys after its chunks come with its end, windows later.
+    let fresh = TestDb::migrated();
+    ok(&run(
+        &fresh,
+        dir.path(),
+        &sync_args(&after, &dir.path().join("safety-2.json")),
+        HASH,
+    ));
+    assert_eq!(
+        fresh.count("SELECT count(*) FROM analyses WHERE extra = '{\"reviewer\": \"maria\"}'"),
+        1
+    );
+    golden(Some(&fresh), dir.path())
+        .args(["verify", "--against-db"])
+        .arg(&after)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn chunks_change_places_next_to_the_largest_index() {
+    let dir = workdir();
+    let mut file = sample();
+    file["analyses"][0]["chunks"][2]["chunk_index"] = json!(i32::MAX);
+    let start = write_file(dir.path(), "start.json", file.clone());
+    let db = TestDb::migrated();
+    ok(&run(
+        &db,
+        dir.path(),
+        &["restore", "--json", start.to_str().unwrap()],
+        HASH,
+    ));
+    let first = file["analyses"][0]["chunks"][0]["chunk_index"].clone();
+    file["analyses"][0]["chunks"][0]["chunk_index"] = json!(i32::MAX);
+    file["analyses"][0]["chunks"][2]["chunk_index"] = first;
+    let swapped = write_file(dir.path(), "swapped.json", file);
+    let synced = ok(&run(
+        &db,
+        dir.path(),
+        &sync_args(&swapped, &dir.path().join("safety.json")),
+        HASH,
+    ));
+    assert_eq!(synced["chunks_updated"], json!(2), "{synced:#}");
+    golden(Some(&db), dir.path())
+        .args(["verify", "--against-db"])
+        .arg(&swapped)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_query_that_expects_no_chunk_is_left_to_a_file_of_every_status() {
+    let dir = workdir();
+    let db = TestDb::with_sample();
+    db.execute("INSERT INTO queries (id, query, expected_chunk_ids) VALUES ('q-open', 'an open question', '{}')");
+    let file = write_file(dir.path(), "sample.json", sample());
+    let synced = ok(&run(
+        &db,
+        dir.path(),
+        &sync_args(&file, &dir.path().join("safety.json")),
+        HASH,
+    ));
+    assert_eq!(synced["queries_deleted"], json!(0), "{synced:#}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM queries WHERE id = 'q-open'"),
+        1
     );
 }

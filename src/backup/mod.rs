@@ -151,6 +151,25 @@ pub struct BackedUp {
     pub problems: Vec<Problem>,
 }
 
+impl BackedUp {
+    /// Warns that the safety backup `path` keeps values `verify` rejects (rows another
+    /// program wrote): restoring it needs them fixed first.
+    pub fn warn_if_not_restorable(&self, path: &Path) {
+        let Some(first) = self.problems.first() else {
+            return;
+        };
+        log::warn!(
+            "the safety backup {} keeps {} value{} `golden verify` rejects, as the database held \
+             them (first: {}: {}); restoring that file needs them fixed first",
+            path.display(),
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" },
+            first.location,
+            first.problem
+        );
+    }
+}
+
 /// PostgreSQL holds timestamps a backup file cannot: `infinity`, and years past chrono's
 /// 262143 (PostgreSQL's run to 294276). Name the rows, rather than fail in the middle of the
 /// read with a bare decoding error.

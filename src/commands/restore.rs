@@ -191,6 +191,17 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     };
     if let (true, Some(safety_path)) = (args.sync, &safety_path) {
         let database = db::mask_password(&db::database_url(global));
+        // Asked before the sync locks the tables (the team's other programs go on writing
+        // while the question waits); the sync then checks that its plan is the one agreed to.
+        let asked = if interactive(&args) {
+            let window = restore::window_chunks(client.batch_size(), client.concurrency());
+            let (plan, _) =
+                restore::sync::plan(&mut conn, input, file_level, &scope, None, window)?;
+            confirm_sync(&plan, &database)?;
+            Some(plan)
+        } else {
+            None
+        };
         let synced = restore::sync::sync(
             &mut conn,
             input,
@@ -199,7 +210,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             safety_path,
             embedding,
             &progress,
-            &|plan| confirm_sync(&args, plan, &database),
+            &|plan| same_plan(asked.as_ref(), plan),
         )?;
         progress.finish();
         summary.synced = true;
@@ -550,13 +561,36 @@ fn report(summary: &Summary, client: &EmbeddingClient, output: Output) -> Result
     Ok(())
 }
 
-/// On a terminal, a sync that deletes or overwrites rows asks first (unless --yes).
-fn confirm_sync(args: &Args, plan: &SyncPlan, database: &str) -> Result<()> {
-    if args.yes
-        || !plan.loses_something()
-        || !std::io::stdin().is_terminal()
-        || !std::io::stderr().is_terminal()
-    {
+/// Whether to ask before writing: on a terminal, unless --yes.
+fn interactive(args: &Args) -> bool {
+    !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The sync's plan must be the one the user agreed to (another program may have written in
+/// between).
+fn same_plan(asked: Option<&SyncPlan>, plan: &SyncPlan) -> Result<()> {
+    let Some(asked) = asked else { return Ok(()) };
+    let counts = |plan: &SyncPlan| {
+        (
+            plan.analyses,
+            plan.chunks,
+            plan.artifacts,
+            plan.queries,
+            plan.file_keys_to_change.clone(),
+        )
+    };
+    if !asked.loses_something() || counts(asked) == counts(plan) {
+        return Ok(());
+    }
+    Err(invalid_input(
+        "the database changed while the question waited: the sync would now do something else \
+         than what was agreed to; nothing was written: run it again",
+    ))
+}
+
+/// A sync that deletes or overwrites rows asks first.
+fn confirm_sync(plan: &SyncPlan, database: &str) -> Result<()> {
+    if !plan.loses_something() {
         return Ok(());
     }
     let table = |name: &str, rows: &TableChanges| {

@@ -140,6 +140,7 @@ pub fn replace(
                     500,
                     &indicatif::ProgressBar::hidden(),
                 )?;
+                backed_up.warn_if_not_restorable(safety_path);
                 backed_up.prepared.persist_new().wrap_err_with(|| {
                     format!(
                         "writing the safety backup {}; nothing was changed",

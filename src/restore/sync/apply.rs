@@ -37,6 +37,8 @@ pub struct Written {
     pub updated: Counts,
     pub embeddings_computed: u64,
     pub embeddings_reused: u64,
+    /// Requests the embedding takes (counted by the dry run).
+    pub embedding_requests: u64,
 }
 
 /// Writes the file's records that the comparison noted, gathering them until enough texts
@@ -46,8 +48,9 @@ pub struct Written {
 pub struct Writer<'a> {
     pub embedder: &'a CachedEmbedder<'a>,
     /// The connection the embedding cache is read and written through (outside the sync's
-    /// transaction: vectors computed before a rollback are kept for the next run).
-    pub side: &'a mut PgConnection,
+    /// transaction: vectors computed before a rollback are kept for the next run). `None`:
+    /// the dry run, which gathers as the writes gather but only counts what embedding takes.
+    pub side: Option<&'a mut PgConnection>,
     pub model: &'a str,
     pub written: Written,
     /// The head of the analysis begun last, for an analysis that ends in a later window.
@@ -67,6 +70,16 @@ pub struct Pending {
 
 type Todo = HashMap<(Kind, Uuid), (Fate, bool)>;
 
+/// The id of the row a record writes (an analysis's end: the analysis).
+fn record_id(record: &Record) -> Uuid {
+    match record {
+        Record::Analysis(head) => head.id,
+        Record::Chunk { chunk, .. } => chunk.id,
+        Record::Artifact { artifact, .. } => artifact.id,
+        Record::End { analysis_id, .. } => *analysis_id,
+    }
+}
+
 /// Whether a record with `todo` needs a vector.
 fn needs_vector(record: &Record, todo: &Todo) -> bool {
     matches!(record, Record::Chunk { chunk, .. }
@@ -77,15 +90,9 @@ impl Writer<'_> {
     /// Adds a window of the file: the records to write are gathered, and written once enough
     /// texts need a vector.
     pub fn add_window(&mut self, conn: &mut PgConnection, window: Vec<Record>) -> Result<()> {
-        let ids: Vec<Uuid> = window
-            .iter()
-            .filter_map(|record| match record {
-                Record::Analysis(head) => Some(head.id),
-                Record::Chunk { chunk, .. } => Some(chunk.id),
-                Record::Artifact { artifact, .. } => Some(artifact.id),
-                Record::End { .. } => None,
-            })
-            .collect();
+        // The end of an analysis begun in an earlier window counts: its update or late
+        // extras are written with it.
+        let ids: Vec<Uuid> = window.iter().map(record_id).collect();
         let todo = tables::todo_of(conn, &ids)?;
         if todo.is_empty() {
             return Ok(());
@@ -129,6 +136,9 @@ impl Writer<'_> {
             })
             .or_else(|| carried.clone());
         let fate_of = |kind: Kind, id: Uuid| todo.get(&(kind, id)).copied();
+        if self.side.is_none() {
+            return self.count_embedding(conn, window, &fate_of);
+        }
         let mut vectors = self.embed(window, &fate_of)?;
 
         // Analyses first (their chunks reference them), then chunks, then artifacts, then the
@@ -314,32 +324,43 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// What embedding the gathered records takes, without computing anything (the dry run).
+    fn count_embedding(
+        &mut self,
+        conn: &mut PgConnection,
+        window: &[Record],
+        fate_of: &impl Fn(Kind, Uuid) -> Option<(Fate, bool)>,
+    ) -> Result<()> {
+        let texts: Vec<&str> = to_embed(window, fate_of)
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect();
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let (computed, reused) = self.embedder.plan(conn, &texts)?;
+        self.written.embeddings_computed += computed;
+        self.written.embeddings_reused += reused;
+        self.written.embedding_requests += self.embedder.requests_for(computed);
+        Ok(())
+    }
+
     /// Vectors for the window's chunks that need one, through the cache.
     fn embed(
         &mut self,
         window: &[Record],
         fate_of: &impl Fn(Kind, Uuid) -> Option<(Fate, bool)>,
     ) -> Result<HashMap<Uuid, Vector>> {
-        let to_embed: Vec<(Uuid, &str)> = window
-            .iter()
-            .filter_map(|record| match record {
-                Record::Chunk { chunk, .. } => match fate_of(Kind::Chunk, chunk.id) {
-                    Some((Fate::Insert, _)) | Some((_, true)) => {
-                        Some((chunk.id, chunk.content.as_str()))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
+        let to_embed = to_embed(window, fate_of);
         // Gathered whole: one call, so the provider's batches are full.
         if to_embed.is_empty() {
             return Ok(HashMap::new());
         }
         let texts: Vec<&str> = to_embed.iter().map(|(_, text)| *text).collect();
-        let embedded = self
-            .embedder
-            .embed(self.side, &texts, InputKind::Document)?;
+        let Some(side) = self.side.as_deref_mut() else {
+            bail!("internal error: the dry run has no connection to embed through");
+        };
+        let embedded = self.embedder.embed(side, &texts, InputKind::Document)?;
         self.written.embeddings_computed += embedded.computed;
         self.written.embeddings_reused += embedded.reused;
         Ok(to_embed
@@ -355,4 +376,23 @@ impl Writer<'_> {
         }
         Ok(())
     }
+}
+
+/// The chunks of `window` that need a vector: inserted, or with a new text.
+fn to_embed<'r>(
+    window: &'r [Record],
+    fate_of: &impl Fn(Kind, Uuid) -> Option<(Fate, bool)>,
+) -> Vec<(Uuid, &'r str)> {
+    window
+        .iter()
+        .filter_map(|record| match record {
+            Record::Chunk { chunk, .. } => match fate_of(Kind::Chunk, chunk.id) {
+                Some((Fate::Insert, _)) | Some((_, true)) => {
+                    Some((chunk.id, chunk.content.as_str()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }

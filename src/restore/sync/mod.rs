@@ -180,11 +180,14 @@ pub fn plan(
     let rolled_back = conn.transaction::<(), diesel::result::Error, _>(|conn| {
         outcome = Some((|| {
             tables::create(conn, scope)?;
-            let mut survey = survey(conn, input, file_level, scope, embedder, window_chunks)?;
-            if let (Some(embedder), true) = (embedder, survey.plan.embeddings_needed > 0) {
+            let mut survey = survey(conn, input, file_level, scope, window_chunks)?;
+            if let Some(embedder) = embedder {
+                count_embedding(conn, input, embedder, window_chunks, &mut survey.plan)?;
                 let model = &embedder.client.info().model;
-                if let Err(refused) = refuse_another_model(conn, model) {
-                    survey.plan.refused = Some(refused.to_string());
+                if survey.plan.embeddings_needed > 0 {
+                    if let Err(refused) = refuse_another_model(conn, model) {
+                        survey.plan.refused = Some(refused.to_string());
+                    }
                 }
             }
             let mut listing = Vec::new();
@@ -230,25 +233,18 @@ fn survey<'a>(
     input: Input,
     file_level: FileLevel<'a>,
     scope: &Scope,
-    embedder: Option<&CachedEmbedder>,
     window_chunks: usize,
 ) -> Result<Survey<'a>> {
     let mut plan = SyncPlan {
         scope: scope.describe(),
         ..SyncPlan::default()
     };
-    if embedder.is_some() {
-        plan.embeddings_to_compute = Some(0);
-        plan.embeddings_reused = Some(0);
-        plan.embedding_requests_needed = Some(0);
-    }
     let chunks_in_table: i64 = chunks::table
         .count()
         .get_result(conn)
         .step("counting the chunks")?;
 
     let mut differ = Differ::default();
-    let mut gathered: Vec<String> = Vec::new();
     each_window(input, window_chunks, |records| {
         let diff = differ.diff(conn, &records)?;
         tables::add_file_rows(conn, &diff.file_rows)?;
@@ -272,18 +268,8 @@ fn survey<'a>(
             }
         }
         plan.embeddings_needed += diff.texts_to_embed.len() as u64;
-        if let Some(embedder) = embedder {
-            // Gathered as the writes gather them, so the requests are the writes' requests.
-            gathered.extend(diff.texts_to_embed.iter().map(|(_, text)| text.to_string()));
-            if gathered.len() >= window_chunks {
-                plan_embeddings(conn, embedder, &mut gathered, &mut plan)?;
-            }
-        }
         Ok(())
     })?;
-    if let Some(embedder) = embedder {
-        plan_embeddings(conn, embedder, &mut gathered, &mut plan)?;
-    }
     let gone = tables::find_gone(conn, scope)?;
     // The queries of the scope (nothing is written before the survey ends).
     let queries_in_scope = tables::queries_in_scope(conn, scope)?;
@@ -309,29 +295,32 @@ fn survey<'a>(
     })
 }
 
-/// Adds to the plan what embedding the `gathered` texts takes, and empties them.
-fn plan_embeddings(
+/// Adds to the plan what embedding takes: the records are gathered as the writes gather them
+/// (the same writer, counting instead of writing), so the requests are the writes' requests.
+fn count_embedding(
     conn: &mut PgConnection,
+    input: Input,
     embedder: &CachedEmbedder,
-    gathered: &mut Vec<String>,
+    window_chunks: usize,
     plan: &mut SyncPlan,
 ) -> Result<()> {
-    if gathered.is_empty() {
-        return Ok(());
-    }
-    let texts: Vec<&str> = gathered.iter().map(String::as_str).collect();
-    let (computed, reused) = embedder.plan(conn, &texts)?;
-    for (total, add) in [
-        (&mut plan.embeddings_to_compute, computed),
-        (&mut plan.embeddings_reused, reused),
-        (
-            &mut plan.embedding_requests_needed,
-            embedder.requests_for(computed),
-        ),
-    ] {
-        *total = Some(total.unwrap_or(0) + add);
-    }
-    gathered.clear();
+    let model = embedder.client.info().model.clone();
+    let mut counter = apply::Writer {
+        embedder,
+        side: None,
+        model: &model,
+        written: apply::Written::default(),
+        head: None,
+        target_texts: window_chunks,
+        pending: apply::Pending::default(),
+    };
+    each_window(input, window_chunks, |records| {
+        counter.add_window(conn, records)
+    })?;
+    counter.flush(conn)?;
+    plan.embeddings_to_compute = Some(counter.written.embeddings_computed);
+    plan.embeddings_reused = Some(counter.written.embeddings_reused);
+    plan.embedding_requests_needed = Some(counter.written.embedding_requests);
     Ok(())
 }
 
@@ -449,7 +438,7 @@ pub fn sync(
         .step("locking the tables")?;
         tables::create(conn, scope)?;
         progress.step("comparing the file with the database");
-        let survey = survey(conn, input, file_level, scope, None, window_chunks)?;
+        let survey = survey(conn, input, file_level, scope, window_chunks)?;
         let mut synced = Synced {
             plan: SyncPlan::default(),
             embeddings_computed: 0,
@@ -486,6 +475,7 @@ pub fn sync(
                 500,
                 &indicatif::ProgressBar::hidden(),
             )?;
+            backed_up.warn_if_not_restorable(safety_path);
             backed_up.prepared.persist_new().wrap_err_with(|| {
                 format!(
                     "writing the safety backup {}; nothing was changed",
@@ -520,7 +510,7 @@ pub fn sync(
         progress.step("writing the changes");
         let mut writer = apply::Writer {
             embedder: &embedder,
-            side: &mut side,
+            side: Some(&mut side),
             model: &model,
             written: apply::Written::default(),
             head: None,

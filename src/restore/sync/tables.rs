@@ -209,7 +209,8 @@ struct Count {
 }
 
 /// The golden queries of the scope: those whose expected chunks all belong to analyses of
-/// the scope, as a backup of the scope would hold them. A file that lists its analyses holds
+/// the scope, as a backup of the scope would hold them (and, for every status, those that
+/// expect none). A file that lists its analyses holds
 /// no query it could delete.
 pub fn queries_in_scope(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<String>> {
     if let Scope::Listed = scope {
@@ -221,8 +222,14 @@ pub fn queries_in_scope(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<St
         id: String,
     }
     let condition = in_scope(scope);
+    // A query that expects no chunk belongs to no status: only a file of every status may
+    // delete it.
+    let expects_some = match scope {
+        Scope::All => "TRUE",
+        _ => "cardinality(q.expected_chunk_ids) > 0",
+    };
     let rows: Vec<Id> = diesel::sql_query(format!(
-        "SELECT q.id FROM queries q WHERE NOT EXISTS ( \
+        "SELECT q.id FROM queries q WHERE {expects_some} AND NOT EXISTS ( \
            SELECT 1 FROM unnest(q.expected_chunk_ids) AS e(chunk_id) \
            LEFT JOIN chunks c ON c.id = e.chunk_id LEFT JOIN analyses a ON a.id = c.analysis_id \
            WHERE a.id IS NULL OR NOT ({condition}))"
@@ -278,20 +285,34 @@ fn explain_reference(error: diesel::result::Error, step: &str) -> color_eyre::Re
     }
 }
 
-/// Moves the chunks whose `(analysis_id, chunk_index)` changes out of the way, past every
-/// index their analysis has in the database or the file, so that the writes that follow
-/// never meet a place still held (the unique constraint is not deferrable).
+/// Moves the chunks whose `(analysis_id, chunk_index)` changes out of the way, to indexes of
+/// their analysis that neither the database nor the file uses, so that the writes that follow
+/// never meet a place still held (the unique constraint is not deferrable). The free indexes
+/// are the lowest ones: among the first n + k + 1 (n used, k moving) there are always k, so
+/// no index past what the file already uses is needed, even next to `i32::MAX`.
 pub fn park_moving_chunks(conn: &mut PgConnection) -> Result<()> {
     diesel::sql_query(
-        "UPDATE chunks c SET chunk_index = p.parked FROM ( \
-           SELECT m.id, top.base + row_number() OVER (PARTITION BY m.analysis_id ORDER BY m.chunk_index) AS parked \
+        "WITH moving AS ( \
+           SELECT m.id, m.analysis_id, \
+                  row_number() OVER (PARTITION BY m.analysis_id ORDER BY m.chunk_index) AS rn \
            FROM sync_todo t JOIN chunks m ON m.id = t.id \
-           CROSS JOIN LATERAL (SELECT greatest( \
-             (SELECT max(x.chunk_index) FROM chunks x WHERE x.analysis_id = m.analysis_id), \
-             (SELECT max(f.chunk_index) FROM sync_file f WHERE f.kind = 'c' AND f.analysis_id = m.analysis_id) \
-           ) AS base) top \
-           WHERE t.kind = 'c' AND t.place_changed) p \
-         WHERE c.id = p.id",
+           WHERE t.kind = 'c' AND t.place_changed), \
+         per AS (SELECT analysis_id, count(*) AS k FROM moving GROUP BY analysis_id), \
+         used AS ( \
+           SELECT x.analysis_id, x.chunk_index AS i FROM chunks x JOIN per USING (analysis_id) \
+           UNION SELECT f.analysis_id, f.chunk_index FROM sync_file f JOIN per USING (analysis_id) \
+             WHERE f.kind = 'c'), \
+         sizes AS (SELECT analysis_id, count(*) AS n FROM used GROUP BY analysis_id), \
+         free AS ( \
+           SELECT per.analysis_id, g.i::int4 AS i, \
+                  row_number() OVER (PARTITION BY per.analysis_id ORDER BY g.i) AS rn \
+           FROM per JOIN sizes USING (analysis_id) \
+           CROSS JOIN LATERAL generate_series(0::bigint, sizes.n + per.k) AS g(i) \
+           LEFT JOIN used u ON u.analysis_id = per.analysis_id AND u.i = g.i \
+           WHERE u.i IS NULL) \
+         UPDATE chunks c SET chunk_index = free.i FROM moving \
+         JOIN free ON free.analysis_id = moving.analysis_id AND free.rn = moving.rn \
+         WHERE c.id = moving.id",
     )
     .execute(conn)
     .step("moving the chunks that change place out of the way")?;

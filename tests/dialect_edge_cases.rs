@@ -334,6 +334,9 @@ fn a_key_repeated_around_the_chunks_keeps_its_last_value_as_documented() {
 #[test]
 fn an_append_interrupted_in_its_final_transaction_says_the_file_level_keys_are_not_kept() {
     let db = TestDb::migrated();
+    // The batch path, which commits the rows before the queries and file-level keys (the
+    // bulk path writes them all in one transaction: tests/bulk_append.rs).
+    db.drop_vector_index();
     let dir = workdir();
     let mut first = FlatFile::new("2.0");
     let a = first.analysis("first", 1, json!({}));

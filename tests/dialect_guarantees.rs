@@ -102,6 +102,8 @@ fn an_append_keeps_the_orphan_artifacts_and_file_keys_of_every_file_it_restores(
 #[test]
 fn an_interrupted_append_of_a_flat_file_keeps_the_extras_of_an_analysis_cut_across_batches() {
     let db = TestDb::migrated();
+    // The batch path, whose first batches stay committed (the bulk path is all or nothing).
+    db.drop_vector_index();
     let dir = workdir();
     let mut flat = FlatFile::new("1.0");
     let id = flat.analysis(
@@ -685,6 +687,9 @@ fn guard_a_latin1_database_refuses_an_emoji_only_in_an_extra_before_writing() {
 #[test]
 fn guard_a_flat_file_edited_during_an_append_stops_it_before_the_next_commit() {
     let db = TestDb::migrated();
+    // The batch path, which commits batch by batch (the bulk path commits once, after its
+    // check: tests/restore_guarantees.rs covers it with an empty database).
+    db.drop_vector_index();
     let dir = workdir();
     let mut flat = FlatFile::new("1.0");
     for i in 0..40 {

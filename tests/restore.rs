@@ -85,6 +85,9 @@ fn a_restore_that_failed_half_way_finishes_when_run_again_and_embeds_only_what_i
     // Requests of 8 chunks, one at a time: the first window of ten analyses needs about six.
     server.fail_after(8, Fault::Status(500, "down", None));
     let db = TestDb::migrated();
+    // The batch path, whose batches commit as they go (into an empty database with its vector
+    // index the append runs in one transaction: tests/bulk_append.rs).
+    db.drop_vector_index();
     let args = [
         "--embed-batch-size",
         "8",
@@ -127,6 +130,7 @@ fn a_restore_that_failed_half_way_finishes_when_run_again_and_embeds_only_what_i
         .map(|r| r.body["input"].as_array().unwrap().len())
         .sum();
     assert_eq!(texts_sent as i64, 188 - committed_chunks);
+    assert_eq!(resumed["bulk_load"], false);
     db.assert_holds_the_sample();
 }
 

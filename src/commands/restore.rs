@@ -111,6 +111,9 @@ struct Summary {
     index_rebuilt: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    /// Whether the rows went in by the bulk path (one transaction, the vector index built
+    /// once): always for --replace, for an append when it pays (`restore::bulk`).
+    bulk_load: bool,
     safety_backup: Option<PathBuf>,
     deleted: Option<Counts>,
     provider: String,
@@ -178,6 +181,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         model: client.info().model.clone(),
         dims: client.info().dims,
         replaced: args.replace,
+        bulk_load: args.replace,
         artifacts_left_out: validation.orphan_artifacts as u64,
         dialect: source.dialect_label(),
         ..Summary::default()
@@ -242,22 +246,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
             replaced.loaded
         }
         _ => {
-            let mut loaded = restore::append(&mut conn, input, embedding, &progress)?;
-            interrupt::set_outcome(format!(
-                "every analysis, chunk and artifact is committed, the golden queries and the \
-                 file-level keys are not: run the same restore again to finish ({} analyses, {} \
-                 chunks added)",
-                loaded.counts.inserted.analyses, loaded.counts.inserted.chunks
-            ));
-            let (inserted, differing) = db::in_final_transaction(&mut conn, |conn| {
-                let inserted = load::insert_queries(conn, queries, false)?;
-                let differing = load::write_file_extras(conn, &file_extras, false)?;
-                source.check_unchanged()?;
-                Ok((inserted, differing))
-            })?;
-            loaded.queries_inserted = inserted;
-            summary.file_keys_kept_from_database = differing;
-            loaded
+            let appended =
+                restore::append(&mut conn, input, expected, file_level, embedding, &progress)?;
+            summary.file_keys_kept_from_database = appended.file_keys_kept_from_database;
+            summary.bulk_load = appended.bulk;
+            appended.loaded
         }
     };
     progress.finish();
@@ -408,6 +401,23 @@ fn dry_run(
     let mut plan = plan::plan(&mut conn, input, queries, mode, embedder.as_ref(), window)?;
     plan.artifacts_left_out = artifacts_left_out;
     plan.dialect = input.source.dialect_label();
+    let path_line = match mode {
+        Mode::Replace => {
+            plan.bulk = true;
+            None
+        }
+        Mode::Append => {
+            let (to_insert, file_chunks) = (
+                plan.chunks_to_insert,
+                plan.chunks_to_insert + plan.chunks_to_skip,
+            );
+            let use_cache = !args.embed.embed_no_cache;
+            let choice =
+                restore::bulk::choose(&mut conn, file_chunks, use_cache, |_| Ok(to_insert))?;
+            plan.bulk = choice.bulk;
+            Some(choice.describe())
+        }
+    };
     let path = input.source.path();
     output.line(format_args!(
         "plan for restoring {} ({}):",
@@ -477,6 +487,9 @@ fn dry_run(
             "  embed     {} chunks (no provider configured: set --embed-provider to restore)",
             plan.embeddings_needed
         ))?,
+    }
+    if let Some(path_line) = path_line {
+        output.line(format_args!("  path      {path_line}"))?;
     }
     output.line("nothing was written (--dry-run)")?;
     #[derive(Serialize)]
@@ -631,6 +644,7 @@ fn fill_synced(summary: &mut Summary, synced: &Synced) {
     summary.queries_skipped = plan.queries.unchanged;
     summary.file_keys_changed = plan.file_keys_to_change.clone();
     summary.index_rebuilt = plan.index_rebuild && !plan.changes_nothing();
+    summary.bulk_load = summary.index_rebuilt;
     summary.embeddings_computed = synced.embeddings_computed;
     summary.embeddings_reused = synced.embeddings_reused;
     summary.safety_backup = synced.safety_backup.clone();

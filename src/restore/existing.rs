@@ -46,6 +46,45 @@ impl Existing {
         Existing::default()
     }
 
+    /// Every key of the dataset's rows: a snapshot for the bulk append ([`super::bulk`]), which
+    /// decides each row's fate from it instead of looking windows up through the second
+    /// connection (which would wait forever for the vector index dropped by the main one).
+    /// Its memory grows with the rows of the database (about 100 bytes a chunk): the bulk path
+    /// is taken only below [`super::bulk::MOST_ROWS_IN_TABLE`] chunks. Read inside the caller's
+    /// transaction, after it locked the tables against other writers, so it stays true.
+    pub fn all(conn: &mut PgConnection) -> QueryResult<Existing> {
+        let chunk_rows: Vec<(Uuid, Uuid, i32)> = chunks::table
+            .select((chunks::id, chunks::analysis_id, chunks::chunk_index))
+            .load(conn)?;
+        let mut existing = Existing {
+            chunks: HashSet::with_capacity(chunk_rows.len()),
+            chunk_places: HashMap::with_capacity(chunk_rows.len()),
+            ..Existing::default()
+        };
+        for (id, analysis_id, chunk_index) in chunk_rows {
+            existing.chunks.insert(id);
+            existing.chunk_places.insert((analysis_id, chunk_index), id);
+        }
+        existing.analyses = analyses::table
+            .select(analyses::id)
+            .load::<Uuid>(conn)?
+            .into_iter()
+            .collect();
+        for (id, analysis_id) in artifacts::table
+            .select((artifacts::id, artifacts::analysis_id))
+            .load::<(Uuid, Uuid)>(conn)?
+        {
+            existing.artifacts.insert(id);
+            existing.artifact_of.insert(analysis_id, id);
+        }
+        existing.artifact_versions = artifact_versions::table
+            .select(artifact_versions::id)
+            .load::<Uuid>(conn)?
+            .into_iter()
+            .collect();
+        Ok(existing)
+    }
+
     /// Looks up the rows of `records` in the database.
     pub fn lookup(conn: &mut PgConnection, records: &[Record]) -> QueryResult<Existing> {
         let mut analysis_ids = Vec::new();

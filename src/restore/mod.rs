@@ -4,9 +4,12 @@
 //! written in order. A window is bounded by chunks, not by analyses, so memory stays flat
 //! whatever the file's shape: an analysis of a hundred thousand chunks is loaded in pieces.
 //!
-//! Append mode commits each batch, skipping ids that exist, so an interrupted restore
-//! finishes when run again and embeds only what is missing. Replace mode runs the deletion
-//! and the whole load in one transaction: a failure at any point leaves the old data.
+//! Append mode skips ids that exist. When it writes few rows next to what `chunks` holds it
+//! commits each batch, so an interrupted restore finishes when run again and embeds only what
+//! is missing; when it writes many (an empty database above all) it loads in one transaction
+//! with the vector index dropped and built once ([`bulk`] says when and why), all or nothing.
+//! Replace mode runs the deletion and the whole load in one transaction: a failure at any
+//! point leaves the old data.
 
 pub mod bulk;
 pub mod encoding;
@@ -96,14 +99,164 @@ pub struct FileLevel<'a> {
     pub extras: &'a FileExtras,
 }
 
-/// Appends the file's rows that the database lacks, one committed batch at a time.
+/// What an append did.
+#[derive(Debug)]
+pub struct Appended {
+    pub loaded: Loaded,
+    /// File-level values where the file differs from the value the database keeps.
+    pub file_keys_kept_from_database: Vec<String>,
+    /// Whether it took the bulk path (one transaction, the vector index built once).
+    pub bulk: bool,
+}
+
+/// Appends the file's rows that the database lacks, then its golden queries and file-level
+/// keys the database lacks. `expected` holds the file's counts. The path is chosen by
+/// [`bulk::choose`]: one committed batch at a time, or in one transaction with the vector
+/// index dropped and built once.
 pub fn append(
     conn: &mut PgConnection,
     input: Input,
+    expected: Counts,
+    file_level: FileLevel,
     embedding: Embedding,
     progress: &Progress,
-) -> Result<Loaded> {
-    load_file(conn, input, Mode::Append, embedding, progress)
+) -> Result<Appended> {
+    let client = embedding.embedder.client;
+    let window = window_chunks(client.batch_size(), client.concurrency());
+    let choice = bulk::choose(
+        conn,
+        expected.chunks,
+        embedding.embedder.use_cache,
+        |conn| Ok(plan::plan(conn, input, &[], Mode::Append, None, window)?.chunks_to_insert),
+    )?;
+    log::info!("append {}", choice.describe());
+    if choice.bulk {
+        return bulk_append(conn, input, expected, file_level, embedding, progress);
+    }
+    let mut loaded = load_file(conn, input, How::Batches, embedding, progress)?;
+    interrupt::set_outcome(format!(
+        "every analysis, chunk and artifact is committed, the golden queries and the \
+         file-level keys are not: run the same restore again to finish ({} analyses, {} \
+         chunks added)",
+        loaded.counts.inserted.analyses, loaded.counts.inserted.chunks
+    ));
+    let (inserted, differing) = crate::db::in_final_transaction(conn, |conn| {
+        let inserted = load::insert_queries(conn, file_level.queries, false)?;
+        let differing = load::write_file_extras(conn, file_level.extras, false)?;
+        input.source.check_unchanged()?;
+        Ok((inserted, differing))
+    })?;
+    loaded.queries_inserted = inserted;
+    Ok(Appended {
+        loaded,
+        file_keys_kept_from_database: differing,
+        bulk: false,
+    })
+}
+
+/// The bulk append: like [`replace`] but deleting nothing, in one transaction. The tables
+/// are locked against other writers, the keys of every row read once ([`Existing::all`]:
+/// the second connection must not read `chunks` once the vector index is dropped, it would
+/// wait for this transaction forever), the vector indexes dropped, the missing rows COPYed
+/// (the rules of the batch path: ids that exist and places taken are skipped), the golden
+/// queries and the file-level keys the database lacks added, the indexes built once, the
+/// counts and vectors checked. Any failure, an interruption included, rolls it all back; the
+/// vectors computed stay in the embedding cache (committed through the second connection as
+/// they come), so a rerun does not compute them again.
+fn bulk_append(
+    conn: &mut PgConnection,
+    input: Input,
+    file: Counts,
+    file_level: FileLevel,
+    embedding: Embedding,
+    progress: &Progress,
+) -> Result<Appended> {
+    let dims = embedding.embedder.client.info().dims;
+    interrupt::set_outcome(
+        "the append was rolled back (it ran in one transaction): the database holds what it held \
+         before; the embeddings computed are kept in the embedding cache, so running the same \
+         restore again does not compute them again",
+    );
+    let appended = crate::db::in_final_transaction(conn, |conn| {
+        progress.step("locking the dataset's tables");
+        // Other writers wait; readers of `chunks` wait from the DROP INDEX on, as for a replace.
+        for statement in [
+            "LOCK TABLE analyses IN SHARE ROW EXCLUSIVE MODE",
+            "LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLE artifacts, artifact_versions, queries, dataset_extras \
+             IN SHARE ROW EXCLUSIVE MODE",
+        ] {
+            diesel::sql_query(statement)
+                .execute(conn)
+                .step("locking the tables")?;
+        }
+        let before = load::table_counts(conn)?;
+        let bad_before = load::chunks_with_bad_embeddings(conn, None, dims)?;
+        let existing = Existing::all(conn).step("reading the keys of the rows that exist")?;
+        let index_definitions = load::drop_vector_indexes(conn)?;
+        let mut loaded = load_file(conn, input, How::Copy(&existing), embedding, progress)?;
+        drop(existing);
+        loaded.queries_inserted = load::insert_queries(conn, file_level.queries, false)?;
+        let differing = load::write_file_extras(conn, file_level.extras, false)?;
+        interrupt::check()?;
+        progress.step("building the vector index");
+        load::build_indexes(conn, &index_definitions)?;
+
+        let read = loaded.counts.total;
+        if (read.analyses, read.chunks, read.artifacts)
+            != (file.analyses, file.chunks, file.artifacts)
+        {
+            bail!(
+                "the load read {} analyses, {} chunks, {} artifacts but the file has {}, {}, {}; \
+                 rolled back",
+                read.analyses,
+                read.chunks,
+                read.artifacts,
+                file.analyses,
+                file.chunks,
+                file.artifacts
+            );
+        }
+        let after = load::table_counts(conn)?;
+        let inserted = loaded.counts.inserted;
+        let expected = Counts {
+            analyses: before.analyses + inserted.analyses,
+            chunks: before.chunks + inserted.chunks,
+            artifacts: before.artifacts + inserted.artifacts,
+            queries: before.queries + loaded.queries_inserted,
+        };
+        if after != expected {
+            bail!(
+                "after the load the tables hold {} analyses, {} chunks, {} artifacts, {} queries but \
+                 {}, {}, {}, {} were expected (the rows before and those inserted); rolled back",
+                after.analyses,
+                after.chunks,
+                after.artifacts,
+                after.queries,
+                expected.analyses,
+                expected.chunks,
+                expected.artifacts,
+                expected.queries
+            );
+        }
+        // Rows other programs wrote without a vector are theirs; the restored ones add none.
+        let bad = load::chunks_with_bad_embeddings(conn, None, dims)? - bad_before;
+        if bad != 0 {
+            bail!(
+                "{bad} restored chunks have no embedding of {dims} dimensions after the load; rolled back"
+            );
+        }
+        input.source.check_unchanged()?;
+        Ok(Appended {
+            loaded,
+            file_keys_kept_from_database: differing,
+            bulk: true,
+        })
+    });
+    appended.wrap_err(
+        "the append ran in one transaction, which was rolled back: the database holds what it held \
+         before (run it again: the embeddings computed are in the embedding cache)",
+    )
 }
 
 /// Replaces the whole dataset with the file's, in one transaction: lock, safety backup of
@@ -160,7 +313,9 @@ pub fn replace(
                 None
             };
         let index_definitions = load::clear_for_replace(conn)?;
-        let mut loaded = load_file(conn, input, Mode::Replace, embedding, progress)?;
+        // The tables were emptied in this transaction: every row is to insert.
+        let nothing = Existing::none();
+        let mut loaded = load_file(conn, input, How::Copy(&nothing), embedding, progress)?;
         loaded.queries_inserted = load::insert_queries(conn, file_level.queries, true)?;
         load::write_file_extras(conn, file_level.extras, true)?;
         interrupt::check()?;
@@ -197,10 +352,21 @@ pub fn replace(
     })
 }
 
+/// How [`load_file`] writes.
+#[derive(Clone, Copy)]
+enum How<'a> {
+    /// Append batch by batch: each in a committed transaction of its own, the rows that exist
+    /// looked up a window at a time through the second connection.
+    Batches,
+    /// COPY inside the caller's transaction, each row's fate decided from a snapshot of the
+    /// rows that exist (none for a replace, whose tables were emptied).
+    Copy(&'a Existing),
+}
+
 fn load_file(
     conn: &mut PgConnection,
     input: Input,
-    mode: Mode,
+    how: How,
     embedding: Embedding,
     progress: &Progress,
 ) -> Result<Loaded> {
@@ -211,7 +377,7 @@ fn load_file(
     let reused = AtomicU64::new(0);
     let producer = Producer {
         input,
-        mode,
+        how,
         embedding,
         window_chunks: window_chunks(client.batch_size(), client.concurrency()),
         computed: &computed,
@@ -224,13 +390,13 @@ fn load_file(
         |feed| producer.run(feed),
         |batch| {
             interrupt::check()?;
-            let written = match mode {
-                Mode::Append => load::append_batch(conn, batch, &model, dims, &unchanged)?,
-                Mode::Replace => load::copy_batch(conn, batch, &model)?,
+            let written = match how {
+                How::Batches => load::append_batch(conn, batch, &model, dims, &unchanged)?,
+                How::Copy(_) => load::copy_batch(conn, batch, &model)?,
             };
             progress.written(written.total.analyses, written.total.chunks);
             counts += written;
-            if mode == Mode::Append {
+            if let How::Batches = how {
                 interrupt::set_outcome(format!(
                     "the batch in progress was rolled back; the {} analyses and {} chunks committed \
                      before it are kept: run the same restore again to finish",
@@ -241,7 +407,7 @@ fn load_file(
         },
     );
     let committed = (counts.inserted.analyses, counts.inserted.chunks);
-    if mode == Mode::Append && committed != (0, 0) {
+    if matches!(how, How::Batches) && committed != (0, 0) {
         loaded.wrap_err_with(|| {
             format!(
                 "the restore stopped after committing {} analyses and {} chunks, which are kept \
@@ -263,7 +429,7 @@ fn load_file(
 /// Reads the file and embeds a window of records at a time, on its own thread.
 struct Producer<'a> {
     input: Input<'a>,
-    mode: Mode,
+    how: How<'a>,
     embedding: Embedding<'a>,
     /// The chunks of a window ([`read_windows`]).
     window_chunks: usize,
@@ -289,13 +455,16 @@ impl Producer<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        let existing = match self.mode {
-            Mode::Append => Existing::lookup(&mut self.embedding.side, &records)
-                .step("looking up the rows that already exist")?,
-            // The tables were emptied in the restore's own transaction.
-            Mode::Replace => Existing::none(),
+        let fates: Vec<Fate> = match self.how {
+            How::Batches => {
+                let existing = Existing::lookup(&mut self.embedding.side, &records)
+                    .step("looking up the rows that already exist")?;
+                records.iter().map(|record| existing.fate(record)).collect()
+            }
+            // Never a read of the dataset's tables through the second connection here: the
+            // main one holds them locked (and `chunks` without its index) until it commits.
+            How::Copy(existing) => records.iter().map(|record| existing.fate(record)).collect(),
         };
-        let fates: Vec<Fate> = records.iter().map(|record| existing.fate(record)).collect();
         let to_embed = chunks_to_embed(&records, &fates);
         let texts: Vec<&str> = to_embed.iter().map(|(_, text)| *text).collect();
         let embedded =

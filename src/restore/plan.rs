@@ -49,6 +49,9 @@ pub struct Plan {
     pub artifacts_left_out: u64,
     /// The dialect the file was read as.
     pub dialect: String,
+    /// Whether the restore would take the bulk path (one transaction, the vector index built
+    /// once): always for a replace, for an append when `bulk::choose` says so.
+    pub bulk: bool,
 }
 
 /// The plan of restoring `input` in `mode`, windows of `window_chunks` as the restore

@@ -140,6 +140,68 @@ impl TestDb {
         ])
     }
 
+    /// A digest of every value a restore writes from a file, vectors included, in every table
+    /// golden writes: [`TestDb::full_digest`]'s but for `queries.created_at`, which the file
+    /// does not hold (the time of the insert). Equal across databases that hold the same file.
+    pub fn content_digest(&self) -> String {
+        let queries = "(SELECT string_agg((q.id, q.query, q.expected_chunk_ids, q.category, \
+             q.difficulty, q.extra, q.unresolved_expected_chunks)::text, '|' ORDER BY q.id) \
+             FROM queries q)";
+        let rows = self.digest_of(&[
+            ("analyses", "id"),
+            ("chunks", "id"),
+            ("artifacts", "id"),
+            ("artifact_versions", "id"),
+            ("dataset_extras", "key"),
+        ]);
+        #[derive(QueryableByName)]
+        struct Digest {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            digest: String,
+        }
+        diesel::sql_query(format!(
+            "SELECT md5('{rows}' || '#' || coalesce({queries}, '')) AS digest"
+        ))
+        .get_result::<Digest>(&mut self.conn())
+        .unwrap()
+        .digest
+    }
+
+    /// Drops the vector index of `chunks`: an append then goes batch by batch, each batch
+    /// committed, whatever the sizes (there is no index to build once: `restore::bulk`). For
+    /// the tests of that path.
+    pub fn drop_vector_index(&self) {
+        self.execute("DROP INDEX chunks_embedding_hnsw_idx");
+    }
+
+    /// Builds the vector index again, as the migration defines it.
+    pub fn create_vector_index(&self) {
+        self.execute(
+            "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops)",
+        );
+    }
+
+    /// The vector index's definition and the identity of its storage (a new one each time
+    /// the index is built), or None when there is none.
+    pub fn vector_index(&self) -> Option<(String, i64)> {
+        #[derive(QueryableByName)]
+        struct Index {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            definition: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            filenode: i64,
+        }
+        diesel::sql_query(
+            "SELECT i.indexdef AS definition, c.relfilenode::bigint AS filenode FROM pg_indexes i \
+             JOIN pg_class c ON c.relname = i.indexname \
+             WHERE i.tablename = 'chunks' AND i.indexdef ~* 'USING hnsw'",
+        )
+        .get_result::<Index>(&mut self.conn())
+        .optional()
+        .unwrap()
+        .map(|index| (index.definition, index.filenode))
+    }
+
     /// The MD5 of the rows of `tables` (each with the column that orders it).
     pub fn digest_of(&self, tables: &[(&str, &str)]) -> String {
         #[derive(QueryableByName)]

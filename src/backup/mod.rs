@@ -151,10 +151,28 @@ pub struct BackedUp {
     pub problems: Vec<Problem>,
 }
 
+/// Writes the safety backup of a restore to `path` from inside the restore's transaction: the
+/// rows of `selection` as they are before the restore changes them. It never replaces a file.
+pub fn write_safety_backup(
+    conn: &mut PgConnection,
+    path: &Path,
+    selection: Selection,
+) -> Result<()> {
+    let backed_up = write_selection_in(conn, path, selection, 500, &ProgressBar::hidden())?;
+    backed_up.warn_if_not_restorable(path);
+    backed_up.prepared.persist_new().wrap_err_with(|| {
+        format!(
+            "writing the safety backup {}; nothing was changed",
+            path.display()
+        )
+    })?;
+    Ok(())
+}
+
 impl BackedUp {
     /// Warns that the safety backup `path` keeps values `verify` rejects (rows another
     /// program wrote): restoring it needs them fixed first.
-    pub fn warn_if_not_restorable(&self, path: &Path) {
+    fn warn_if_not_restorable(&self, path: &Path) {
         let Some(first) = self.problems.first() else {
             return;
         };

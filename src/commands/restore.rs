@@ -384,20 +384,13 @@ fn dry_run(
     mode: Mode,
     artifacts_left_out: u64,
 ) -> Result<Exit> {
-    let client = match args.embed.config()? {
-        Some(config) => Some(EmbeddingClient::new(build_provider(&config)?, &config)?),
-        None => None,
-    };
+    let client = dry_run_client(args)?;
     let mut conn = db::connect(global)?;
     let embedder = client.as_ref().map(|client| CachedEmbedder {
         client,
         use_cache: !args.embed.embed_no_cache,
     });
-    let window = client
-        .as_ref()
-        .map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
-            restore::window_chunks(client.batch_size(), client.concurrency())
-        });
+    let window = dry_run_window(client.as_ref());
     let mut plan = plan::plan(&mut conn, input, queries, mode, embedder.as_ref(), window)?;
     plan.artifacts_left_out = artifacts_left_out;
     plan.dialect = input.source.dialect_label();
@@ -507,6 +500,24 @@ fn dry_run(
         plan: &plan,
     })?;
     Ok(Exit::Success)
+}
+
+/// The provider of a dry run, when one is configured (the plan then counts its requests).
+fn dry_run_client(args: &Args) -> Result<Option<EmbeddingClient>> {
+    match args.embed.config()? {
+        Some(config) => Ok(Some(EmbeddingClient::new(
+            build_provider(&config)?,
+            &config,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// The windows a dry run reads the file in: the restore's, for its provider.
+fn dry_run_window(client: Option<&EmbeddingClient>) -> usize {
+    client.map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
+        restore::window_chunks(client.batch_size(), client.concurrency())
+    })
 }
 
 /// The unique place a skipped row of `table` could not take.
@@ -736,20 +747,13 @@ fn sync_dry_run(
     file_level: restore::FileLevel,
     scope: &Scope,
 ) -> Result<Exit> {
-    let client = match args.embed.config()? {
-        Some(config) => Some(EmbeddingClient::new(build_provider(&config)?, &config)?),
-        None => None,
-    };
+    let client = dry_run_client(args)?;
     let mut conn = db::connect(global)?;
     let embedder = client.as_ref().map(|client| CachedEmbedder {
         client,
         use_cache: !args.embed.embed_no_cache,
     });
-    let window = client
-        .as_ref()
-        .map_or(DRY_RUN_WINDOW_WITHOUT_PROVIDER, |client| {
-            restore::window_chunks(client.batch_size(), client.concurrency())
-        });
+    let window = dry_run_window(client.as_ref());
     let (plan, listing) = restore::sync::plan(
         &mut conn,
         input,

@@ -286,20 +286,11 @@ pub fn replace(
         let safety_backup =
             if deleted.analyses + deleted.chunks + deleted.artifacts + deleted.queries > 0 {
                 progress.step("writing the safety backup");
-                let backed_up = crate::backup::write_backup_in(
+                crate::backup::write_safety_backup(
                     conn,
                     safety_path,
-                    None,
-                    500,
-                    &indicatif::ProgressBar::hidden(),
+                    crate::backup::Selection::Status(None),
                 )?;
-                backed_up.warn_if_not_restorable(safety_path);
-                backed_up.prepared.persist_new().wrap_err_with(|| {
-                    format!(
-                        "writing the safety backup {}; nothing was changed",
-                        safety_path.display()
-                    )
-                })?;
                 log::info!(
                     "safety backup of the current data: {}",
                     safety_path.display()

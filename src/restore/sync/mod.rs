@@ -23,7 +23,7 @@ pub mod tables;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use color_eyre::eyre::{bail, WrapErr};
+use color_eyre::eyre::bail;
 use color_eyre::Result;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -305,22 +305,10 @@ fn count_embedding(
     plan: &mut SyncPlan,
 ) -> Result<()> {
     let model = embedder.client.info().model.clone();
-    let mut counter = apply::Writer {
-        embedder,
-        side: None,
-        model: &model,
-        written: apply::Written::default(),
-        head: None,
-        target_texts: window_chunks,
-        pending: apply::Pending::default(),
-    };
-    each_window(input, window_chunks, |records| {
-        counter.add_window(conn, records)
-    })?;
-    counter.flush(conn)?;
-    plan.embeddings_to_compute = Some(counter.written.embeddings_computed);
-    plan.embeddings_reused = Some(counter.written.embeddings_reused);
-    plan.embedding_requests_needed = Some(counter.written.embedding_requests);
+    let counted = write_or_count(conn, input, embedder, None, &model, window_chunks)?;
+    plan.embeddings_to_compute = Some(counted.embeddings_computed);
+    plan.embeddings_reused = Some(counted.embeddings_reused);
+    plan.embedding_requests_needed = Some(counted.embedding_requests);
     Ok(())
 }
 
@@ -465,23 +453,14 @@ pub fn sync(
                 .collect();
             queries.sort();
             tables::find_affected(conn, &queries)?;
-            let backed_up = crate::backup::write_selection_in(
+            crate::backup::write_safety_backup(
                 conn,
                 safety_path,
                 crate::backup::Selection::Listed {
                     table: tables::AFFECTED,
                     queries: &queries,
                 },
-                500,
-                &indicatif::ProgressBar::hidden(),
             )?;
-            backed_up.warn_if_not_restorable(safety_path);
-            backed_up.prepared.persist_new().wrap_err_with(|| {
-                format!(
-                    "writing the safety backup {}; nothing was changed",
-                    safety_path.display()
-                )
-            })?;
             log::info!(
                 "safety backup of the rows the sync changes or deletes: {}",
                 safety_path.display()
@@ -508,20 +487,14 @@ pub fn sync(
             Vec::new()
         };
         progress.step("writing the changes");
-        let mut writer = apply::Writer {
-            embedder: &embedder,
-            side: Some(&mut side),
-            model: &model,
-            written: apply::Written::default(),
-            head: None,
-            target_texts: window_chunks,
-            pending: apply::Pending::default(),
-        };
-        each_window(input, window_chunks, |records| {
-            writer.add_window(conn, records)
-        })?;
-        writer.flush(conn)?;
-        let written = writer.written;
+        let written = write_or_count(
+            conn,
+            input,
+            &embedder,
+            Some(&mut side),
+            &model,
+            window_chunks,
+        )?;
         let deleted_analyses = tables::delete_gone_analyses(conn)?;
         write_queries(conn, &survey.queries)?;
         write_file_keys(
@@ -595,6 +568,32 @@ pub fn sync(
         };
         e.wrap_err(format!("{rolled_back}{kept}"))
     })
+}
+
+/// Runs the file's records through the writer: written (`side`: the connection the embedding
+/// cache goes through), or only counted (`None`: the dry run).
+fn write_or_count(
+    conn: &mut PgConnection,
+    input: Input,
+    embedder: &CachedEmbedder,
+    side: Option<&mut PgConnection>,
+    model: &str,
+    window_chunks: usize,
+) -> Result<apply::Written> {
+    let mut writer = apply::Writer {
+        embedder,
+        side,
+        model,
+        written: apply::Written::default(),
+        head: None,
+        target_texts: window_chunks,
+        pending: apply::Pending::default(),
+    };
+    each_window(input, window_chunks, |records| {
+        writer.add_window(conn, records)
+    })?;
+    writer.flush(conn)?;
+    Ok(writer.written)
 }
 
 /// Reads the file's windows on a thread of its own (parsing the file while the database

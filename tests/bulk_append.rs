@@ -546,3 +546,102 @@ fn ctrl_c_at_seeded_moments_of_a_bulk_append_rolls_it_all_back_or_commits_it_nev
         "some signals landed before the commit: {outcomes:?}"
     );
 }
+
+/// A login role that may read and write the dataset's tables but owns none of them, as an
+/// application's role usually is; dropped when the guard goes.
+struct AppRole {
+    name: String,
+    admin: TestDb,
+}
+
+impl AppRole {
+    /// Created before the database it is granted on, so that it is dropped after it.
+    fn new() -> AppRole {
+        let name = format!("golden_app_{}", std::process::id());
+        let admin = TestDb::migrated();
+        admin.execute(&format!("DROP ROLE IF EXISTS {name}"));
+        admin.execute(&format!("CREATE ROLE {name} LOGIN"));
+        AppRole { name, admin }
+    }
+
+    fn grant_on(&self, db: &TestDb) {
+        let name = &self.name;
+        for grant in [
+            format!("GRANT USAGE ON SCHEMA public TO {name}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"
+            ),
+            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"),
+        ] {
+            db.execute(&grant);
+        }
+    }
+
+    /// `db`'s URL with this role as the user.
+    fn url(&self, db: &TestDb) -> String {
+        db.url.replacen("postgres@", &format!("{}@", self.name), 1)
+    }
+}
+
+impl Drop for AppRole {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        // The role's grants live in the test's database, dropped before this guard.
+        let _ = self
+            .admin
+            .conn()
+            .batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+    }
+}
+
+#[test]
+fn a_role_that_does_not_own_the_tables_appends_and_replaces_keeping_the_index() {
+    let dir = workdir();
+    let role = AppRole::new();
+    let db = TestDb::migrated();
+    role.grant_on(&db);
+    let as_app = |args: &[&str]| {
+        golden(None, dir.path())
+            .env("DATABASE_URL", role.url(&db))
+            .args(args)
+            .args(["--embed-provider", "hash"])
+            .output()
+            .unwrap()
+    };
+    let plan = ok(&as_app(&["restore", "--dry-run", "--json", &sample()]));
+    assert_eq!(plan["bulk"], Value::Bool(false), "{plan:#}");
+    let appended = ok(&as_app(&["restore", "--json", &sample()]));
+    assert_eq!(appended["bulk_load"], Value::Bool(false), "{appended:#}");
+    assert_eq!(appended["chunks_inserted"], serde_json::json!(188));
+    let safety = dir.path().join("safety.json");
+    ok(&as_app(&[
+        "restore",
+        "--json",
+        "--replace",
+        "--yes",
+        "--safety-backup",
+        safety.to_str().unwrap(),
+        &sample(),
+    ]));
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw_idx'"),
+        1
+    );
+    db.assert_holds_the_sample();
+}
+
+#[test]
+fn the_vector_index_built_again_keeps_its_comment() {
+    let dir = workdir();
+    let db = TestDb::migrated();
+    db.execute("COMMENT ON INDEX chunks_embedding_hnsw_idx IS 'tuned by the search team'");
+    let appended = ok(&restore(&db, dir.path(), &[&sample()]));
+    assert_eq!(appended["bulk_load"], Value::Bool(true), "{appended:#}");
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM pg_class WHERE relname = 'chunks_embedding_hnsw_idx' \
+             AND obj_description(oid, 'pg_class') = 'tuned by the search team'"
+        ),
+        1
+    );
+}

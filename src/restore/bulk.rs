@@ -99,6 +99,8 @@ pub enum Why {
     NoCache,
     /// More rows in the table than the bulk path snapshots.
     TooManyRows,
+    /// The role does not own `chunks`: it may not drop the vector index nor build it.
+    NotOwner,
 }
 
 /// The path of an append.
@@ -134,6 +136,10 @@ impl Choice {
                     .to_string()
             }
             (Why::TooManyRows, _) => format!("{in_table} chunks in the table"),
+            (Why::NotOwner, _) => {
+                "this role does not own chunks, so it may not drop and build its vector index"
+                    .to_string()
+            }
             (Why::Rule, Some(write)) => {
                 format!("{write} chunks to write, {in_table} in the table")
             }
@@ -170,6 +176,8 @@ pub fn choose(
     } else if load::vector_indexes(conn)?.is_empty() {
         // The rows that touch a vector index: none.
         choice.why = Why::NoVectorIndex;
+    } else if !load::may_rebuild_vector_indexes(conn)? {
+        choice.why = Why::NotOwner;
     } else if rows_in_table == 0 {
         choice.rows_to_write = Some(file_chunks);
         choice.bulk = bulk_pays(file_chunks, 0);

@@ -449,6 +449,14 @@ pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
                 .step(&format!("deleting the old {table}"))?;
         }
     }
+    if !may_rebuild_vector_indexes(conn)? {
+        log::warn!(
+            "this role does not own chunks, so it may not drop and build its vector index: the \
+             index is kept and updated row by row, which is much slower (run the replace as the \
+             table's owner to have it built once)"
+        );
+        return Ok(Vec::new());
+    }
     drop_vector_indexes(conn)
 }
 
@@ -461,7 +469,11 @@ pub fn drop_vector_indexes(conn: &mut PgConnection) -> Result<Vec<String>> {
             .execute(conn)
             .step("dropping the vector index before the bulk write")?;
     }
-    Ok(indexes.into_iter().map(|index| index.definition).collect())
+    // Each index's statement, then the one that gives it its comment back.
+    Ok(indexes
+        .into_iter()
+        .flat_map(|index| std::iter::once(index.definition).chain(index.comment))
+        .collect())
 }
 
 /// Builds the vector indexes again, once, with memory to do it fast.
@@ -504,6 +516,8 @@ pub fn chunks_with_bad_embeddings(
 pub struct VectorIndex {
     pub name: String,
     pub definition: String,
+    /// The statement that sets its comment again, if it has one.
+    pub comment: Option<String>,
 }
 
 pub fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
@@ -513,9 +527,15 @@ pub fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
         indexname: String,
         #[diesel(sql_type = diesel::sql_types::Text)]
         indexdef: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        comment: Option<String>,
     }
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT indexname, indexdef FROM pg_indexes \
+        "SELECT indexname, indexdef, \
+           (SELECT format('COMMENT ON INDEX %I IS %L', indexname, d) \
+            FROM obj_description(format('%I.%I', schemaname, indexname)::regclass, 'pg_class') AS d \
+            WHERE d IS NOT NULL) AS comment \
+         FROM pg_indexes \
          WHERE schemaname = current_schema() AND tablename = 'chunks' AND indexdef ~* 'USING (hnsw|ivfflat)'",
     )
     .load(conn)
@@ -525,6 +545,23 @@ pub fn vector_indexes(conn: &mut PgConnection) -> Result<Vec<VectorIndex>> {
         .map(|row| VectorIndex {
             name: row.indexname,
             definition: row.indexdef,
+            comment: row.comment,
         })
         .collect())
+}
+
+/// Whether this session may drop the vector indexes of `chunks` and build them again: only
+/// the table's owner (or a member of its role) may. Another role keeps them as they are.
+pub fn may_rebuild_vector_indexes(conn: &mut PgConnection) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        owner: bool,
+    }
+    let owner: Owner = diesel::sql_query(
+        "SELECT pg_has_role(relowner, 'USAGE') AS owner FROM pg_class WHERE oid = 'chunks'::regclass",
+    )
+    .get_result(conn)
+    .step("checking who owns the chunks table")?;
+    Ok(owner.owner)
 }

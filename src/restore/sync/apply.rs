@@ -20,7 +20,7 @@ use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
 use crate::embed::InputKind;
 use crate::models::{NewAnalysis, NewArtifact, NewArtifactVersion, NewChunk};
-use crate::schema::{analyses, artifact_versions, artifacts, chunks, pending_embeddings};
+use crate::schema::{analyses, artifact_versions, artifacts, chunks};
 use crate::validate::Counts;
 
 /// libpq takes at most 65 535 bind parameters in one statement; a chunk row has ten.
@@ -69,6 +69,60 @@ pub struct Pending {
 }
 
 type Todo = HashMap<(Kind, Uuid), (Fate, bool)>;
+
+/// Chunks updated per statement.
+const CHUNK_ROWS_PER_UPDATE: usize = 1_000;
+
+/// The new fields of a chunk updated in place, and its new vector (pgvector's text form) when
+/// its text changed.
+struct ChunkUpdate<'a> {
+    id: Uuid,
+    analysis_id: Uuid,
+    content: &'a str,
+    section_title: Option<&'a str>,
+    section_path: Option<&'a str>,
+    content_type: &'a str,
+    chunk_index: i32,
+    extra: serde_json::Value,
+    embedding: Option<String>,
+}
+
+/// Updates `rows` in place in one statement: each new version of a row is an entry of the
+/// vector index, the costly part, and one statement saves a round trip and a plan per row.
+/// Returns how many rows it changed.
+fn update_chunks(conn: &mut PgConnection, rows: &[ChunkUpdate], model: &str) -> Result<usize> {
+    use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+    diesel::sql_query(
+        "UPDATE chunks c SET analysis_id = u.analysis_id, content = u.content, \
+           section_title = u.section_title, section_path = u.section_path, \
+           content_type = u.content_type, chunk_index = u.chunk_index, extra = u.extra, \
+           embedding = CASE WHEN u.embedding IS NULL THEN c.embedding ELSE u.embedding::vector END, \
+           embedding_model = CASE WHEN u.embedding IS NULL THEN c.embedding_model ELSE $10 END \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::int4[], $8::jsonb[], $9::text[]) \
+           AS u(id, analysis_id, content, section_title, section_path, content_type, chunk_index, extra, embedding) \
+         WHERE c.id = u.id",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|row| row.id).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|row| row.analysis_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|row| row.content).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.section_title).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.section_path).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|row| row.content_type).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|row| row.chunk_index).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|row| row.extra.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|row| row.embedding.as_deref()).collect::<Vec<_>>())
+    .bind::<Text, _>(model)
+    .execute(conn)
+    .step("updating chunks in place")
+}
+
+/// A vector in pgvector's text form (`[0.1,0.2]`), which casts to `vector` exactly (Rust
+/// prints the shortest string that reads back as the same f32).
+fn vector_text(vector: &Vector) -> String {
+    let values: Vec<String> = vector.as_slice().iter().map(|v| v.to_string()).collect();
+    format!("[{}]", values.join(","))
+}
 
 /// The id of the row a record writes (an analysis's end: the analysis).
 fn record_id(record: &Record) -> Uuid {
@@ -162,6 +216,7 @@ impl Writer<'_> {
         self.written.inserted.analyses += inserted as u64;
 
         let mut new_chunks = Vec::new();
+        let mut updates = Vec::new();
         for record in window {
             let Record::Chunk { analysis_id, chunk } = record else {
                 continue;
@@ -186,37 +241,27 @@ impl Writer<'_> {
                 ));
                 continue;
             }
-            let fields = (
-                chunks::analysis_id.eq(analysis_id),
-                chunks::content.eq(&chunk.content),
-                chunks::section_title.eq(chunk.section_title.as_deref()),
-                chunks::section_path.eq(chunk.section_path.as_deref()),
-                chunks::content_type.eq(&chunk.content_type),
-                chunks::chunk_index.eq(chunk.chunk_index),
-                chunks::extra.eq(serde_json::Value::Object(chunk.extra.clone())),
-            );
-            let row = chunks::table.find(chunk.id);
-            // One statement per chunk: each new version of a row is a new entry of the vector
-            // index, the costly part of an update.
-            let updated = match vector {
-                None => diesel::update(row).set(fields).execute(conn),
-                Some(vector) => diesel::update(row)
-                    .set((
-                        fields,
-                        chunks::embedding.eq(Some(vector)),
-                        chunks::embedding_model.eq(Some(self.model)),
-                    ))
-                    .execute(conn),
+            updates.push(ChunkUpdate {
+                id: chunk.id,
+                analysis_id: *analysis_id,
+                content: &chunk.content,
+                section_title: chunk.section_title.as_deref(),
+                section_path: chunk.section_path.as_deref(),
+                content_type: &chunk.content_type,
+                chunk_index: chunk.chunk_index,
+                extra: serde_json::Value::Object(chunk.extra.clone()),
+                embedding: vector.map(|vector| vector_text(&vector)),
+            });
+        }
+        for part in updates.chunks(CHUNK_ROWS_PER_UPDATE) {
+            let updated = update_chunks(conn, part, self.model)?;
+            if updated != part.len() {
+                bail!(
+                    "internal error: updating {} chunks changed {updated} rows",
+                    part.len()
+                );
             }
-            .step("updating a chunk")?;
-            if content_changed {
-                // A regeneration interrupted earlier left a vector of the old text.
-                diesel::delete(pending_embeddings::table.find(chunk.id))
-                    .execute(conn)
-                    .step("dropping a pending vector of the old text")?;
-            }
-            self.count_one(updated, "chunk", chunk.id)?;
-            self.written.updated.chunks += 1;
+            self.written.updated.chunks += updated as u64;
         }
         for part in new_chunks.chunks(CHUNK_ROWS_PER_INSERT) {
             let inserted = diesel::insert_into(chunks::table)

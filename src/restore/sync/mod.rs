@@ -286,6 +286,7 @@ fn survey<'a>(
 
     let index_rows = plan.chunks.insert + plan.chunks.update;
     plan.index_rebuild = !load::vector_indexes(conn)?.is_empty()
+        && load::may_rebuild_vector_indexes(conn)?
         && super::bulk::bulk_pays(index_rows, chunks_in_table as u64);
     Ok(Survey {
         plan,
@@ -495,6 +496,7 @@ pub fn sync(
             &model,
             window_chunks,
         )?;
+        tables::drop_pending_vectors_of_old_texts(conn)?;
         let deleted_analyses = tables::delete_gone_analyses(conn)?;
         write_queries(conn, &survey.queries)?;
         write_file_keys(

@@ -319,6 +319,18 @@ pub fn park_moving_chunks(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// Drops the vectors an interrupted regeneration left for the chunks whose text the sync
+/// changed: they are vectors of the old text.
+pub fn drop_pending_vectors_of_old_texts(conn: &mut PgConnection) -> Result<()> {
+    diesel::sql_query(
+        "DELETE FROM pending_embeddings p USING sync_todo t \
+         WHERE t.kind = 'c' AND t.content_changed AND p.chunk_id = t.id",
+    )
+    .execute(conn)
+    .step("dropping the pending vectors of old texts")?;
+    Ok(())
+}
+
 /// Deletes the analyses the file no longer holds (last: a chunk of one may have moved to an
 /// analysis of the file).
 pub fn delete_gone_analyses(conn: &mut PgConnection) -> Result<u64> {

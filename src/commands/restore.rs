@@ -467,20 +467,15 @@ fn dry_run(
              are with the file-level keys, and written back by backup; `golden verify` lists them)"
         ))?;
     }
-    match (&client, plan.embeddings_to_compute, plan.embedding_requests_needed) {
-        (Some(client), Some(compute), Some(requests)) => output.line(format_args!(
-            "  embed     {} chunks: {compute} to compute in {} of up to {}, {} from the cache or identical texts ({})",
-            plan.embeddings_needed,
-            counted(requests, "request", "requests"),
-            client.batch_size(),
-            plan.embeddings_reused.unwrap_or(0),
-            client.info()
-        ))?,
-        _ => output.line(format_args!(
-            "  embed     {} chunks (no provider configured: set --embed-provider to restore)",
-            plan.embeddings_needed
-        ))?,
-    }
+    embed_line(
+        output,
+        client.as_ref(),
+        plan.embeddings_needed,
+        plan.embeddings_to_compute
+            .zip(plan.embedding_requests_needed),
+        plan.embeddings_reused.unwrap_or(0),
+        "restore",
+    )?;
     if let Some(path_line) = path_line {
         output.line(format_args!("  path      {path_line}"))?;
     }
@@ -500,6 +495,29 @@ fn dry_run(
         plan: &plan,
     })?;
     Ok(Exit::Success)
+}
+
+/// The plan's line about embedding: what the provider computes in how many requests, or
+/// that none is configured (then `verb` needs one).
+fn embed_line(
+    output: Output,
+    client: Option<&EmbeddingClient>,
+    needed: u64,
+    compute_and_requests: Option<(u64, u64)>,
+    reused: u64,
+    verb: &str,
+) -> std::io::Result<()> {
+    match (client, compute_and_requests) {
+        (Some(client), Some((compute, requests))) => output.line(format_args!(
+            "  embed     {needed} chunks: {compute} to compute in {} of up to {}, {reused} from the cache or identical texts ({})",
+            counted(requests, "request", "requests"),
+            client.batch_size(),
+            client.info()
+        )),
+        _ => output.line(format_args!(
+            "  embed     {needed} chunks (no provider configured: set --embed-provider to {verb})"
+        )),
+    }
 }
 
 /// The provider of a dry run, when one is configured (the plan then counts its requests).
@@ -785,20 +803,15 @@ fn sync_dry_run(
             plan.file_keys_to_change.join(", ")
         ))?;
     }
-    match (&client, plan.embeddings_to_compute, plan.embedding_requests_needed) {
-        (Some(client), Some(compute), Some(requests)) => output.line(format_args!(
-            "  embed     {} chunks: {compute} to compute in {} of up to {}, {} from the cache or identical texts ({})",
-            plan.embeddings_needed,
-            counted(requests, "request", "requests"),
-            client.batch_size(),
-            plan.embeddings_reused.unwrap_or(0),
-            client.info()
-        ))?,
-        _ => output.line(format_args!(
-            "  embed     {} chunks (no provider configured: set --embed-provider to sync)",
-            plan.embeddings_needed
-        ))?,
-    }
+    embed_line(
+        output,
+        client.as_ref(),
+        plan.embeddings_needed,
+        plan.embeddings_to_compute
+            .zip(plan.embedding_requests_needed),
+        plan.embeddings_reused.unwrap_or(0),
+        "sync",
+    )?;
     output.line(format_args!(
         "  index     {}",
         if plan.index_rebuild {

@@ -207,6 +207,15 @@ fn rows_digest(db: &TestDb) -> String {
     ])
 }
 
+/// `golden verify --against-db` of `file` passes: the database holds exactly it.
+fn assert_holds(db: &TestDb, dir: &Path, file: &Path) {
+    golden(Some(db), dir)
+        .args(["verify", "--against-db"])
+        .arg(file)
+        .assert()
+        .code(0);
+}
+
 fn inputs_sent(server: &EmbedServer) -> usize {
     server
         .requests()
@@ -260,11 +269,7 @@ fn sync_applies_inserts_updates_and_deletes_in_all_four_tables() {
     );
 
     // The database now holds exactly the file…
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_holds(&db, dir.path(), &file);
     for (sql, n) in [
         (
             format!(
@@ -778,11 +783,7 @@ fn ctrl_c_at_seeded_moments_of_a_sync_leaves_the_old_data_or_the_new() {
                 );
             }
             Some(0) => {
-                golden(Some(&db), dir.path())
-                    .args(["verify", "--against-db"])
-                    .arg(&file)
-                    .assert()
-                    .code(0);
+                assert_holds(&db, dir.path(), &file);
             }
             other => panic!(
                 "round {round} at {after_ms} ms: exit {other:?}\n{}",
@@ -895,11 +896,7 @@ fn a_large_sync_builds_the_index_once_and_ctrl_c_in_that_build_rolls_it_all_back
         db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw_idx'"),
         1
     );
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_holds(&db, dir.path(), &file);
 }
 
 #[test]
@@ -992,11 +989,7 @@ fn an_analysis_longer_than_a_window_is_updated_whole_and_keeps_the_keys_after_it
     ));
     assert_eq!(synced["analyses_updated"], json!(1), "{synced:#}");
     assert_eq!(synced["chunks_updated"], json!(0), "{synced:#}");
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db"])
-        .arg(&after)
-        .assert()
-        .code(0);
+    assert_holds(&db, dir.path(), &after);
     // Inserted: the keys after its chunks come with its end, windows later.
     let fresh = TestDb::migrated();
     ok(&run(
@@ -1009,11 +1002,7 @@ fn an_analysis_longer_than_a_window_is_updated_whole_and_keeps_the_keys_after_it
         fresh.count("SELECT count(*) FROM analyses WHERE extra = '{\"reviewer\": \"maria\"}'"),
         1
     );
-    golden(Some(&fresh), dir.path())
-        .args(["verify", "--against-db"])
-        .arg(&after)
-        .assert()
-        .code(0);
+    assert_holds(&fresh, dir.path(), &after);
 }
 
 #[test]
@@ -1040,11 +1029,7 @@ fn chunks_change_places_next_to_the_largest_index() {
         HASH,
     ));
     assert_eq!(synced["chunks_updated"], json!(2), "{synced:#}");
-    golden(Some(&db), dir.path())
-        .args(["verify", "--against-db"])
-        .arg(&swapped)
-        .assert()
-        .code(0);
+    assert_holds(&db, dir.path(), &swapped);
 }
 
 #[test]

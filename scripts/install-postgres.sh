@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the local database and the build need and is missing: the PostgreSQL server,
-# libpq-dev and pgvector.
+# libpq-dev, pgvector, and git.
 #
 # Why a script: a fresh Debian 12 machine has PostgreSQL 15 but no pgvector package for it.
 # Where the distribution ships `postgresql-NN-pgvector` we install that; otherwise we build the
@@ -77,6 +77,13 @@ fi
 if [ ! -f /usr/include/postgresql/libpq-fe.h ]; then
     say "installing libpq-dev (golden links against libpq)"
     apt_install libpq-dev
+fi
+
+# The tests of `golden diff`, `merge` and `git-setup` run real git repositories, and
+# `golden diff REV:path` reads through `git show`.
+if ! command -v git >/dev/null; then
+    say "installing git (golden reads revisions through it; its tests make repositories)"
+    apt_install git
 fi
 
 if pgvector_installed; then

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, dump, evaluate, generate, load, migrate, regenerate, restore,
-    verify,
+    self, backup, cache, convert, dump, evaluate, generate, load, merge, migrate, regenerate,
+    restore, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -100,6 +100,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Write a backup file of any dialect golden reads in golden's own format, every field kept
     Convert(convert::Args),
+    /// Merge two backups with their common ancestor by id, field by field (a git merge driver)
+    Merge(merge::Args),
 }
 
 /// Runs the tool and returns the process exit code.

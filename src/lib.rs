@@ -18,6 +18,7 @@ pub mod embed;
 pub mod error;
 pub mod evaluate;
 pub mod interrupt;
+pub mod merge;
 pub mod models;
 pub mod output;
 pub mod paths;

@@ -109,12 +109,29 @@ pub fn validate_file(path: &Path) -> Result<Validation, ReadError> {
 
 /// Reads and checks an open backup file, remembering the digest of the bytes it checked.
 pub fn validate_source(source: &BackupSource) -> Result<Validation, ReadError> {
-    let mut validator = Validator::default();
+    validate_with(source, Validator::default())
+}
+
+/// [`validate_source`] without the checks of the totals and the checksum: for a merge result
+/// resolved by hand (`golden merge --finish`), whose header is rewritten anyway.
+pub fn validate_source_with_stale_header(source: &BackupSource) -> Result<Validation, ReadError> {
+    validate_with(
+        source,
+        Validator {
+            header_is_stale: true,
+            ..Validator::default()
+        },
+    )
+}
+
+fn validate_with(source: &BackupSource, mut validator: Validator) -> Result<Validation, ReadError> {
     let mut pass = source.pass();
-    let header = reader::read_pieces(&mut pass, &source.path().display().to_string(), |piece| {
+    let shown = source.path().display().to_string();
+    let header = reader::read_pieces(&mut pass, &shown, |piece| {
         validator.piece(piece);
         Ok(())
-    })?;
+    })
+    .map_err(|e| with_conflict_markers_named(source, &shown, e))?;
     let mut validation = validator.finish(header);
     validation.file_sha256 = Some(pass.digest());
     if let Some(found) = source.dialect_findings() {
@@ -127,10 +144,29 @@ pub fn validate_source(source: &BackupSource) -> Result<Validation, ReadError> {
     Ok(validation)
 }
 
+/// A file that does not parse because a merge left conflict markers in it says so, with the
+/// first marker's line and what to do, rather than only where the JSON broke.
+fn with_conflict_markers_named(source: &BackupSource, shown: &str, e: ReadError) -> ReadError {
+    let ReadError::Invalid(message) = e else {
+        return e;
+    };
+    match crate::merge::markers::first_marker(source.pass()) {
+        Ok(Some((line, _))) => ReadError::Invalid(format!(
+            "{shown} has unresolved merge conflicts (the first at line {line}): in each block \
+             between `<<<<<<<` and `>>>>>>>` keep one side, then run `golden merge --finish {shown}` \
+             ({message})"
+        )),
+        _ => ReadError::Invalid(message),
+    }
+}
+
 /// Checks a file a piece at a time (memory per chunk, not per analysis) and the whole file at
 /// the end.
 #[derive(Default)]
 pub struct Validator {
+    /// The totals and the checksum are known to be stale (a merge result resolved by hand):
+    /// not checked.
+    header_is_stale: bool,
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
     counts: Counts,
@@ -602,6 +638,9 @@ impl Validator {
     }
 
     fn check_metadata(&mut self, header: &Header) {
+        if self.header_is_stale {
+            return;
+        }
         let Some(metadata) = &header.metadata else {
             self.problem(
                 "metadata",
@@ -650,6 +689,16 @@ impl Validator {
                          (if the edit is deliberate, remove metadata.checksum, or restore the file and back it up again)",
                     );
                 }
+            }
+            Some(Value::String(claimed))
+                if claimed.starts_with(crate::merge::markers::UNRESOLVED_CHECKSUM_PREFIX) =>
+            {
+                self.problem(
+                    "metadata",
+                    "checksum: this file is the result of a `golden merge` with conflicts: resolve \
+                     every conflict block, then run `golden merge --finish FILE`, which checks it \
+                     and writes its header again",
+                )
             }
             Some(other) => self.warning(
                 "metadata",

@@ -75,6 +75,18 @@ pub fn read_records<R: Read>(
     source: R,
     shown: &str,
     skip: impl Fn(usize) -> bool,
+    on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    read_records_keeping(source, shown, Extras::Skip, skip, on_record)
+}
+
+/// [`read_records`], keeping the file-level keys in the header or not: a pass that reads a
+/// whole file without a validation before it (a merge) needs them.
+pub fn read_records_keeping<R: Read>(
+    source: R,
+    shown: &str,
+    extras: Extras,
+    skip: impl Fn(usize) -> bool,
     mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     let mut current = Current::None;
@@ -84,8 +96,8 @@ pub fn read_records<R: Read>(
             analysis + 1
         )))
     };
-    // The validation has the file-level keys; the passes after it need none of them.
-    read_pieces_keeping(source, shown, Extras::Skip, |piece| {
+    // After a validation (which has the file-level keys) a pass usually skips them.
+    read_pieces_keeping(source, shown, extras, |piece| {
         match piece {
             Piece::AnalysesStart { .. } => {}
             Piece::NotAnObject { analysis, .. } => {

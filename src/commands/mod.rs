@@ -7,6 +7,7 @@ pub mod dump;
 pub mod evaluate;
 pub mod generate;
 pub mod load;
+pub mod merge;
 pub mod migrate;
 pub mod regenerate;
 pub mod restore;
@@ -32,5 +33,6 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Evaluate(args) => evaluate::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),
+        Command::Merge(args) => merge::run(args, global, output),
     }
 }

@@ -1,0 +1,156 @@
+//! `golden merge BASE OURS THEIRS`: the git merge driver of backup files (the merge itself is
+//! `crate::merge`'s), and `golden merge --finish FILE`, which ends a conflicted merge once the
+//! conflict blocks are resolved. Exit 0: merged cleanly; 1: conflicts, written into the
+//! result between markers; 2: an input that is not a backup (OURS left untouched).
+
+use std::path::{Path, PathBuf};
+
+use color_eyre::Result;
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+use crate::error::Exit;
+use crate::merge;
+use crate::output::Output;
+use crate::validate::Counts;
+use crate::{interrupt, paths};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "As a git merge driver (what `golden git-setup` registers):\n  \
+    .gitattributes:  data/golden_dataset_backup.json merge=golden\n  \
+    git config merge.golden.driver \"golden merge %O %A %B --name %P\"\n\
+    On a conflict: resolve the blocks in an editor, then `golden merge --finish FILE` and `git add FILE`."
+)]
+pub struct Args {
+    /// The common ancestor (git's %O); an empty file stands for none (a file added on both sides)
+    #[arg(value_name = "BASE", required_unless_present = "finish")]
+    pub base: Option<PathBuf>,
+
+    /// This side (git's %A); the result is written over it unless --output is given
+    #[arg(value_name = "OURS", required_unless_present = "finish")]
+    pub ours: Option<PathBuf>,
+
+    /// The other side (git's %B)
+    #[arg(value_name = "THEIRS", required_unless_present = "finish")]
+    pub theirs: Option<PathBuf>,
+
+    /// After the conflict blocks of FILE were resolved: check FILE and rewrite it with a fresh
+    /// header (totals, checksum), in place
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base", "ours", "theirs", "output", "name"])]
+    pub finish: Option<PathBuf>,
+
+    /// Write the result to FILE instead of OURS (OURS is then left as it is)
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The merged file's path in the working tree (git's %P), named in the messages
+    #[arg(long, value_name = "PATH")]
+    pub name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MergeSummary<'a> {
+    merged: bool,
+    conflicts: usize,
+    blocks: usize,
+    file: &'a Path,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct FinishSummary<'a> {
+    file: &'a Path,
+    changed: bool,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
+    interrupt::install();
+    if let Some(file) = &args.finish {
+        return finish(file, output);
+    }
+    let (Some(base), Some(ours), Some(theirs)) = (&args.base, &args.ours, &args.theirs) else {
+        return Err(crate::error::invalid_input(
+            "golden merge needs BASE OURS THEIRS (git's %O %A %B), or --finish FILE",
+        ));
+    };
+    let dest = args.output.clone().unwrap_or_else(|| ours.clone());
+    let mut inputs: Vec<&Path> = vec![base.as_path(), theirs.as_path()];
+    if args.output.is_some() {
+        inputs.push(ours.as_path());
+    }
+    let dest_path = paths::output(&dest, "merge result", &inputs)?;
+    interrupt::set_outcome(format!(
+        "nothing was merged: {} was left as it was",
+        dest.display()
+    ));
+    let report = merge::merge_files(base, ours, theirs, &dest_path.target, ("ours", "theirs"))?;
+    // What the user edits: git's %P when given (OURS is a temp file of git's), else the result.
+    let file = args
+        .name
+        .clone()
+        .unwrap_or_else(|| dest.display().to_string());
+    let counts = report.counts;
+    if report.conflicts.is_empty() {
+        output.line(format_args!(
+            "merged cleanly: {file} ({} analyses, {} chunks, {} artifacts, {} queries)",
+            counts.analyses, counts.chunks, counts.artifacts, counts.queries
+        ))?;
+    } else {
+        for line in report.described.iter().flatten() {
+            eprintln!("{}", crate::secrets::redact(line));
+        }
+        let n = report.conflicts.len();
+        eprintln!(
+            "{n} conflict{} in {file}: it holds both sides of each between `<<<<<<< ours` and \
+             `>>>>>>> theirs` ({} block{}), and `golden verify` refuses it until they are resolved.\n\
+             To resolve: in each block keep the ours lines or the theirs lines (or edit them) and \
+             delete the marker lines, then run\n    golden merge --finish {file}\n    git add {file}",
+            if n == 1 { "" } else { "s" },
+            report.blocks,
+            if report.blocks == 1 { "" } else { "s" },
+        );
+    }
+    output.summary(&MergeSummary {
+        merged: report.conflicts.is_empty(),
+        conflicts: report.conflicts.len(),
+        blocks: report.blocks,
+        file: &dest,
+        counts,
+    })?;
+    Ok(if report.conflicts.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
+}
+
+fn finish(file: &Path, output: Output) -> Result<Exit> {
+    interrupt::set_outcome(format!("{} was left as it was", file.display()));
+    let mut problems = Vec::new();
+    let finished = merge::finish(file, &mut problems);
+    for problem in &problems {
+        output.line(format_args!("problem: {problem}"))?;
+    }
+    let report = finished?;
+    let counts = report.counts;
+    output.line(format_args!(
+        "merge finished: {} ({} analyses, {} chunks, {} artifacts, {} queries) is a valid backup; \
+         now `git add {}`",
+        file.display(),
+        counts.analyses,
+        counts.chunks,
+        counts.artifacts,
+        counts.queries,
+        file.display()
+    ))?;
+    output.summary(&FinishSummary {
+        file,
+        changed: report.changed,
+        counts,
+    })?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,656 @@
+//! `golden merge` as git runs it: real repositories in temp folders, the driver registered
+//! for the backup file, branches that edit the sample dataset and a `git merge` of them; the
+//! conflict workflow (markers, `golden verify` refusing, `--finish`); the driver run by hand
+//! (determinism, an empty BASE, an unreadable input).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{golden, sample_path, stderr_of, stdout_of, workdir};
+use serde_json::{json, Value};
+
+const BACKUP: &str = "data/golden_dataset_backup.json";
+
+/// A git repository of its own, isolated from the machine's git configuration, whose backup
+/// file merges with `golden merge`.
+struct Repo {
+    dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl Repo {
+    /// A repository holding the sample dataset on `main`.
+    fn with_sample() -> Repo {
+        let repo = Repo::empty();
+        fs::create_dir_all(repo.path().join("data")).unwrap();
+        fs::copy(sample_path(), repo.file()).unwrap();
+        repo.commit_all("the sample dataset");
+        repo
+    }
+
+    /// A repository with the driver configured and nothing committed but .gitattributes.
+    fn empty() -> Repo {
+        let repo = Repo {
+            dir: workdir(),
+            home: workdir(),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        fs::write(
+            repo.path().join(".gitattributes"),
+            format!("{BACKUP} merge=golden\n"),
+        )
+        .unwrap();
+        let driver = format!("{} merge %O %A %B --name %P", env!("CARGO_BIN_EXE_golden"));
+        repo.git(&["config", "merge.golden.name", "golden backup merge"]);
+        repo.git(&["config", "merge.golden.driver", &driver]);
+        repo.commit_all("attributes");
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file(&self) -> PathBuf {
+        self.path().join(BACKUP)
+    }
+
+    /// Runs git in the repository, without the machine's configuration.
+    fn run_git(&self, args: &[&str]) -> Output {
+        let mut command = std::process::Command::new("git");
+        for (key, _) in std::env::vars() {
+            let of_git = key.starts_with("GIT_") && key != "GIT_EXEC_PATH";
+            if of_git || key.starts_with("GOLDEN_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .current_dir(self.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.home.path())
+            .env_remove("RUST_LOG")
+            .env_remove("DATABASE_URL")
+            .args([
+                "-c",
+                "user.name=Merge Test",
+                "-c",
+                "user.email=merge@test.invalid",
+            ])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args);
+        command.output().unwrap()
+    }
+
+    /// Runs git and fails the test if it fails.
+    fn git(&self, args: &[&str]) -> String {
+        let output = self.run_git(args);
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}{}",
+            stdout_of(&output),
+            stderr_of(&output)
+        );
+        stdout_of(&output)
+    }
+
+    fn commit_all(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+    }
+
+    /// A new branch from `from`, checked out.
+    fn branch(&self, name: &str, from: &str) {
+        self.git(&["checkout", "-q", "-b", name, from]);
+    }
+
+    fn checkout(&self, name: &str) {
+        self.git(&["checkout", "-q", name]);
+    }
+
+    /// Edits the backup file as a user would with a JSON tool, then lets golden write it in
+    /// its canonical bytes (`convert --in-place`), and commits it.
+    fn edit_and_commit(&self, message: &str, edit: impl FnOnce(&mut Value)) {
+        edit_backup(&self.file(), edit);
+        self.commit_all(message);
+    }
+
+    fn backup(&self) -> Value {
+        read_json(&self.file())
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// `edit` applied to the backup at `path`, with the totals fixed and the checksum removed,
+/// then rewritten canonically by `golden convert --in-place` (which checks it, too).
+fn edit_backup(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut backup = read_json(path);
+    edit(&mut backup);
+    let analyses = backup["analyses"].as_array().unwrap();
+    let chunks: usize = analyses
+        .iter()
+        .map(|analysis| analysis["chunks"].as_array().unwrap().len())
+        .sum();
+    let artifacts = analyses
+        .iter()
+        .filter(|analysis| !analysis["artifact"].is_null())
+        .count();
+    let totals = json!({
+        "total_analyses": analyses.len(),
+        "total_chunks": chunks,
+        "total_artifacts": artifacts,
+        "total_queries": backup["queries"].as_array().map_or(0, Vec::len),
+    });
+    let metadata = backup["metadata"].as_object_mut().unwrap();
+    metadata.remove("checksum");
+    for (key, value) in totals.as_object().unwrap() {
+        metadata.insert(key.clone(), value.clone());
+    }
+    fs::write(path, serde_json::to_vec_pretty(&backup).unwrap()).unwrap();
+    let output = golden(None, path.parent().unwrap())
+        .arg("convert")
+        .arg("--in-place")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "convert: {}", stderr_of(&output));
+}
+
+/// Deletes the analysis at `position` and every query's expectation of its chunks.
+fn delete_analysis(backup: &mut Value, position: usize) {
+    let removed = backup["analyses"].as_array_mut().unwrap().remove(position);
+    let chunks: Vec<Value> = removed["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chunk| chunk["id"].clone())
+        .collect();
+    for query in backup["queries"].as_array_mut().unwrap() {
+        query["expected_chunk_ids"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|id| !chunks.contains(id));
+    }
+}
+
+fn verify(dir: &Path, file: &Path) -> Output {
+    golden(None, dir).arg("verify").arg(file).output().unwrap()
+}
+
+/// Keeps one side of every conflict block: the ours lines or the theirs lines.
+fn resolve(text: &str, keep_ours: bool) -> String {
+    let mut out = String::new();
+    let mut inside: Option<bool> = None;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("<<<<<<<") {
+            inside = Some(true);
+        } else if line.starts_with("=======") {
+            inside = Some(false);
+        } else if line.starts_with(">>>>>>>") {
+            inside = None;
+        } else if inside.is_none_or(|in_ours| in_ours == keep_ours) {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+fn chunk_ids_of(analysis: &Value) -> Vec<Value> {
+    analysis["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chunk| chunk["id"].clone())
+        .collect()
+}
+
+fn find_analysis<'a>(backup: &'a Value, id: &Value) -> Option<&'a Value> {
+    backup["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|analysis| analysis["id"] == *id)
+}
+
+#[test]
+fn unrelated_edits_on_two_branches_merge_cleanly_in_golden_bytes() {
+    let repo = Repo::with_sample();
+    let sample = repo.backup();
+    let edited_chunk = sample["analyses"][0]["chunks"][1]["id"].clone();
+    let retitled = sample["analyses"][5]["id"].clone();
+    let expected_by_new_query = sample["analyses"][9]["chunks"][0]["id"].clone();
+
+    repo.branch("chunk-edit", "main");
+    repo.edit_and_commit("edit a chunk", |backup| {
+        backup["analyses"][0]["chunks"][1]["content"] = json!("A chunk text edited on one branch.");
+    });
+    repo.branch("title-and-query", "main");
+    repo.edit_and_commit("retitle an analysis, add a query", |backup| {
+        backup["analyses"][5]["title"] = json!("A title edited on the other branch");
+        backup["queries"].as_array_mut().unwrap().push(json!({
+            "id": "q-merge-test",
+            "query": "Which chunk did the other branch point at?",
+            "expected_chunk_ids": [expected_by_new_query],
+            "category": "retrieval",
+            "difficulty": "easy",
+        }));
+    });
+
+    repo.checkout("chunk-edit");
+    let merge = repo.run_git(&["merge", "--no-edit", "title-and-query"]);
+    assert!(
+        merge.status.success(),
+        "git merge: {}{}",
+        stdout_of(&merge),
+        stderr_of(&merge)
+    );
+    let status = repo.git(&["status", "--porcelain"]);
+    assert_eq!(status, "", "the merge is committed and the tree clean");
+
+    let verified = verify(repo.path(), &repo.file());
+    assert!(verified.status.success(), "{}", stdout_of(&verified));
+    let merged = repo.backup();
+    let chunk = merged["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|analysis| analysis["chunks"].as_array().unwrap())
+        .find(|chunk| chunk["id"] == edited_chunk)
+        .unwrap();
+    assert_eq!(chunk["content"], "A chunk text edited on one branch.");
+    assert_eq!(
+        find_analysis(&merged, &retitled).unwrap()["title"],
+        "A title edited on the other branch"
+    );
+    let queries = merged["queries"].as_array().unwrap();
+    assert!(queries.iter().any(|query| query["id"] == "q-merge-test"));
+    assert_eq!(merged["metadata"]["total_analyses"], 43);
+    assert_eq!(merged["metadata"]["total_chunks"], 188);
+    assert_eq!(merged["metadata"]["total_queries"], 49);
+
+    // The bytes golden itself writes for this data.
+    let converted = repo.path().join("converted.json");
+    let output = golden(None, repo.path())
+        .arg("convert")
+        .arg(repo.file())
+        .arg("--output")
+        .arg(&converted)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(
+        fs::read(&converted).unwrap(),
+        fs::read(repo.file()).unwrap(),
+        "the merge wrote other bytes than golden convert"
+    );
+}
+
+/// Two branches that set one chunk's content differently, the first checked out.
+fn repo_with_one_field_conflict() -> (Repo, Value) {
+    let repo = Repo::with_sample();
+    let chunk = repo.backup()["analyses"][3]["chunks"][0]["id"].clone();
+    repo.branch("ours-branch", "main");
+    repo.edit_and_commit("our wording", |backup| {
+        backup["analyses"][3]["chunks"][0]["content"] = json!("Our wording of this chunk.");
+        backup["analyses"][0]["title"] = json!("A clean edit beside the conflict");
+    });
+    repo.branch("theirs-branch", "main");
+    repo.edit_and_commit("their wording", |backup| {
+        backup["analyses"][3]["chunks"][0]["content"] = json!("Their wording of this chunk.");
+    });
+    repo.checkout("ours-branch");
+    (repo, chunk)
+}
+
+fn content_of(backup: &Value, chunk: &Value) -> Value {
+    backup["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|analysis| analysis["chunks"].as_array().unwrap())
+        .find(|candidate| candidate["id"] == *chunk)
+        .map(|candidate| candidate["content"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_field_changed_differently_on_both_sides_is_a_conflict_resolved_in_an_editor() {
+    for keep_ours in [true, false] {
+        let (repo, chunk) = repo_with_one_field_conflict();
+        let merge = repo.run_git(&["merge", "--no-edit", "theirs-branch"]);
+        assert!(
+            !merge.status.success(),
+            "git merge should stop on the conflict"
+        );
+        let report = stderr_of(&merge);
+        let id = chunk.as_str().unwrap();
+        assert!(report.contains(&format!("chunk {id}")), "{report}");
+        assert!(report.contains("field content"), "{report}");
+        assert!(report.contains("Our wording of this chunk."), "{report}");
+        assert!(report.contains("Their wording of this chunk."), "{report}");
+        assert!(report.contains("golden merge --finish"), "{report}");
+        assert!(report.contains(&format!("git add {BACKUP}")), "{report}");
+        let status = repo.git(&["status", "--porcelain"]);
+        assert!(status.contains(&format!("UU {BACKUP}")), "{status}");
+
+        let text = fs::read_to_string(repo.file()).unwrap();
+        assert!(text.contains("<<<<<<< ours\n"), "{text}");
+        assert!(text.contains("=======\n") && text.contains(">>>>>>> theirs\n"));
+        // The header is no block: one sentinel checksum, ours' totals.
+        let header = &text[..text.find("\"analyses\": [").unwrap()];
+        assert!(!header.contains("<<<<<<<"), "{header}");
+        assert!(
+            header.contains("unresolved merge conflicts (1)"),
+            "{header}"
+        );
+
+        let refused = verify(repo.path(), &repo.file());
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
+        assert!(
+            stderr_of(&refused).contains("has unresolved merge conflicts (the first at line"),
+            "{}",
+            stderr_of(&refused)
+        );
+
+        // Resolved in an editor, but not finished: verify still refuses the file.
+        fs::write(repo.file(), resolve(&text, keep_ours)).unwrap();
+        let unfinished = verify(repo.path(), &repo.file());
+        assert_eq!(
+            unfinished.status.code(),
+            Some(3),
+            "{}",
+            stdout_of(&unfinished)
+        );
+        assert!(stdout_of(&unfinished).contains("golden merge --finish"));
+
+        let finish = golden(None, repo.path())
+            .args(["merge", "--finish", BACKUP])
+            .output()
+            .unwrap();
+        assert!(finish.status.success(), "{}", stderr_of(&finish));
+        assert!(stdout_of(&finish).contains(&format!("git add {BACKUP}")));
+        let verified = verify(repo.path(), &repo.file());
+        assert!(verified.status.success(), "{}", stdout_of(&verified));
+        let merged = repo.backup();
+        let wanted = if keep_ours {
+            "Our wording of this chunk."
+        } else {
+            "Their wording of this chunk."
+        };
+        assert_eq!(content_of(&merged, &chunk), wanted);
+        assert_eq!(
+            merged["analyses"][0]["title"], "A clean edit beside the conflict",
+            "the clean edit beside the conflict is kept"
+        );
+        repo.git(&["add", BACKUP]);
+        repo.git(&["commit", "-q", "--no-edit"]);
+    }
+}
+
+#[test]
+fn finish_refuses_a_file_with_a_marker_left_and_names_its_line() {
+    let (repo, _) = repo_with_one_field_conflict();
+    let merge = repo.run_git(&["merge", "--no-edit", "theirs-branch"]);
+    assert!(!merge.status.success());
+    let before = fs::read(repo.file()).unwrap();
+    let text = String::from_utf8(before.clone()).unwrap();
+    let line = text
+        .lines()
+        .position(|line| line.starts_with("<<<<<<<"))
+        .unwrap()
+        + 1;
+    let finish = golden(None, repo.path())
+        .args(["merge", "--finish", BACKUP])
+        .output()
+        .unwrap();
+    assert_eq!(finish.status.code(), Some(2));
+    assert!(
+        stderr_of(&finish).contains(&format!("conflict marker at line {line}")),
+        "{}",
+        stderr_of(&finish)
+    );
+    assert_eq!(
+        fs::read(repo.file()).unwrap(),
+        before,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn an_analysis_deleted_on_one_side_and_edited_on_the_other_is_one_conflict() {
+    for keep_ours in [true, false] {
+        let repo = Repo::with_sample();
+        let sample = repo.backup();
+        let analysis = sample["analyses"][7].clone();
+        let edited_chunk = analysis["chunks"][1]["id"].clone();
+        repo.branch("deleting", "main");
+        repo.edit_and_commit("delete an analysis", |backup| delete_analysis(backup, 7));
+        repo.branch("editing", "main");
+        repo.edit_and_commit("edit a chunk of it", |backup| {
+            backup["analyses"][7]["chunks"][1]["content"] =
+                json!("Edited while the other branch deleted it.");
+        });
+        repo.checkout("deleting");
+        let merge = repo.run_git(&["merge", "--no-edit", "editing"]);
+        assert!(!merge.status.success(), "never resolved silently");
+        let report = stderr_of(&merge);
+        let id = analysis["id"].as_str().unwrap();
+        assert!(
+            report.contains(&format!("analysis {id}"))
+                && report.contains("deleted by ours, changed by theirs"),
+            "{report}"
+        );
+        assert!(report.contains(edited_chunk.as_str().unwrap()), "{report}");
+
+        let text = fs::read_to_string(repo.file()).unwrap();
+        fs::write(repo.file(), resolve(&text, keep_ours)).unwrap();
+        let finish = golden(None, repo.path())
+            .args(["merge", "--finish", BACKUP])
+            .output()
+            .unwrap();
+        assert!(
+            finish.status.success(),
+            "{}{}",
+            stdout_of(&finish),
+            stderr_of(&finish)
+        );
+        let verified = verify(repo.path(), &repo.file());
+        assert!(verified.status.success(), "{}", stdout_of(&verified));
+        let merged = repo.backup();
+        let all_chunks: Vec<Value> = merged["analyses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(chunk_ids_of)
+            .collect();
+        if keep_ours {
+            assert!(find_analysis(&merged, &analysis["id"]).is_none());
+            for chunk in chunk_ids_of(&analysis) {
+                assert!(!all_chunks.contains(&chunk), "none of the analysis is left");
+            }
+            assert_eq!(merged["metadata"]["total_analyses"], 42);
+        } else {
+            let back = find_analysis(&merged, &analysis["id"]).expect("the analysis is back");
+            assert_eq!(
+                chunk_ids_of(back),
+                chunk_ids_of(&analysis),
+                "all of its chunks"
+            );
+            assert_eq!(back["artifact"], analysis["artifact"]);
+            assert_eq!(
+                back["chunks"][1]["content"],
+                "Edited while the other branch deleted it."
+            );
+            assert_eq!(merged["metadata"]["total_analyses"], 43);
+            assert_eq!(merged["metadata"]["total_chunks"], 188);
+        }
+    }
+}
+
+#[test]
+fn the_driver_gives_the_same_bytes_for_the_same_inputs_clean_or_conflicted() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let path = dir.path().join(name);
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| edit(backup));
+        path
+    };
+    let ours = side("ours.json", &|backup| {
+        backup["analyses"][1]["chunks"][0]["content"] = json!("ours");
+        delete_analysis(backup, 30);
+    });
+    let theirs_clean = side("theirs_clean.json", &|backup| {
+        backup["analyses"][4]["url"] = json!("https://www.rfc-editor.org/rfc/rfc9110#section-1");
+    });
+    let theirs_conflicting = side("theirs_conflicting.json", &|backup| {
+        backup["analyses"][1]["chunks"][0]["content"] = json!("theirs");
+        backup["analyses"][30]["title"] = json!("kept and retitled");
+    });
+    for (theirs, clean) in [(&theirs_clean, true), (&theirs_conflicting, false)] {
+        let mut results = Vec::new();
+        for run in 0..2 {
+            let result = dir.path().join(format!("result-{run}.json"));
+            fs::copy(&ours, &result).unwrap();
+            let output = golden(None, dir.path())
+                .arg("merge")
+                .args([&base, &result, theirs])
+                .output()
+                .unwrap();
+            assert_eq!(
+                output.status.code(),
+                Some(if clean { 0 } else { 1 }),
+                "{}",
+                stderr_of(&output)
+            );
+            results.push(fs::read(&result).unwrap());
+        }
+        assert_eq!(results[0], results[1], "two runs, two results");
+        if !clean {
+            // Whichever side each block keeps, the file is JSON.
+            let text = String::from_utf8(results[0].clone()).unwrap();
+            // The chunk, the analysis, and the query that expected the analysis's chunks.
+            let blocks = text.matches("<<<<<<<").count();
+            assert_eq!(blocks, 3, "{text}");
+            for choice in 0..(1u32 << blocks) {
+                let mut block = 0;
+                let mut inside = None;
+                let mut out = String::new();
+                for line in text.split_inclusive('\n') {
+                    if line.starts_with("<<<<<<<") {
+                        inside = Some(true);
+                    } else if line.starts_with("=======") {
+                        inside = Some(false);
+                    } else if line.starts_with(">>>>>>>") {
+                        inside = None;
+                        block += 1;
+                    } else if inside.is_none_or(|in_ours| in_ours == (choice & (1 << block) != 0)) {
+                        out.push_str(line);
+                    }
+                }
+                let parsed: Result<Value, _> = serde_json::from_str(&out);
+                assert!(parsed.is_ok(), "choice {choice:b} does not parse");
+            }
+        }
+    }
+    // --output writes elsewhere and leaves OURS as it was.
+    let before = fs::read(&ours).unwrap();
+    let elsewhere = dir.path().join("elsewhere.json");
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &ours, &theirs_clean])
+        .arg("--output")
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(fs::read(&ours).unwrap(), before);
+    assert!(verify(dir.path(), &elsewhere).status.success());
+}
+
+#[test]
+fn a_file_added_on_both_branches_merges_with_an_empty_base() {
+    let repo = Repo::empty();
+    let new_query = json!({
+        "id": "q-added",
+        "query": "What did only one branch add?",
+        "expected_chunk_ids": [],
+    });
+    repo.branch("one", "main");
+    fs::create_dir_all(repo.path().join("data")).unwrap();
+    fs::copy(sample_path(), repo.file()).unwrap();
+    repo.commit_all("add the dataset");
+    repo.branch("two", "main");
+    fs::create_dir_all(repo.path().join("data")).unwrap();
+    fs::copy(sample_path(), repo.file()).unwrap();
+    repo.edit_and_commit("add the dataset with one more query", |backup| {
+        backup["queries"]
+            .as_array_mut()
+            .unwrap()
+            .push(new_query.clone());
+    });
+    repo.checkout("one");
+    let merge = repo.run_git(&["merge", "--no-edit", "two"]);
+    assert!(
+        merge.status.success(),
+        "{}{}",
+        stdout_of(&merge),
+        stderr_of(&merge)
+    );
+    let merged = repo.backup();
+    assert_eq!(merged["metadata"]["total_queries"], 49);
+    assert!(verify(repo.path(), &repo.file()).status.success());
+
+    // Run by hand: an empty BASE, both sides adding one record differently, is a conflict.
+    let dir = workdir();
+    let base = dir.path().join("empty.json");
+    fs::write(&base, "").unwrap();
+    let ours = dir.path().join("ours.json");
+    let theirs = dir.path().join("theirs.json");
+    fs::copy(sample_path(), &ours).unwrap();
+    fs::copy(sample_path(), &theirs).unwrap();
+    edit_backup(&theirs, |backup| {
+        backup["analyses"][0]["title"] = json!("another title");
+    });
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &ours, &theirs])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("added on both sides with different values"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    let ours = dir.path().join("ours.json");
+    let theirs = dir.path().join("theirs.json");
+    fs::copy(sample_path(), &base).unwrap();
+    fs::copy(sample_path(), &ours).unwrap();
+    fs::write(&theirs, "{\"version\": \"1.0\", \"analyses\": [").unwrap();
+    let before = fs::read(&ours).unwrap();
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &ours, &theirs])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let message = stderr_of(&output);
+    assert!(message.contains("THEIRS"), "{message}");
+    assert!(message.contains("OURS was left as it was"), "{message}");
+    assert_eq!(fs::read(&ours).unwrap(), before);
+}

@@ -654,3 +654,74 @@ fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
     assert!(message.contains("OURS was left as it was"), "{message}");
     assert_eq!(fs::read(&ours).unwrap(), before);
 }
+
+#[test]
+fn an_interrupted_or_killed_merge_leaves_ours_whole_or_merged() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let ours = dir.path().join("ours.json");
+    let theirs = dir.path().join("theirs.json");
+    fs::copy(sample_path(), &ours).unwrap();
+    fs::copy(sample_path(), &theirs).unwrap();
+    edit_backup(&ours, |backup| {
+        backup["analyses"][2]["chunks"][0]["content"] = json!("ours");
+    });
+    edit_backup(&theirs, |backup| {
+        backup["analyses"][2]["chunks"][0]["content"] = json!("theirs");
+        backup["analyses"][9]["title"] = json!("theirs' title");
+    });
+    let original = fs::read(&ours).unwrap();
+    let reference = dir.path().join("reference.json");
+    fs::copy(&ours, &reference).unwrap();
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &reference, &theirs])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let merged = fs::read(&reference).unwrap();
+
+    for (step, signal) in (0..24).flat_map(|step| [(step, libc::SIGINT), (step, libc::SIGKILL)]) {
+        let result = dir.path().join("result.json");
+        fs::write(&result, &original).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_golden"))
+            .current_dir(dir.path())
+            .arg("merge")
+            .args([&base, &result, &theirs])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(step * 8));
+        // The process may have ended already: then the signal finds nothing, as it should.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait_with_output().unwrap().status;
+        let now = fs::read(&result).unwrap();
+        assert!(
+            now == original || now == merged,
+            "after signal {signal} at {} ms (exit {status:?}) OURS is neither as it was nor merged",
+            step * 8
+        );
+        if signal == libc::SIGINT {
+            // Before golden handles signals, SIGINT ends it as it ends any program.
+            use std::os::unix::process::ExitStatusExt;
+            assert!(
+                matches!(status.code(), Some(1) | Some(130)) || status.signal() == Some(signal),
+                "exit {status:?}"
+            );
+            let leftovers: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
+        fs::remove_file(&result).unwrap();
+        for entry in fs::read_dir(dir.path()).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                fs::remove_file(entry.path()).unwrap();
+            }
+        }
+    }
+}

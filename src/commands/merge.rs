@@ -105,10 +105,10 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         }
         let n = report.conflicts.len();
         eprintln!(
-            "{n} conflict{} in {file}: it holds both sides of each between `<<<<<<< ours` and \
-             `>>>>>>> theirs` ({} block{}), and `golden verify` refuses it until they are resolved.\n\
-             To resolve: in each block keep the ours lines or the theirs lines (or edit them) and \
-             delete the marker lines, then run\n    golden merge --finish {file}\n    git add {file}",
+            "{n} conflict{}: {file} holds both sides of each between `<<<<<<< ours` and \
+             `>>>>>>> theirs` ({} block{}), and `golden verify` refuses it until it is resolved:\n  \
+             in each block keep the ours lines or the theirs lines (or edit them), delete the marker \
+             lines, then\n    golden merge --finish {file}\n    git add {file}",
             if n == 1 { "" } else { "s" },
             report.blocks,
             if report.blocks == 1 { "" } else { "s" },

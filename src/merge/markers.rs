@@ -106,14 +106,18 @@ pub fn lay_out(
     );
     // A bound on a pathological diff: past it the blocks are coarser, never wrong.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut segments = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
     for op in diff_by_records(&old, &new, deadline) {
         let (tag, old, new) = op.as_tag_tuple();
-        segments.push(Segment {
-            equal: tag == DiffTag::Equal,
-            old,
-            new,
-        });
+        let equal = tag == DiffTag::Equal;
+        match segments.last_mut() {
+            // The records' diff and the lines' diff each end on equal runs: one run.
+            Some(last) if last.equal && equal => {
+                last.old.end = old.end;
+                last.new.end = new.end;
+            }
+            _ => segments.push(Segment { equal, old, new }),
+        }
     }
     slide_to_record_boundaries(&mut segments, &old, &new);
     let segments = join_close_changes(segments, &old);

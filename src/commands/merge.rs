@@ -16,12 +16,10 @@ use crate::validate::Counts;
 use crate::{interrupt, paths};
 
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "As a git merge driver (what `golden git-setup` registers):\n  \
+#[command(after_help = "As a git merge driver:\n  \
     .gitattributes:  data/golden_dataset_backup.json merge=golden\n  \
     git config merge.golden.driver \"golden merge %O %A %B --name %P\"\n\
-    On a conflict: resolve the blocks in an editor, then `golden merge --finish FILE` and `git add FILE`."
-)]
+    On a conflict: resolve the blocks in an editor, then `golden merge --finish FILE` and `git add FILE`.")]
 pub struct Args {
     /// The common ancestor (git's %O); an empty file stands for none (a file added on both sides)
     #[arg(value_name = "BASE", required_unless_present = "finish")]

@@ -687,6 +687,29 @@ pub fn write_canonical(
     created_at: DateTime<Utc>,
     dest: &Path,
 ) -> Result<Prepared> {
+    write_ordered(dataset, None, created_at, dest)
+}
+
+/// [`write_canonical`], but with the analyses and chunks that `reference` holds too in
+/// `reference`'s order: the resolution as theirs of a conflicted merge, laid out beside the
+/// one as ours, so that an analysis whose `created_at` (a chunk whose `chunk_index`) the
+/// sides set differently stays in one place, its conflict one block of one line, not two
+/// blocks far apart that must be resolved alike. `--finish` writes the canonical order again.
+pub fn write_in_order_of(
+    dataset: &Dataset,
+    reference: &Dataset,
+    created_at: DateTime<Utc>,
+    dest: &Path,
+) -> Result<Prepared> {
+    write_ordered(dataset, Some(reference), created_at, dest)
+}
+
+fn write_ordered(
+    dataset: &Dataset,
+    reference: Option<&Dataset>,
+    created_at: DateTime<Utc>,
+    dest: &Path,
+) -> Result<Prepared> {
     let mut chunks_of: BTreeMap<Uuid, Vec<&BackupChunk>> = BTreeMap::new();
     for chunk in dataset.chunks.values() {
         chunks_of
@@ -712,7 +735,13 @@ pub fn write_canonical(
     }
     let mut analyses: Vec<&BackupAnalysisHead> =
         dataset.analyses.values().map(|head| &**head).collect();
-    analyses.sort_by_key(|head| (head.created_at, head.id));
+    analyses.sort_by_key(|head| {
+        let in_reference = reference.and_then(|reference| reference.analyses.get(&head.id));
+        (
+            in_reference.map_or(head.created_at, |own| own.created_at),
+            head.id,
+        )
+    });
 
     let mut metadata_extra = Extra::new();
     let mut top_extra = Extra::new();
@@ -745,7 +774,15 @@ pub fn write_canonical(
     for head in analyses {
         writer.begin_analysis(head)?;
         if let Some(chunks) = chunks_of.get_mut(&head.id) {
-            chunks.sort_by_key(|chunk| (chunk.chunk_index, chunk.id));
+            chunks.sort_by_key(|chunk| {
+                let in_reference = reference
+                    .and_then(|reference| reference.chunks.get(&chunk.id))
+                    .filter(|own| own.analysis == head.id);
+                (
+                    in_reference.map_or(chunk.chunk_index, |own| own.record.chunk_index),
+                    chunk.id,
+                )
+            });
             for chunk in chunks.iter() {
                 writer.write_chunk(chunk)?;
             }

@@ -486,6 +486,48 @@ mod tests {
     }
 
     #[test]
+    fn a_record_the_sides_order_differently_stays_in_one_block() {
+        use crate::merge::dataset::testing::{chunk_mut, head_mut, sample, text_of, uuid};
+        use crate::merge::dataset::{write_in_order_of, Base};
+        let base = sample();
+        let (mut ours, mut theirs) = (base.clone(), base.clone());
+        // Analysis 1 before 2 on our side, after it on theirs; chunk 11 last on theirs.
+        head_mut(&mut theirs, 1).created_at =
+            base.analyses[&uuid(2)].created_at + chrono::Duration::seconds(1);
+        head_mut(&mut ours, 1).created_at =
+            base.analyses[&uuid(1)].created_at - chrono::Duration::seconds(1);
+        chunk_mut(&mut ours, 11).record.chunk_index = 5;
+        chunk_mut(&mut theirs, 11).record.chunk_index = 7;
+        let merged = crate::merge::three_way::merge(&Base::of(&base), &ours, &theirs).unwrap();
+        assert_eq!(merged.conflicts.len(), 2, "{:?}", merged.conflicts);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("theirs.json");
+        // The moment `text_of` writes.
+        let at = chrono::TimeZone::timestamp_opt(&chrono::Utc, 1_750_000_000, 0).unwrap();
+        write_in_order_of(&merged.theirs, &merged.ours, at, &path)
+            .unwrap()
+            .persist()
+            .unwrap();
+        let theirs_text = std::fs::read_to_string(&path).unwrap();
+        let mut out = Vec::new();
+        let blocks = lay_out(
+            text_of(&merged.ours),
+            theirs_text,
+            ("ours", "theirs"),
+            "unresolved (2)",
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(blocks, 2, "{text}");
+        assert_eq!(
+            text.lines().count(),
+            text_of(&merged.ours).lines().count() + 2 * 4,
+            "{text}"
+        );
+    }
+
+    #[test]
     fn markers_are_found_by_line() {
         let text =
             "{\n  \"a\": 1,\n<<<<<<< ours\n  \"b\": 2\n=======\n  \"b\": 3\n>>>>>>> theirs\n}\n";

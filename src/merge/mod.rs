@@ -25,6 +25,7 @@ pub mod dataset;
 pub mod markers;
 pub mod three_way;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -33,6 +34,7 @@ use chrono::{DateTime, Utc};
 use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::atomic;
 use crate::backup_file::reader::ReadError;
@@ -40,7 +42,10 @@ use crate::backup_file::source::BackupSource;
 use crate::error::invalid_input;
 use crate::interrupt;
 use crate::validate::{self, Counts, Problem};
-use dataset::{read_base, read_base_records, read_dataset, write_canonical, Dataset, Wanted};
+use dataset::FieldKey;
+use dataset::{
+    read_base, read_base_records, read_dataset, write_canonical, write_in_order_of, Dataset, Wanted,
+};
 use three_way::{Conflict, Disagreement, Subject};
 
 /// What a merge wrote.
@@ -101,7 +106,7 @@ pub fn merge_files(
             .wrap_err_with(|| format!("writing a temp file beside {}", dest.display()))?;
     } else {
         let theirs_path = scratch.path().join("theirs.json");
-        write_canonical(&as_theirs, created_at, &theirs_path)?
+        write_in_order_of(&as_theirs, &as_ours, created_at, &theirs_path)?
             .persist()
             .wrap_err("writing the merge result to a temp file")?;
         fill_base_values(base, &mut conflicts)?;
@@ -393,6 +398,23 @@ pub fn describe_conflict(conflict: &Conflict, ours: &Dataset, theirs: &Dataset) 
                     ));
                 }
             }
+            // These fields decide where the record is written: each side has it elsewhere.
+            let moves = fields
+                .iter()
+                .any(|field| match (&conflict.subject, &field.field) {
+                    (Subject::Chunk(_) | Subject::Artifact(_), FieldKey::Analysis) => true,
+                    (Subject::Artifact(_), FieldKey::Key(key)) => {
+                        key == "version" || key == "created_at"
+                    }
+                    _ => false,
+                });
+            if moves {
+                lines.push(
+                    "    it sits in another place on each side, so it is in two blocks: keep the \
+                     same side in both"
+                        .to_string(),
+                );
+            }
             lines
         }
         Disagreement::DeletedChanged {
@@ -420,13 +442,72 @@ pub fn describe_conflict(conflict: &Conflict, ours: &Dataset, theirs: &Dataset) 
                 kept.name(),
                 deleted_by.name()
             ));
+            let chunks: BTreeSet<Uuid> = match &conflict.subject {
+                Subject::Analysis(analysis) => [ours, theirs]
+                    .iter()
+                    .flat_map(|side| side.chunks.iter())
+                    .filter(|(_, chunk)| chunk.analysis == *analysis)
+                    .map(|(id, _)| *id)
+                    .collect(),
+                Subject::Chunk(id) => BTreeSet::from([*id]),
+                _ => BTreeSet::new(),
+            };
+            lines.extend(queries_that_follow(&chunks, ours, theirs));
             lines
         }
-        Disagreement::Place { ours, theirs } => vec![
-            format!("conflict: {subject}: taken by different records on each side"),
-            format!("    ours has {} there", ids(ours)),
-            format!("    theirs has {} there", ids(theirs)),
-            "    keep one side, or keep both and give one of them another index".to_string(),
-        ],
+        Disagreement::Place {
+            ours: ours_ids,
+            theirs: theirs_ids,
+        } => {
+            let mut lines = vec![
+                format!("conflict: {subject}: taken by different records on each side"),
+                format!("    ours has {} there", ids(ours_ids)),
+                format!("    theirs has {} there", ids(theirs_ids)),
+                "    keep one side, or keep both and give one of them another place".to_string(),
+            ];
+            let chunks: BTreeSet<Uuid> = match conflict.subject {
+                Subject::ChunkPlace { .. } => ours_ids.iter().chain(theirs_ids).copied().collect(),
+                _ => BTreeSet::new(),
+            };
+            lines.extend(queries_that_follow(&chunks, ours, theirs));
+            lines
+        }
     }
+}
+
+/// The queries whose expected chunks differ between the two resolutions because of `chunks`
+/// (a chunk one resolution keeps and the other not): their blocks go with the conflict's.
+fn queries_that_follow(chunks: &BTreeSet<Uuid>, ours: &Dataset, theirs: &Dataset) -> Vec<String> {
+    let expected = |side: &Dataset, id: &str| -> BTreeSet<Uuid> {
+        side.queries
+            .get(id)
+            .map(|query| {
+                query
+                    .expected_chunk_ids
+                    .iter()
+                    .filter(|chunk| chunks.contains(chunk))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ids: BTreeSet<&String> = ours.queries.keys().chain(theirs.queries.keys()).collect();
+    let following: Vec<&str> = ids
+        .into_iter()
+        .filter(|id| expected(ours, id) != expected(theirs, id))
+        .map(String::as_str)
+        .collect();
+    if following.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "    the expected chunks of {} follow: keep the same side in {} block{}",
+        following
+            .iter()
+            .map(|id| format!("query {id}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if following.len() == 1 { "its" } else { "their" },
+        if following.len() == 1 { "" } else { "s" }
+    )]
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, dump, evaluate, generate, load, migrate, regenerate, restore,
+    self, backup, cache, convert, diff, dump, evaluate, generate, load, migrate, regenerate, restore,
     verify,
 };
 use crate::error::{self, Exit};
@@ -100,6 +100,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Write a backup file of any dialect golden reads in golden's own format, every field kept
     Convert(convert::Args),
+    /// What changed between two backup files (or a file and its version at a git revision), by id
+    Diff(diff::Args),
 }
 
 /// Runs the tool and returns the process exit code.

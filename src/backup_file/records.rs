@@ -75,17 +75,55 @@ pub fn read_records<R: Read>(
     source: R,
     shown: &str,
     skip: impl Fn(usize) -> bool,
+    on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    // The validation has the file-level keys; the passes after it need none of them.
+    records_of(source, shown, Checked::Already, skip, on_record)
+}
+
+/// Reads the records of a file nobody validated first (`diff`, `show`), with its file-level
+/// keys in the header: a record that does not read is named as such, not as a file changed
+/// since its check.
+pub fn read_unchecked_records<R: Read>(
+    source: R,
+    shown: &str,
+    on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    records_of(source, shown, Checked::Not, |_| false, on_record)
+}
+
+/// Whether the file was validated before this read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Already,
+    Not,
+}
+
+fn records_of<R: Read>(
+    source: R,
+    shown: &str,
+    checked: Checked,
+    skip: impl Fn(usize) -> bool,
     mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     let mut current = Current::None;
     let unreadable = |analysis: usize, e: serde_json::Error| {
-        eyre!(crate::error::InvalidInput(format!(
-            "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
-            analysis + 1
-        )))
+        eyre!(crate::error::InvalidInput(match checked {
+            Checked::Already => format!(
+                "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
+                analysis + 1
+            ),
+            Checked::Not => format!(
+                "analysis #{} of {shown} is not a backup record ({e}); `golden verify {shown}` lists every problem",
+                analysis + 1
+            ),
+        }))
     };
-    // The validation has the file-level keys; the passes after it need none of them.
-    read_pieces_keeping(source, shown, Extras::Skip, |piece| {
+    let extras = match checked {
+        Checked::Already => Extras::Skip,
+        Checked::Not => Extras::Keep,
+    };
+    read_pieces_keeping(source, shown, extras, |piece| {
         match piece {
             Piece::AnalysesStart { .. } => {}
             Piece::NotAnObject { analysis, .. } => {

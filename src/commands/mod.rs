@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod cache;
 pub mod convert;
+pub mod diff;
 pub mod dump;
 pub mod evaluate;
 pub mod generate;
@@ -29,6 +30,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Cache(args) => cache::run(args, global, output),
         Command::Dump(args) => dump::run(args, global, output),
         Command::Convert(args) => convert::run(args, global, output),
+        Command::Diff(args) => diff::run(args, global, output),
         Command::Evaluate(args) => evaluate::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),

@@ -1,0 +1,506 @@
+//! `golden diff`: what changed between two backup files, by id, for a reviewer of a pull
+//! request that edits the golden dataset. Added, removed and changed analyses, chunks,
+//! artifacts and queries; fields with a word-level diff of texts; chunks moved to another
+//! analysis or index; expected chunks a query gained or lost; and what that does to
+//! retrieval evaluation.
+//!
+//! Both files stream, each read on its own thread (two cores, two files: the diff costs about
+//! one read). A record waits, keyed by id, until the other file gives the record with the
+//! same id; then the two are compared and forgotten. Files golden wrote (backup, convert,
+//! merge) list records in the same order, so what waits is the few records near the reading
+//! position plus what was added or removed: memory follows the size of the change, not of the
+//! files. Which file is read next is decided by how far each has been read, never by which
+//! thread is faster, so the report is the same on every run.
+
+pub mod items;
+pub mod report;
+pub mod words;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use color_eyre::eyre::eyre;
+use color_eyre::Result;
+use uuid::Uuid;
+
+use crate::backup_file::extras::FileExtras;
+use crate::backup_file::reader::{Header, ReadError};
+use crate::backup_file::record::{BackupAnalysisHead, BackupQuery, Extra};
+use crate::backup_file::records::{read_unchecked_records, Record};
+use crate::backup_file::source::BackupSource;
+use items::{compare, compare_file_keys, compare_queries, Item, Kind};
+use report::{Change, Evaluation, Expectation, Moved, Order, Report, Sizes, What};
+
+/// A file to compare: a path on disk, shown as `shown` (a git revision's blob is read into a
+/// temp file first).
+pub struct Input {
+    pub path: PathBuf,
+    pub shown: String,
+}
+
+/// Records sent from a reading thread at a time: large enough that the channel costs nothing,
+/// small enough that an analysis of a million chunks streams.
+const BATCH: usize = 256;
+
+/// What a reading thread sends.
+enum Message {
+    /// The dialect the file was read as.
+    Dialect(String),
+    /// Records in file order, each with its position among the file's records.
+    Records(Vec<(u64, Item)>),
+    /// The file is read: its header (queries, file-level keys).
+    End(Box<Header>),
+    Failed(ReadError),
+}
+
+/// Compares `old` with `new`.
+pub fn diff(old: &Input, new: &Input) -> Result<Report> {
+    std::thread::scope(|scope| {
+        let old_rx = spawn_reader(scope, old);
+        let new_rx = spawn_reader(scope, new);
+        Matcher::default().run(old, old_rx, new, new_rx)
+    })
+}
+
+fn spawn_reader<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    input: &'scope Input,
+) -> Receiver<Message> {
+    let (tx, rx) = sync_channel(16);
+    scope.spawn(move || {
+        let sent = read_items(input, |message| {
+            tx.send(message)
+                .map_err(|_| eyre!("the comparison stopped reading"))
+        });
+        if let Err(e) = sent {
+            let _ = tx.send(Message::Failed(e));
+        }
+    });
+    rx
+}
+
+/// Reads `input` and sends its records in batches; the analysis head goes after its chunks
+/// and artifacts, once the extras written after its chunks are known.
+fn read_items(
+    input: &Input,
+    mut send: impl FnMut(Message) -> Result<()>,
+) -> std::result::Result<(), ReadError> {
+    let source = BackupSource::open(&input.path).map_err(|e| rename(e, input))?;
+    send(Message::Dialect(source.dialect_label())).map_err(ReadError::Stopped)?;
+    let mut batch: Vec<(u64, Item)> = Vec::with_capacity(BATCH);
+    let mut head: Option<(u64, BackupAnalysisHead)> = None;
+    let mut seq = 0_u64;
+    let header = read_unchecked_records(source.pass(), &input.shown, |record| {
+        seq += 1;
+        match record {
+            Record::Analysis(analysis) => head = Some((seq, analysis)),
+            Record::Chunk { analysis_id, chunk } => {
+                batch.push((seq, Item::Chunk { analysis_id, chunk }));
+            }
+            Record::Artifact {
+                analysis_id,
+                artifact,
+                latest,
+            } => batch.push((
+                seq,
+                Item::Artifact {
+                    analysis_id,
+                    artifact,
+                    latest,
+                },
+            )),
+            Record::End { late_extra, .. } => {
+                let (at, mut analysis) = head
+                    .take()
+                    .ok_or_else(|| eyre!("internal error: an analysis's end before its start"))?;
+                analysis.extra.extend(late_extra);
+                batch.push((at, Item::Analysis(analysis)));
+            }
+        }
+        if batch.len() >= BATCH {
+            send(Message::Records(std::mem::take(&mut batch)))?;
+        }
+        Ok(())
+    })
+    .map_err(|e| rename(e, input))?;
+    if !batch.is_empty() {
+        send(Message::Records(batch)).map_err(ReadError::Stopped)?;
+    }
+    send(Message::End(Box::new(header))).map_err(ReadError::Stopped)
+}
+
+/// A read error names the file as the user gave it (a git revision, not its temp file).
+fn rename(error: ReadError, input: &Input) -> ReadError {
+    match error {
+        ReadError::Invalid(message) => {
+            let path = input.path.display().to_string();
+            ReadError::Invalid(if path == input.shown {
+                message
+            } else {
+                message.replace(&path, &input.shown)
+            })
+        }
+        other => other,
+    }
+}
+
+/// A record waiting for its match, with its position in its file.
+struct Waiting {
+    seq: u64,
+    item: Item,
+}
+
+/// One side's reading state.
+#[derive(Default)]
+struct SideState {
+    waiting: HashMap<(Kind, Uuid), Waiting>,
+    /// Records read so far, to decide which file to read next.
+    read: u64,
+    done: bool,
+    header: Option<Header>,
+    dialect: String,
+    size: Sizes,
+    /// Each analysis's position in the file, and its title, for the report.
+    analyses: HashMap<Uuid, (u64, Option<String>)>,
+}
+
+#[derive(Default)]
+struct Matcher {
+    changes: Vec<Change>,
+    /// Chunks whose text changed, for the evaluation.
+    texts_changed: HashSet<Uuid>,
+}
+
+impl Matcher {
+    fn run(
+        mut self,
+        old: &Input,
+        old_rx: Receiver<Message>,
+        new: &Input,
+        new_rx: Receiver<Message>,
+    ) -> Result<Report> {
+        let mut sides = [SideState::default(), SideState::default()];
+        let receivers = [old_rx, new_rx];
+        loop {
+            // The side read less so far goes next: the two advance together.
+            let next = match (sides[0].done, sides[1].done) {
+                (true, true) => break,
+                (false, true) => 0,
+                (true, false) => 1,
+                (false, false) => usize::from(sides[1].read < sides[0].read),
+            };
+            let message = receivers[next]
+                .recv()
+                .map_err(|_| eyre!("internal error: a reading thread ended without a word"))?;
+            match message {
+                Message::Dialect(label) => sides[next].dialect = label,
+                Message::Records(records) => {
+                    sides[next].read += records.len() as u64;
+                    for (seq, item) in records {
+                        self.take(&mut sides, next, seq, item);
+                    }
+                }
+                Message::End(header) => {
+                    sides[next].done = true;
+                    sides[next].header = Some(*header);
+                }
+                Message::Failed(error) => return Err(error.into_report()),
+            }
+        }
+        let [old_side, new_side] = sides;
+        self.finish(old, old_side, new, new_side)
+    }
+
+    /// A record of side `from`: compared with its match if the other side gave it already,
+    /// otherwise left waiting for it.
+    fn take(&mut self, sides: &mut [SideState; 2], from: usize, seq: u64, item: Item) {
+        let side = &mut sides[from];
+        match &item {
+            Item::Analysis(head) => {
+                side.size.analyses += 1;
+                let position = side.analyses.len() as u64;
+                side.analyses.insert(head.id, (position, head.title.clone()));
+            }
+            Item::Chunk { .. } => side.size.chunks += 1,
+            Item::Artifact { .. } => side.size.artifacts += 1,
+        }
+        let key = item.key();
+        let other = &mut sides[1 - from];
+        match other.waiting.remove(&key) {
+            Some(waiting) => {
+                let (old, new) = if from == 1 {
+                    (waiting.item, item)
+                } else {
+                    (item, waiting.item)
+                };
+                self.compare(&old, &new);
+            }
+            None => {
+                sides[from].waiting.insert(key, Waiting { seq, item });
+            }
+        }
+    }
+
+    fn compare(&mut self, old: &Item, new: &Item) {
+        let (fields, moved) = compare(old, new);
+        if fields.is_empty() && moved.is_none() {
+            return;
+        }
+        let (kind, id) = new.key();
+        if kind == Kind::Chunk && fields.iter().any(|f| f.field == "content") {
+            self.texts_changed.insert(id);
+        }
+        self.changes.push(Change {
+            kind,
+            id: id.to_string(),
+            change: if fields.is_empty() {
+                What::Moved
+            } else {
+                What::Changed
+            },
+            analysis_id: Some(new.analysis_id()),
+            chunk_index: new.place().chunk_index,
+            moved: moved.map(|(from, to)| Moved { from, to }),
+            fields,
+            expected_added: Vec::new(),
+            expected_dropped: Vec::new(),
+            record: None,
+            order: Order::default(),
+        });
+    }
+
+    fn finish(
+        mut self,
+        old: &Input,
+        mut old_side: SideState,
+        new: &Input,
+        mut new_side: SideState,
+    ) -> Result<Report> {
+        // What waits still has no match: removed from the old file, added to the new one.
+        let mut removed_chunks = HashSet::new();
+        for (side, what) in [(&mut old_side, What::Removed), (&mut new_side, What::Added)] {
+            let mut waiting: Vec<Waiting> = side.waiting.drain().map(|(_, w)| w).collect();
+            waiting.sort_by_key(|w| w.seq);
+            for Waiting { item, .. } in waiting {
+                let (kind, id) = item.key();
+                if what == What::Removed && kind == Kind::Chunk {
+                    removed_chunks.insert(id);
+                }
+                self.changes.push(Change {
+                    kind,
+                    id: id.to_string(),
+                    change: what,
+                    analysis_id: Some(item.analysis_id()),
+                    chunk_index: item.place().chunk_index,
+                    moved: None,
+                    fields: Vec::new(),
+                    expected_added: Vec::new(),
+                    expected_dropped: Vec::new(),
+                    record: Some(item.to_json()),
+                    order: Order::default(),
+                });
+            }
+        }
+        let mut old_header = old_side.header.take().unwrap_or_default();
+        let mut new_header = new_side.header.take().unwrap_or_default();
+        let old_queries = queries_of(&old_header, &old.shown)?;
+        let new_queries = queries_of(&new_header, &new.shown)?;
+        old_side.size.queries = old_queries.len() as u64;
+        new_side.size.queries = new_queries.len() as u64;
+        self.compare_queries(&old_queries, &new_queries);
+        self.changes.extend(
+            compare_file_keys(&file_keys(&mut old_header), &file_keys(&mut new_header))
+                .into_iter()
+                .map(|field| Change {
+                    kind: Kind::File,
+                    id: field.field.clone(),
+                    change: What::Changed,
+                    analysis_id: None,
+                    chunk_index: None,
+                    moved: None,
+                    fields: vec![field],
+                    expected_added: Vec::new(),
+                    expected_dropped: Vec::new(),
+                    record: None,
+                    order: Order::default(),
+                }),
+        );
+        let evaluation = evaluation(
+            &old_queries,
+            &new_queries,
+            &removed_chunks,
+            &self.texts_changed,
+        );
+        let mut titles = BTreeMap::new();
+        for change in &mut self.changes {
+            change.order = order_of(change, &old_side, &new_side);
+            if let Some(id) = change.analysis_id {
+                let known = new_side.analyses.get(&id).or_else(|| old_side.analyses.get(&id));
+                if let Some((_, Some(title))) = known {
+                    titles.insert(id, title.clone());
+                }
+            }
+        }
+        Ok(Report::new(
+            (old.shown.clone(), old_side.dialect),
+            (new.shown.clone(), new_side.dialect),
+            self.changes,
+            evaluation,
+            (old_side.size, new_side.size),
+            titles,
+        ))
+    }
+
+    fn compare_queries(
+        &mut self,
+        old: &BTreeMap<String, BackupQuery>,
+        new: &BTreeMap<String, BackupQuery>,
+    ) {
+        let record = |query: &BackupQuery| serde_json::to_value(query).ok();
+        for (id, query) in old {
+            match new.get(id) {
+                None => self.changes.push(query_change(id, What::Removed, record(query))),
+                Some(now) => {
+                    let found = compare_queries(query, now);
+                    if found.fields.is_empty()
+                        && found.expected_added.is_empty()
+                        && found.expected_dropped.is_empty()
+                    {
+                        continue;
+                    }
+                    let mut change = query_change(id, What::Changed, None);
+                    change.fields = found.fields;
+                    change.expected_added = found.expected_added;
+                    change.expected_dropped = found.expected_dropped;
+                    self.changes.push(change);
+                }
+            }
+        }
+        for (id, query) in new {
+            if !old.contains_key(id) {
+                self.changes
+                    .push(query_change(id, What::Added, record(query)));
+            }
+        }
+    }
+}
+
+fn query_change(id: &str, what: What, record: Option<serde_json::Value>) -> Change {
+    Change {
+        kind: Kind::Query,
+        id: id.to_string(),
+        change: what,
+        analysis_id: None,
+        chunk_index: None,
+        moved: None,
+        fields: Vec::new(),
+        expected_added: Vec::new(),
+        expected_dropped: Vec::new(),
+        record,
+        order: Order::default(),
+    }
+}
+
+/// The golden queries of a file, by id.
+fn queries_of(header: &Header, shown: &str) -> Result<BTreeMap<String, BackupQuery>> {
+    let Some(serde_json::Value::Array(list)) = &header.queries else {
+        return Ok(BTreeMap::new());
+    };
+    let mut queries = BTreeMap::new();
+    for (i, value) in list.iter().enumerate() {
+        let query: BackupQuery = serde_json::from_value(value.clone()).map_err(|e| {
+            crate::error::invalid_input(format!(
+                "query #{} of {shown} is not a golden query ({e}); `golden verify {shown}` lists every problem",
+                i + 1
+            ))
+        })?;
+        queries.insert(query.id.clone(), query);
+    }
+    Ok(queries)
+}
+
+/// The file-level keys compared: `status_filter`, the `metadata` keys golden does not
+/// compute (as `metadata.KEY`), and the top-level keys beyond golden's.
+fn file_keys(header: &mut Header) -> Extra {
+    let status_filter = header
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.get("status_filter"))
+        .cloned();
+    let extras = FileExtras::take_from(header);
+    let mut keys = Extra::new();
+    if let Some(status_filter) = status_filter {
+        keys.insert("metadata.status_filter".into(), status_filter);
+    }
+    for (key, value) in extras.metadata {
+        keys.insert(format!("metadata.{key}"), value);
+    }
+    keys.extend(extras.top);
+    keys
+}
+
+fn evaluation(
+    old: &BTreeMap<String, BackupQuery>,
+    new: &BTreeMap<String, BackupQuery>,
+    removed_chunks: &HashSet<Uuid>,
+    texts_changed: &HashSet<Uuid>,
+) -> Evaluation {
+    let mut evaluation = Evaluation::default();
+    let mut expected_now = HashSet::new();
+    for query in new.values() {
+        for chunk in &query.expected_chunk_ids {
+            expected_now.insert(*chunk);
+            let expectation = Expectation {
+                query: query.id.clone(),
+                chunk: *chunk,
+            };
+            if removed_chunks.contains(chunk) {
+                evaluation
+                    .queries_expecting_removed_chunks
+                    .push(expectation);
+            } else if texts_changed.contains(chunk) {
+                evaluation
+                    .queries_expecting_changed_chunks
+                    .push(expectation);
+            }
+        }
+    }
+    let no_longer: BTreeSet<Uuid> = old
+        .values()
+        .flat_map(|query| query.expected_chunk_ids.iter().copied())
+        .filter(|chunk| !expected_now.contains(chunk) && !removed_chunks.contains(chunk))
+        .collect();
+    evaluation.chunks_no_longer_expected = no_longer.into_iter().collect();
+    evaluation
+}
+
+/// Where a change is listed: file keys first, then analyses in the new file's order (removed
+/// ones where the old file had them), each with its own fields, its chunks by index and its
+/// artifacts, then the queries by id.
+fn order_of(change: &Change, old: &SideState, new: &SideState) -> Order {
+    let (section, kind) = match change.kind {
+        Kind::File => (0, 0),
+        Kind::Analysis => (1, 0),
+        Kind::Chunk => (1, 1),
+        Kind::Artifact => (1, 2),
+        Kind::Query => (2, 0),
+    };
+    let analysis = change
+        .analysis_id
+        .and_then(|id| {
+            new.analyses
+                .get(&id)
+                .or_else(|| old.analyses.get(&id))
+                .map(|(position, _)| *position)
+        })
+        .unwrap_or(0);
+    let within = change.chunk_index.map_or(i64::MIN, i64::from);
+    Order {
+        section,
+        analysis,
+        kind,
+        within,
+        id: change.id.clone(),
+    }
+}

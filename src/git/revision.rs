@@ -1,0 +1,90 @@
+//! A backup file as a git revision holds it (`HEAD~1:data/golden_dataset_backup.json`), for
+//! `golden diff`. The blob is written to a private temp file by `git cat-file --filters` (what
+//! `git show REV:PATH` prints, with the smudge filters a checkout would apply, so a file kept
+//! in Git LFS reads as its content, not as its pointer), then read like any file. It streams
+//! from git into the file: a large backup is never held in memory.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use color_eyre::eyre::WrapErr;
+use color_eyre::Result;
+use tempfile::NamedTempFile;
+
+use crate::error::invalid_input;
+
+/// Whether `arg` names a revision's file (`REV:PATH`) rather than a file on disk: it is not
+/// an existing path and has a `:` after its first character.
+pub fn is_revision_spec(arg: &str) -> bool {
+    std::fs::symlink_metadata(arg).is_err() && arg.find(':').is_some_and(|at| at > 0)
+}
+
+/// The spec of `path` at `revision`, relative to the working folder (git reads `REV:./PATH`
+/// from there; a plain `REV:PATH` is from the repository's top).
+pub fn spec_of(revision: &str, path: &Path) -> Result<String> {
+    let relative = if path.is_absolute() {
+        let top = top_level()?;
+        let canonical = crate::paths::canonical_even_if_missing(path)
+            .unwrap_or_else(|| path.to_path_buf());
+        let inside = canonical.strip_prefix(&top).map_err(|_| {
+            invalid_input(format!(
+                "{} is not inside the git repository at {}",
+                path.display(),
+                top.display()
+            ))
+        })?;
+        inside.display().to_string()
+    } else {
+        format!("./{}", path.display())
+    };
+    Ok(format!("{revision}:{relative}"))
+}
+
+/// Writes the blob `spec` names into a new temp file (readable by this user only).
+pub fn read_blob(spec: &str) -> Result<NamedTempFile> {
+    let temp = NamedTempFile::new().wrap_err("creating a temp file for a file read from git")?;
+    let out = temp
+        .as_file()
+        .try_clone()
+        .wrap_err("creating a temp file for a file read from git")?;
+    let result = Command::new("git")
+        .args(["cat-file", "--filters", spec])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::piped())
+        .output();
+    let output = match result {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(invalid_input(format!(
+                "reading {spec}: git is not installed (or not on PATH); install git, or give two files"
+            )))
+        }
+        Err(e) => return Err(invalid_input(format!("reading {spec}: cannot run git: {e}"))),
+    };
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        return Err(invalid_input(format!(
+            "reading {spec} from git: {}",
+            said.trim().trim_start_matches("fatal: ")
+        )));
+    }
+    Ok(temp)
+}
+
+/// The top folder of the repository the working folder is in.
+fn top_level() -> Result<std::path::PathBuf> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| invalid_input(format!("finding the git repository: cannot run git: {e}")))?;
+    if !output.status.success() {
+        return Err(invalid_input(format!(
+            "finding the git repository: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let top = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(std::fs::canonicalize(&top).unwrap_or_else(|_| top.into()))
+}

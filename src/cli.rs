@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, diff, dump, evaluate, generate, load, migrate, regenerate, restore,
-    verify,
+    self, backup, cache, convert, diff, dump, evaluate, generate, load, migrate, regenerate,
+    restore, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;

@@ -31,7 +31,10 @@ fn edited_sample(dir: &Path) -> PathBuf {
     let mut file: Value = serde_json::from_slice(&std::fs::read(sample_path()).unwrap()).unwrap();
     let analyses = file["analyses"].as_array_mut().unwrap();
     analyses[0]["title"] = json!("Specifying dependencies (edited)");
-    let content = analyses[0]["chunks"][0]["content"].as_str().unwrap().to_string();
+    let content = analyses[0]["chunks"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(content.contains("pulls"));
     analyses[0]["chunks"][0]["content"] = json!(content.replacen("pulls", "fetches", 1));
     // The fourth analysis goes, with its chunks and artifact.
@@ -58,7 +61,8 @@ fn edited_sample(dir: &Path) -> PathBuf {
         .push(json!("00000000-0000-0000-0000-000000000005"));
     queries[1]["difficulty"] = json!("hard");
     queries.remove(2);
-    queries.push(json!({"id": "q-new", "query": "What is new?", "expected_chunk_ids": [first_chunk]}));
+    queries
+        .push(json!({"id": "q-new", "query": "What is new?", "expected_chunk_ids": [first_chunk]}));
     file["metadata"].as_object_mut().unwrap().remove("checksum");
     let path = dir.join("edited.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
@@ -125,10 +129,22 @@ fn a_pull_request_s_edits_are_reported_by_id_with_their_effect_on_evaluation() {
     assert_eq!(code, 1);
     assert_eq!(facts["same"], false);
     let summary = &facts["summary"];
-    assert_eq!(summary["analysis"], json!({"added": 0, "removed": 1, "changed": 2, "moved": 0}));
-    assert_eq!(summary["chunk"], json!({"added": 1, "removed": 5, "changed": 1, "moved": 1}));
-    assert_eq!(summary["artifact"], json!({"added": 0, "removed": 1, "changed": 0, "moved": 0}));
-    assert_eq!(summary["query"], json!({"added": 1, "removed": 1, "changed": 2, "moved": 0}));
+    assert_eq!(
+        summary["analysis"],
+        json!({"added": 0, "removed": 1, "changed": 2, "moved": 0})
+    );
+    assert_eq!(
+        summary["chunk"],
+        json!({"added": 1, "removed": 5, "changed": 1, "moved": 1})
+    );
+    assert_eq!(
+        summary["artifact"],
+        json!({"added": 0, "removed": 1, "changed": 0, "moved": 0})
+    );
+    assert_eq!(
+        summary["query"],
+        json!({"added": 1, "removed": 1, "changed": 2, "moved": 0})
+    );
     let changes = facts["changes"].as_array().unwrap();
     let find = |id: &str| {
         changes
@@ -138,14 +154,29 @@ fn a_pull_request_s_edits_are_reported_by_id_with_their_effect_on_evaluation() {
     };
     let title = find("0f823d06-d8a8-4993-91e9-29445a74d33c");
     assert_eq!(title["fields"][0]["field"], "title");
-    assert_eq!(title["fields"][0]["new"], "Specifying dependencies (edited)");
+    assert_eq!(
+        title["fields"][0]["new"],
+        "Specifying dependencies (edited)"
+    );
     let moved = find("b36c4f0a-8458-474e-a81a-8a811b6a7c6f");
     assert_eq!(moved["change"], "moved");
-    assert_eq!(moved["moved"]["from"]["analysis_id"], "a816c9e5-a093-4889-9b0b-1554cde3f537");
-    assert_eq!(moved["moved"]["to"]["analysis_id"], "6cc563bd-9ce5-4322-ad69-41ed6a93d5c7");
+    assert_eq!(
+        moved["moved"]["from"]["analysis_id"],
+        "a816c9e5-a093-4889-9b0b-1554cde3f537"
+    );
+    assert_eq!(
+        moved["moved"]["to"]["analysis_id"],
+        "6cc563bd-9ce5-4322-ad69-41ed6a93d5c7"
+    );
     let extra = find("66bd576b-4da2-4116-926e-d2a7af5e9f72");
-    assert_eq!(extra["fields"], json!([{"field": "extra.reviewer", "new": "ana"}]));
-    assert_eq!(find("q-101")["expected_added"], json!(["00000000-0000-0000-0000-000000000005"]));
+    assert_eq!(
+        extra["fields"],
+        json!([{"field": "extra.reviewer", "new": "ana"}])
+    );
+    assert_eq!(
+        find("q-101")["expected_added"],
+        json!(["00000000-0000-0000-0000-000000000005"])
+    );
     assert_eq!(find("q-102")["fields"][0]["new"], "hard");
     assert_eq!(find("q-103")["change"], "removed");
     assert_eq!(find("q-new")["change"], "added");
@@ -182,11 +213,19 @@ fn a_pull_request_s_edits_are_reported_by_id_with_their_effect_on_evaluation() {
     ));
     assert!(text.contains("query q-104 expects chunk 7807694a-2c3a-4db6-b4a2-f35bf7942ad2, which the new file no longer holds"));
     let last = text.lines().last().unwrap();
-    assert!(last.starts_with("analyses: 1 removed, 2 changed; chunks: 1 added, 5 removed, 1 changed, 1 moved;"), "{last}");
+    assert!(
+        last.starts_with(
+            "analyses: 1 removed, 2 changed; chunks: 1 added, 5 removed, 1 changed, 1 moved;"
+        ),
+        "{last}"
+    );
 
     // Reversed, added and removed swap.
     let (_, back) = diff_json(dir.path(), &edited, &sample);
-    assert_eq!(back["summary"]["chunk"], json!({"added": 5, "removed": 1, "changed": 1, "moved": 1}));
+    assert_eq!(
+        back["summary"]["chunk"],
+        json!({"added": 5, "removed": 1, "changed": 1, "moved": 1})
+    );
 }
 
 #[test]
@@ -201,7 +240,11 @@ fn the_order_of_records_in_the_file_is_no_difference() {
     file["queries"].as_array_mut().unwrap().reverse();
     let path = dir.path().join("reversed.json");
     std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-    let (code, facts) = diff_json(dir.path(), sample_path().to_str().unwrap(), path.to_str().unwrap());
+    let (code, facts) = diff_json(
+        dir.path(),
+        sample_path().to_str().unwrap(),
+        path.to_str().unwrap(),
+    );
     assert_eq!(code, 0, "{facts:#}");
 }
 
@@ -218,7 +261,10 @@ fn records_of(file: &Value) -> BTreeMap<(&'static str, String), Value> {
         for chunk in analysis["chunks"].as_array().unwrap() {
             let mut chunk = chunk.as_object().unwrap().clone();
             chunk.insert("(analysis)".into(), json!(id));
-            records.insert(("chunk", chunk["id"].as_str().unwrap().into()), Value::Object(chunk));
+            records.insert(
+                ("chunk", chunk["id"].as_str().unwrap().into()),
+                Value::Object(chunk),
+            );
         }
         let versions = analysis.get("artifact_versions").and_then(Value::as_array);
         let latest = analysis.get("artifact").filter(|a| !a.is_null());
@@ -247,7 +293,10 @@ fn records_of(file: &Value) -> BTreeMap<(&'static str, String), Value> {
             .map(|id| id.as_str().unwrap().to_string())
             .collect();
         query.insert("expected_chunk_ids".into(), json!(expected));
-        records.insert(("query", query["id"].as_str().unwrap().into()), Value::Object(query));
+        records.insert(
+            ("query", query["id"].as_str().unwrap().into()),
+            Value::Object(query),
+        );
     }
     records
 }
@@ -266,7 +315,12 @@ fn expected_summary(old: &Value, new: &Value) -> Value {
         }
         record
     };
-    let place = |record: &Value| (record.get("(analysis)").cloned(), record.get("chunk_index").cloned());
+    let place = |record: &Value| {
+        (
+            record.get("(analysis)").cloned(),
+            record.get("chunk_index").cloned(),
+        )
+    };
     for ((kind, id), record) in &old {
         let counts = summary.get_mut(kind).unwrap();
         match new.get(&(*kind, id.clone())) {
@@ -313,8 +367,12 @@ fn every_pair_of_dialect_files_is_reported_as_an_independent_reading_of_them_say
     let mut converted = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let name = format!("converted-{i}.json");
-        ok(run(None, dir.path(), &["convert", file, "--output", &name]), "convert");
-        let value: Value = serde_json::from_slice(&std::fs::read(dir.path().join(&name)).unwrap()).unwrap();
+        ok(
+            run(None, dir.path(), &["convert", file, "--output", &name]),
+            "convert",
+        );
+        let value: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(&name)).unwrap()).unwrap();
         converted.push((name, value));
     }
     // Pairs of different dialects hold records of the same ids with different fields: the
@@ -337,7 +395,11 @@ fn every_pair_of_dialect_files_is_reported_as_an_independent_reading_of_them_say
             found.as_object_mut().unwrap().remove("file");
             assert_eq!(found, expected, "{old} → {new}");
             pairs_with_changed_records += u64::from(
-                found.as_object().unwrap().values().any(|counts| counts["changed"] != 0),
+                found
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .any(|counts| counts["changed"] != 0),
             );
             let records_differ = expected
                 .as_object()
@@ -345,11 +407,18 @@ fn every_pair_of_dialect_files_is_reported_as_an_independent_reading_of_them_say
                 .values()
                 .any(|counts| counts.as_object().unwrap().values().any(|n| n != 0));
             let file_keys_differ = facts["summary"]["file"]["changed"] != 0;
-            assert_eq!(code == 1, records_differ || file_keys_differ, "{old} → {new}: {facts:#}");
+            assert_eq!(
+                code == 1,
+                records_differ || file_keys_differ,
+                "{old} → {new}: {facts:#}"
+            );
             assert_eq!(i == j, code == 0, "{old} → {new}");
         }
     }
-    assert!(pairs_with_changed_records >= 10, "{pairs_with_changed_records}");
+    assert!(
+        pairs_with_changed_records >= 10,
+        "{pairs_with_changed_records}"
+    );
 }
 
 /// git with no global or system configuration, its identity given.
@@ -359,11 +428,20 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
-        .args(["-c", "user.name=Golden Test", "-c", "user.email=test@example.invalid"])
+        .args([
+            "-c",
+            "user.name=Golden Test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
         .args(args)
         .output()
         .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", stderr_of(&output));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        stderr_of(&output)
+    );
     stdout_of(&output)
 }
 
@@ -381,7 +459,11 @@ fn a_side_may_be_a_git_revision_and_diff_git_compares_it_with_the_working_tree()
     std::fs::rename(&edited, &file).unwrap();
 
     // The working tree against HEAD, three ways.
-    let (code, by_spec) = diff_json(repo, "HEAD:data/golden_dataset_backup.json", "data/golden_dataset_backup.json");
+    let (code, by_spec) = diff_json(
+        repo,
+        "HEAD:data/golden_dataset_backup.json",
+        "data/golden_dataset_backup.json",
+    );
     assert_eq!(code, 1);
     assert_eq!(by_spec["old"], "HEAD:data/golden_dataset_backup.json");
     let output = run(None, repo, &["diff", "--json", "--git", "HEAD"]);
@@ -391,7 +473,17 @@ fn a_side_may_be_a_git_revision_and_diff_git_compares_it_with_the_working_tree()
     assert_eq!(by_git["changes"], by_spec["changes"]);
     // From a subfolder, the file is named from there.
     std::fs::create_dir(repo.join("sub")).unwrap();
-    let output = run(None, &repo.join("sub"), &["diff", "--json", "--git", "HEAD", "../data/golden_dataset_backup.json"]);
+    let output = run(
+        None,
+        &repo.join("sub"),
+        &[
+            "diff",
+            "--json",
+            "--git",
+            "HEAD",
+            "../data/golden_dataset_backup.json",
+        ],
+    );
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
     assert_eq!(json_of(&output)["changes"], by_spec["changes"]);
 
@@ -399,22 +491,38 @@ fn a_side_may_be_a_git_revision_and_diff_git_compares_it_with_the_working_tree()
     git(repo, &["commit", "-q", "-am", "edits"]);
     let output = run(None, repo, &["diff", "--git", "HEAD"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
-    let (code, _) = diff_json(repo, "HEAD~1:data/golden_dataset_backup.json", "HEAD:data/golden_dataset_backup.json");
+    let (code, _) = diff_json(
+        repo,
+        "HEAD~1:data/golden_dataset_backup.json",
+        "HEAD:data/golden_dataset_backup.json",
+    );
     assert_eq!(code, 1);
 
     // A revision git cannot read is trouble: exit 2, said plainly.
     let output = run(None, repo, &["diff", "--git", "no-such-branch"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr_of(&output).contains("no-such-branch"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("no-such-branch"),
+        "{}",
+        stderr_of(&output)
+    );
 }
 
 #[test]
 fn trouble_is_exit_2_as_in_diff_1() {
     let dir = workdir();
     let sample = sample_path().display().to_string();
-    std::fs::write(dir.path().join("broken.json"), "{\"version\": \"1.0\", \"analyses\": [").unwrap();
+    std::fs::write(
+        dir.path().join("broken.json"),
+        "{\"version\": \"1.0\", \"analyses\": [",
+    )
+    .unwrap();
     let fifo = dir.path().join("fifo");
-    assert!(Process::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Process::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     for args in [
         vec!["diff", &sample, "missing.json"],
         vec!["diff", &sample, "broken.json"],
@@ -423,8 +531,17 @@ fn trouble_is_exit_2_as_in_diff_1() {
         vec!["diff", "--git", "HEAD", &sample, &sample],
     ] {
         let output = run(None, dir.path(), &args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr_of(&output));
-        assert!(stderr_of(&output).starts_with("error: "), "{args:?}: {}", stderr_of(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).starts_with("error: "),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
     }
     // Outside a repository, --git says so.
     let output = run(None, dir.path(), &["diff", "--git", "HEAD"]);

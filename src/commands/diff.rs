@@ -52,32 +52,28 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
 fn compare(args: Args, output: Output) -> Result<Exit> {
     // The temp files of revisions live until the comparison is over.
     let mut held: Vec<NamedTempFile> = Vec::new();
-    let (old, new) = match (&args.git, &args.old, &args.new) {
-        (Some(_), _, Some(_)) => {
-            return Err(invalid_input(
+    let (old, new) =
+        match (&args.git, &args.old, &args.new) {
+            (Some(_), _, Some(_)) => return Err(invalid_input(
                 "with --git REV, give at most one FILE (the file compared with its version at REV)",
-            ))
-        }
-        (Some(rev), file, None) => {
-            let file = PathBuf::from(file.as_deref().unwrap_or(DEFAULT_BACKUP_PATH));
-            let spec = revision::spec_of(rev, &file)?;
-            let old = from_revision(&spec, &mut held)?;
-            let new = Input {
-                shown: file.display().to_string(),
-                path: file,
-            };
-            (old, new)
-        }
-        (None, Some(old), Some(new)) => (
-            input_of(old, &mut held)?,
-            input_of(new, &mut held)?,
-        ),
-        (None, _, _) => {
-            return Err(invalid_input(
-                "give two files to compare (OLD NEW), or --git REV; see golden diff --help",
-            ))
-        }
-    };
+            )),
+            (Some(rev), file, None) => {
+                let file = PathBuf::from(file.as_deref().unwrap_or(DEFAULT_BACKUP_PATH));
+                let spec = revision::spec_of(rev, &file)?;
+                let old = from_revision(&spec, &mut held)?;
+                let new = Input {
+                    shown: file.display().to_string(),
+                    path: file,
+                };
+                (old, new)
+            }
+            (None, Some(old), Some(new)) => (input_of(old, &mut held)?, input_of(new, &mut held)?),
+            (None, _, _) => {
+                return Err(invalid_input(
+                    "give two files to compare (OLD NEW), or --git REV; see golden diff --help",
+                ))
+            }
+        };
     let report = diff::diff(&old, &new)?;
     for line in report.lines() {
         output.line(line)?;

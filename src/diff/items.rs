@@ -4,7 +4,7 @@
 //! Values are compared as the database would store them, so `1.0` against `1` in an extra,
 //! which jsonb makes equal, is no change.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -44,7 +44,7 @@ impl Kind {
 }
 
 /// A record of the `analyses` list, as read from one side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Item {
     /// An analysis's own fields, with the extras that came after its chunks.
     Analysis(BackupAnalysisHead),
@@ -231,7 +231,11 @@ impl Fields {
 
     fn optional(&mut self, field: &str, old: &Option<String>, new: &Option<String>) {
         if old != new {
-            self.push(field, Some(Value::from(old.clone())), Some(Value::from(new.clone())));
+            self.push(
+                field,
+                Some(Value::from(old.clone())),
+                Some(Value::from(new.clone())),
+            );
         }
     }
 
@@ -328,7 +332,10 @@ mod tests {
     #[test]
     fn numbers_jsonb_makes_equal_are_no_change() {
         let old = serde_json::json!({"n": 1e16}).as_object().cloned().unwrap();
-        let new = serde_json::json!({"n": 10_000_000_000_000_000_u64}).as_object().cloned().unwrap();
+        let new = serde_json::json!({"n": 10_000_000_000_000_000_u64})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert!(compare_file_keys(&old, &new).is_empty());
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod items;
 pub mod report;
+mod waiting;
 pub mod words;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -31,6 +32,7 @@ use crate::backup_file::records::{read_unchecked_records, Record};
 use crate::backup_file::source::BackupSource;
 use items::{compare, compare_file_keys, compare_queries, Item, Kind};
 use report::{Change, Evaluation, Expectation, Moved, Order, Report, Sizes, What};
+use waiting::{Shelf, WaitingRoom};
 
 /// A file to compare: a path on disk, shown as `shown` (a git revision's blob is read into a
 /// temp file first).
@@ -67,7 +69,7 @@ fn spawn_reader<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     input: &'scope Input,
 ) -> Receiver<Message> {
-    let (tx, rx) = sync_channel(16);
+    let (tx, rx) = sync_channel(8);
     scope.spawn(move || {
         let sent = read_items(input, |message| {
             tx.send(message)
@@ -145,16 +147,10 @@ fn rename(error: ReadError, input: &Input) -> ReadError {
     }
 }
 
-/// A record waiting for its match, with its position in its file.
-struct Waiting {
-    seq: u64,
-    item: Item,
-}
-
 /// One side's reading state.
 #[derive(Default)]
 struct SideState {
-    waiting: HashMap<(Kind, Uuid), Waiting>,
+    waiting: WaitingRoom,
     /// Records read so far, to decide which file to read next.
     read: u64,
     done: bool,
@@ -170,6 +166,7 @@ struct Matcher {
     changes: Vec<Change>,
     /// Chunks whose text changed, for the evaluation.
     texts_changed: HashSet<Uuid>,
+    shelf: Shelf,
 }
 
 impl Matcher {
@@ -198,7 +195,7 @@ impl Matcher {
                 Message::Records(records) => {
                     sides[next].read += records.len() as u64;
                     for (seq, item) in records {
-                        self.take(&mut sides, next, seq, item);
+                        self.take(&mut sides, next, seq, item)?;
                     }
                 }
                 Message::End(header) => {
@@ -214,32 +211,38 @@ impl Matcher {
 
     /// A record of side `from`: compared with its match if the other side gave it already,
     /// otherwise left waiting for it.
-    fn take(&mut self, sides: &mut [SideState; 2], from: usize, seq: u64, item: Item) {
+    fn take(
+        &mut self,
+        sides: &mut [SideState; 2],
+        from: usize,
+        seq: u64,
+        item: Item,
+    ) -> Result<()> {
         let side = &mut sides[from];
         match &item {
             Item::Analysis(head) => {
                 side.size.analyses += 1;
                 let position = side.analyses.len() as u64;
-                side.analyses.insert(head.id, (position, head.title.clone()));
+                side.analyses
+                    .insert(head.id, (position, head.title.clone()));
             }
             Item::Chunk { .. } => side.size.chunks += 1,
             Item::Artifact { .. } => side.size.artifacts += 1,
         }
         let key = item.key();
         let other = &mut sides[1 - from];
-        match other.waiting.remove(&key) {
+        match other.waiting.take(&key, &mut self.shelf)? {
             Some(waiting) => {
                 let (old, new) = if from == 1 {
-                    (waiting.item, item)
+                    (waiting, item)
                 } else {
-                    (item, waiting.item)
+                    (item, waiting)
                 };
                 self.compare(&old, &new);
             }
-            None => {
-                sides[from].waiting.insert(key, Waiting { seq, item });
-            }
+            None => sides[from].waiting.wait(seq, item, &mut self.shelf)?,
         }
+        Ok(())
     }
 
     fn compare(&mut self, old: &Item, new: &Item) {
@@ -280,9 +283,7 @@ impl Matcher {
         // What waits still has no match: removed from the old file, added to the new one.
         let mut removed_chunks = HashSet::new();
         for (side, what) in [(&mut old_side, What::Removed), (&mut new_side, What::Added)] {
-            let mut waiting: Vec<Waiting> = side.waiting.drain().map(|(_, w)| w).collect();
-            waiting.sort_by_key(|w| w.seq);
-            for Waiting { item, .. } in waiting {
+            for item in side.waiting.drain(&mut self.shelf)? {
                 let (kind, id) = item.key();
                 if what == What::Removed && kind == Kind::Chunk {
                     removed_chunks.insert(id);
@@ -336,7 +337,10 @@ impl Matcher {
         for change in &mut self.changes {
             change.order = order_of(change, &old_side, &new_side);
             if let Some(id) = change.analysis_id {
-                let known = new_side.analyses.get(&id).or_else(|| old_side.analyses.get(&id));
+                let known = new_side
+                    .analyses
+                    .get(&id)
+                    .or_else(|| old_side.analyses.get(&id));
                 if let Some((_, Some(title))) = known {
                     titles.insert(id, title.clone());
                 }
@@ -360,7 +364,9 @@ impl Matcher {
         let record = |query: &BackupQuery| serde_json::to_value(query).ok();
         for (id, query) in old {
             match new.get(id) {
-                None => self.changes.push(query_change(id, What::Removed, record(query))),
+                None => self
+                    .changes
+                    .push(query_change(id, What::Removed, record(query))),
                 Some(now) => {
                     let found = compare_queries(query, now);
                     if found.fields.is_empty()

@@ -287,7 +287,10 @@ impl Report {
                     "  "
                 }
             };
-            out.push(format!("{indent}{}", headline(change, &parts_of_whole, &self.titles)));
+            out.push(format!(
+                "{indent}{}",
+                headline(change, &parts_of_whole, &self.titles)
+            ));
             for field in &change.fields {
                 out.push(format!("{indent}    {}", field_line(field)));
             }
@@ -314,7 +317,9 @@ impl Report {
                 ));
             }
             for chunk in &e.chunks_no_longer_expected {
-                out.push(format!("  chunk {chunk} is no longer expected by any query"));
+                out.push(format!(
+                    "  chunk {chunk} is no longer expected by any query"
+                ));
             }
         }
         out
@@ -345,7 +350,9 @@ fn headline(
             if let Some(title) = change.analysis_id.and_then(|id| titles.get(&id)) {
                 let _ = write!(line, " {}", quoted(title));
             }
-            if let Some((chunks, artifacts)) = change.analysis_id.and_then(|id| parts_of_whole.get(&id)) {
+            if let Some((chunks, artifacts)) =
+                change.analysis_id.and_then(|id| parts_of_whole.get(&id))
+            {
                 let _ = write!(
                     line,
                     " with {chunks} {} and {artifacts} {}",
@@ -373,7 +380,9 @@ fn headline(
                 line,
                 ": moved from analysis {}{}",
                 from.analysis_id,
-                from.chunk_index.map(|i| format!(" #{i}")).unwrap_or_default()
+                from.chunk_index
+                    .map(|i| format!(" #{i}"))
+                    .unwrap_or_default()
             );
         } else if let Some(index) = from.chunk_index {
             let _ = write!(line, ": moved from #{index}");

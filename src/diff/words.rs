@@ -17,9 +17,7 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 /// `old` → `new` as one line of unchanged words, `[-removed-]` and `{+added+}`, long unchanged
 /// stretches shortened to ` … `. Newlines are shown as `⏎` so the result stays on one line.
 pub fn word_diff(old: &str, new: &str) -> String {
-    let diff = TextDiff::configure()
-        .timeout(TIMEOUT)
-        .diff_words(old, new);
+    let diff = TextDiff::configure().timeout(TIMEOUT).diff_words(old, new);
     // Runs of one tag: (tag, text).
     let mut runs: Vec<(ChangeTag, String)> = Vec::new();
     for change in diff.iter_all_changes() {

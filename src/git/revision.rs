@@ -24,8 +24,8 @@ pub fn is_revision_spec(arg: &str) -> bool {
 pub fn spec_of(revision: &str, path: &Path) -> Result<String> {
     let relative = if path.is_absolute() {
         let top = top_level()?;
-        let canonical = crate::paths::canonical_even_if_missing(path)
-            .unwrap_or_else(|| path.to_path_buf());
+        let canonical =
+            crate::paths::canonical_even_if_missing(path).unwrap_or_else(|| path.to_path_buf());
         let inside = canonical.strip_prefix(&top).map_err(|_| {
             invalid_input(format!(
                 "{} is not inside the git repository at {}",
@@ -55,12 +55,14 @@ pub fn read_blob(spec: &str) -> Result<NamedTempFile> {
         .output();
     let output = match result {
         Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(invalid_input(format!(
+            "reading {spec}: git is not installed (or not on PATH); install git, or give two files"
+        ))),
+        Err(e) => {
             return Err(invalid_input(format!(
-                "reading {spec}: git is not installed (or not on PATH); install git, or give two files"
+                "reading {spec}: cannot run git: {e}"
             )))
         }
-        Err(e) => return Err(invalid_input(format!("reading {spec}: cannot run git: {e}"))),
     };
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);

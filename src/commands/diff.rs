@@ -6,11 +6,10 @@
 use std::path::PathBuf;
 
 use color_eyre::Result;
-use tempfile::NamedTempFile;
 
 use crate::backup_file::DEFAULT_BACKUP_PATH;
 use crate::cli::GlobalArgs;
-use crate::diff::{self, Input};
+use crate::diff::{self, Input, InputFile};
 use crate::error::{self, invalid_input, Exit};
 use crate::git::revision;
 use crate::output::Output;
@@ -50,8 +49,6 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
 }
 
 fn compare(args: Args, output: Output) -> Result<Exit> {
-    // The temp files of revisions live until the comparison is over.
-    let mut held: Vec<NamedTempFile> = Vec::new();
     let (old, new) =
         match (&args.git, &args.old, &args.new) {
             (Some(_), _, Some(_)) => return Err(invalid_input(
@@ -60,14 +57,14 @@ fn compare(args: Args, output: Output) -> Result<Exit> {
             (Some(rev), file, None) => {
                 let file = PathBuf::from(file.as_deref().unwrap_or(DEFAULT_BACKUP_PATH));
                 let spec = revision::spec_of(rev, &file)?;
-                let old = from_revision(&spec, &mut held)?;
+                let old = from_revision(&spec)?;
                 let new = Input {
                     shown: file.display().to_string(),
-                    path: file,
+                    file: InputFile::Path(file),
                 };
                 (old, new)
             }
-            (None, Some(old), Some(new)) => (input_of(old, &mut held)?, input_of(new, &mut held)?),
+            (None, Some(old), Some(new)) => (input_of(old)?, input_of(new)?),
             (None, _, _) => {
                 return Err(invalid_input(
                     "give two files to compare (OLD NEW), or --git REV; see golden diff --help",
@@ -89,23 +86,20 @@ fn compare(args: Args, output: Output) -> Result<Exit> {
 }
 
 /// A side given on the command line: a file, or `REV:PATH` read from git.
-fn input_of(arg: &str, held: &mut Vec<NamedTempFile>) -> Result<Input> {
+fn input_of(arg: &str) -> Result<Input> {
     if revision::is_revision_spec(arg) {
-        from_revision(arg, held)
+        from_revision(arg)
     } else {
         Ok(Input {
-            path: PathBuf::from(arg),
+            file: InputFile::Path(PathBuf::from(arg)),
             shown: arg.to_string(),
         })
     }
 }
 
-fn from_revision(spec: &str, held: &mut Vec<NamedTempFile>) -> Result<Input> {
-    let temp = revision::read_blob(spec)?;
-    let input = Input {
-        path: temp.path().to_path_buf(),
+fn from_revision(spec: &str) -> Result<Input> {
+    Ok(Input {
+        file: InputFile::Open(revision::read_blob(spec)?),
         shown: spec.to_string(),
-    };
-    held.push(temp);
-    Ok(input)
+    })
 }

@@ -18,7 +18,7 @@ mod waiting;
 pub mod words;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 
 use color_eyre::eyre::eyre;
@@ -34,11 +34,16 @@ use items::{compare, compare_file_keys, compare_queries, Item, Kind};
 use report::{Change, Evaluation, Expectation, Moved, Order, Report, Sizes, What};
 use waiting::{Shelf, WaitingRoom};
 
-/// A file to compare: a path on disk, shown as `shown` (a git revision's blob is read into a
-/// temp file first).
+/// A file to compare, shown as `shown`.
 pub struct Input {
-    pub path: PathBuf,
+    pub file: InputFile,
     pub shown: String,
+}
+
+pub enum InputFile {
+    Path(PathBuf),
+    /// Already open: a git revision's blob in a temp file without a name.
+    Open(std::fs::File),
 }
 
 /// Records sent from a reading thread at a time: large enough that the channel costs nothing,
@@ -88,7 +93,13 @@ fn read_items(
     input: &Input,
     mut send: impl FnMut(Message) -> Result<()>,
 ) -> std::result::Result<(), ReadError> {
-    let source = BackupSource::open(&input.path).map_err(|e| rename(e, input))?;
+    let source = match &input.file {
+        InputFile::Path(path) => BackupSource::open(path),
+        InputFile::Open(file) => file
+            .try_clone()
+            .map_err(|e| ReadError::Invalid(format!("cannot read {}: {e}", input.shown)))
+            .and_then(|file| BackupSource::of_open_file(file, Path::new(&input.shown))),
+    }?;
     send(Message::Dialect(source.dialect_label())).map_err(ReadError::Stopped)?;
     let mut batch: Vec<(u64, Item)> = Vec::with_capacity(BATCH);
     let mut head: Option<(u64, BackupAnalysisHead)> = None;
@@ -124,27 +135,11 @@ fn read_items(
             send(Message::Records(std::mem::take(&mut batch)))?;
         }
         Ok(())
-    })
-    .map_err(|e| rename(e, input))?;
+    })?;
     if !batch.is_empty() {
         send(Message::Records(batch)).map_err(ReadError::Stopped)?;
     }
     send(Message::End(Box::new(header))).map_err(ReadError::Stopped)
-}
-
-/// A read error names the file as the user gave it (a git revision, not its temp file).
-fn rename(error: ReadError, input: &Input) -> ReadError {
-    match error {
-        ReadError::Invalid(message) => {
-            let path = input.path.display().to_string();
-            ReadError::Invalid(if path == input.shown {
-                message
-            } else {
-                message.replace(&path, &input.shown)
-            })
-        }
-        other => other,
-    }
 }
 
 /// One side's reading state.

@@ -1,15 +1,17 @@
 //! A backup file as a git revision holds it (`HEAD~1:data/golden_dataset_backup.json`), for
-//! `golden diff`. The blob is written to a private temp file by `git cat-file --filters` (what
-//! `git show REV:PATH` prints, with the smudge filters a checkout would apply, so a file kept
-//! in Git LFS reads as its content, not as its pointer), then read like any file. It streams
-//! from git into the file: a large backup is never held in memory.
+//! `golden diff`. The blob is written by `git cat-file --filters` (what `git show REV:PATH`
+//! prints, with the smudge filters a checkout would apply, so a file kept in Git LFS reads as
+//! its content, not as its pointer) into a temp file that has no name (nothing is left behind
+//! by a Ctrl-C or a kill), then read like any file. It streams from git into the file: a
+//! large backup is never held in memory.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use std::fs::File;
+
 use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
-use tempfile::NamedTempFile;
 
 use crate::error::invalid_input;
 
@@ -40,11 +42,10 @@ pub fn spec_of(revision: &str, path: &Path) -> Result<String> {
     Ok(format!("{revision}:{relative}"))
 }
 
-/// Writes the blob `spec` names into a new temp file (readable by this user only).
-pub fn read_blob(spec: &str) -> Result<NamedTempFile> {
-    let temp = NamedTempFile::new().wrap_err("creating a temp file for a file read from git")?;
+/// Writes the blob `spec` names into a new temp file without a name.
+pub fn read_blob(spec: &str) -> Result<File> {
+    let temp = tempfile::tempfile().wrap_err("creating a temp file for a file read from git")?;
     let out = temp
-        .as_file()
         .try_clone()
         .wrap_err("creating a temp file for a file read from git")?;
     let result = Command::new("git")
@@ -55,9 +56,11 @@ pub fn read_blob(spec: &str) -> Result<NamedTempFile> {
         .output();
     let output = match result {
         Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(invalid_input(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(invalid_input(format!(
             "reading {spec}: git is not installed (or not on PATH); install git, or give two files"
-        ))),
+        )))
+        }
         Err(e) => {
             return Err(invalid_input(format!(
                 "reading {spec}: cannot run git: {e}"

@@ -75,19 +75,34 @@ pub fn read_records<R: Read>(
     source: R,
     shown: &str,
     skip: impl Fn(usize) -> bool,
+    on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    // The validation has the file-level keys; the passes after it need none of them.
+    read_records_keeping(source, shown, Extras::Skip, skip, |_| Ok(()), on_record)
+}
+
+/// [`read_records`] for a pass that shows the whole file (`golden show`): `on_start` gets the
+/// top-level keys read before `analyses` (version and metadata, in a file golden wrote) before
+/// the first record, and the header returned keeps the file-level keys when `extras` says so.
+pub fn read_records_keeping<R: Read>(
+    source: R,
+    shown: &str,
+    extras: Extras,
+    skip: impl Fn(usize) -> bool,
+    mut on_start: impl FnMut(&Header) -> color_eyre::Result<()>,
     mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     let mut current = Current::None;
     let unreadable = |analysis: usize, e: serde_json::Error| {
         eyre!(crate::error::InvalidInput(format!(
-            "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
+            "analysis #{} of {shown} does not read as a backup record ({e}): `golden verify` names \
+             every problem (or, if it was checked, the file changed since)",
             analysis + 1
         )))
     };
-    // The validation has the file-level keys; the passes after it need none of them.
-    read_pieces_keeping(source, shown, Extras::Skip, |piece| {
+    read_pieces_keeping(source, shown, extras, |piece| {
         match piece {
-            Piece::AnalysesStart { .. } => {}
+            Piece::AnalysesStart { header } => on_start(header)?,
             Piece::NotAnObject { analysis, .. } => {
                 if !skip(analysis) {
                     return Err(eyre!(crate::error::InvalidInput(format!(

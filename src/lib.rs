@@ -17,6 +17,7 @@ pub mod db;
 pub mod embed;
 pub mod error;
 pub mod evaluate;
+pub mod git;
 pub mod interrupt;
 pub mod models;
 pub mod output;
@@ -31,6 +32,7 @@ pub mod restore;
 #[rustfmt::skip]
 pub mod schema;
 pub mod secrets;
+pub mod show;
 pub mod snapshot;
 pub mod spill;
 pub mod validate;

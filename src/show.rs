@@ -201,11 +201,9 @@ impl<W: Write> Renderer<W> {
         if !self.header_written {
             self.header(header)?;
         }
-        let mut keys: Vec<&String> = header.extras.keys().collect();
-        keys.sort();
-        for key in keys {
+        for (key, value) in sorted(&header.extras) {
             self.title(format_args!("file extra {}", key_name(key)))?;
-            let pretty = serde_json::to_string_pretty(&header.extras[key])?;
+            let pretty = serde_json::to_string_pretty(value)?;
             for line in pretty.lines() {
                 writeln!(self.out, "  {line}")?;
             }
@@ -273,15 +271,8 @@ impl<W: Write> Renderer<W> {
 
     /// `<prefix>.<key>: <compact JSON>` for each key, sorted.
     fn extras(&mut self, prefix: &str, extra: &Extra) -> io::Result<()> {
-        let mut keys: Vec<&String> = extra.keys().collect();
-        keys.sort();
-        for key in keys {
-            writeln!(
-                self.out,
-                "  {prefix}.{}: {}",
-                key_name(key),
-                compact(&extra[key])
-            )?;
+        for (key, value) in sorted(extra) {
+            writeln!(self.out, "  {prefix}.{}: {}", key_name(key), compact(value))?;
         }
         Ok(())
     }
@@ -294,6 +285,14 @@ impl<W: Write> Renderer<W> {
         }
         Ok(())
     }
+}
+
+/// The keys and values of `extra` by key (serde_json's map is ordered already; the rendering
+/// must not depend on it).
+fn sorted(extra: &Extra) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = extra.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
 }
 
 /// A string field: bare when plain, else as a JSON string (see the module's rules).

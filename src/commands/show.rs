@@ -5,7 +5,7 @@
 //! (conflict markers) or a hand edit that broke the JSON included, and a failing textconv
 //! stops the whole `git diff`. With `--raw-if-unreadable` such a file is printed as it is,
 //! with a warning; the rendering is then held (on disk past a few megabytes) until the whole
-//! file has read, so that a file that breaks half-way is printed raw, not half rendered. A
+//! file has been read, so that a file that breaks half-way is printed raw, not half rendered. A
 //! path that is not a regular file (a FIFO, a device) is refused in both modes.
 
 use std::io::{self, BufWriter, Write};

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, diff, dump, evaluate, generate, load, migrate, regenerate,
-    restore, verify,
+    self, backup, cache, convert, diff, dump, evaluate, generate, git_setup, load, migrate,
+    regenerate, restore, show, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -102,6 +102,10 @@ pub enum Command {
     Convert(convert::Args),
     /// What changed between two backup files (or a file and its version at a git revision), by id
     Diff(diff::Args),
+    /// Print a backup file as stable text, one block per record (git's textconv for diffs)
+    Show(show::Args),
+    /// Register show and merge as this repository's diff and merge drivers of the backup
+    GitSetup(git_setup::Args),
 }
 
 /// Runs the tool and returns the process exit code.

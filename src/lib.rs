@@ -33,6 +33,7 @@ pub mod restore;
 #[rustfmt::skip]
 pub mod schema;
 pub mod secrets;
+pub mod show;
 pub mod snapshot;
 pub mod spill;
 pub mod validate;

@@ -78,18 +78,20 @@ pub fn read_records<R: Read>(
     on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     // The validation has the file-level keys; the passes after it need none of them.
-    records_of(source, shown, Checked::Already, skip, on_record)
+    records_of(source, shown, Checked::Already, skip, |_| Ok(()), on_record)
 }
 
 /// Reads the records of a file nobody validated first (`diff`, `show`), with its file-level
 /// keys in the header: a record that does not read is named as such, not as a file changed
-/// since its check.
+/// since its check. `on_start` gets the top-level keys read before `analyses` (version and
+/// metadata, in a file golden wrote) before the first record.
 pub fn read_unchecked_records<R: Read>(
     source: R,
     shown: &str,
+    on_start: impl FnMut(&Header) -> color_eyre::Result<()>,
     on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
-    records_of(source, shown, Checked::Not, |_| false, on_record)
+    records_of(source, shown, Checked::Not, |_| false, on_start, on_record)
 }
 
 /// Whether the file was validated before this read.
@@ -104,6 +106,7 @@ fn records_of<R: Read>(
     shown: &str,
     checked: Checked,
     skip: impl Fn(usize) -> bool,
+    mut on_start: impl FnMut(&Header) -> color_eyre::Result<()>,
     mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     let mut current = Current::None;
@@ -125,7 +128,7 @@ fn records_of<R: Read>(
     };
     read_pieces_keeping(source, shown, extras, |piece| {
         match piece {
-            Piece::AnalysesStart { .. } => {}
+            Piece::AnalysesStart { header } => on_start(header)?,
             Piece::NotAnObject { analysis, .. } => {
                 if !skip(analysis) {
                     return Err(eyre!(crate::error::InvalidInput(format!(

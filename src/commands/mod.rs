@@ -7,10 +7,12 @@ pub mod diff;
 pub mod dump;
 pub mod evaluate;
 pub mod generate;
+pub mod git_setup;
 pub mod load;
 pub mod migrate;
 pub mod regenerate;
 pub mod restore;
+pub mod show;
 pub mod verify;
 
 use color_eyre::Result;
@@ -34,5 +36,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Evaluate(args) => evaluate::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),
+        Command::Show(args) => show::run(args, global, output),
+        Command::GitSetup(args) => git_setup::run(args, global, output),
     }
 }

@@ -104,38 +104,43 @@ fn read_items(
     let mut batch: Vec<(u64, Item)> = Vec::with_capacity(BATCH);
     let mut head: Option<(u64, BackupAnalysisHead)> = None;
     let mut seq = 0_u64;
-    let header = read_unchecked_records(source.pass(), &input.shown, |record| {
-        seq += 1;
-        match record {
-            Record::Analysis(analysis) => head = Some((seq, analysis)),
-            Record::Chunk { analysis_id, chunk } => {
-                batch.push((seq, Item::Chunk { analysis_id, chunk }));
-            }
-            Record::Artifact {
-                analysis_id,
-                artifact,
-                latest,
-            } => batch.push((
-                seq,
-                Item::Artifact {
+    let header = read_unchecked_records(
+        source.pass(),
+        &input.shown,
+        |_| Ok(()),
+        |record| {
+            seq += 1;
+            match record {
+                Record::Analysis(analysis) => head = Some((seq, analysis)),
+                Record::Chunk { analysis_id, chunk } => {
+                    batch.push((seq, Item::Chunk { analysis_id, chunk }));
+                }
+                Record::Artifact {
                     analysis_id,
                     artifact,
                     latest,
-                },
-            )),
-            Record::End { late_extra, .. } => {
-                let (at, mut analysis) = head
-                    .take()
-                    .ok_or_else(|| eyre!("internal error: an analysis's end before its start"))?;
-                analysis.extra.extend(late_extra);
-                batch.push((at, Item::Analysis(analysis)));
+                } => batch.push((
+                    seq,
+                    Item::Artifact {
+                        analysis_id,
+                        artifact,
+                        latest,
+                    },
+                )),
+                Record::End { late_extra, .. } => {
+                    let (at, mut analysis) = head.take().ok_or_else(|| {
+                        eyre!("internal error: an analysis's end before its start")
+                    })?;
+                    analysis.extra.extend(late_extra);
+                    batch.push((at, Item::Analysis(analysis)));
+                }
             }
-        }
-        if batch.len() >= BATCH {
-            send(Message::Records(std::mem::take(&mut batch)))?;
-        }
-        Ok(())
-    })?;
+            if batch.len() >= BATCH {
+                send(Message::Records(std::mem::take(&mut batch)))?;
+            }
+            Ok(())
+        },
+    )?;
     if !batch.is_empty() {
         send(Message::Records(batch)).map_err(ReadError::Stopped)?;
     }

@@ -77,19 +77,8 @@ pub fn read_blob(spec: &str) -> Result<File> {
     Ok(temp)
 }
 
-/// The top folder of the repository the working folder is in.
+/// The top folder of the repository the working folder is in, symlinks resolved.
 fn top_level() -> Result<std::path::PathBuf> {
-    let output = Command::new("git")
-        .args(["rev-parse", "--show-toplevel"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| invalid_input(format!("finding the git repository: cannot run git: {e}")))?;
-    if !output.status.success() {
-        return Err(invalid_input(format!(
-            "finding the git repository: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let top = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Ok(std::fs::canonicalize(&top).unwrap_or_else(|_| top.into()))
+    let top = super::Git::in_folder(".").toplevel()?;
+    Ok(std::fs::canonicalize(&top).unwrap_or(top))
 }

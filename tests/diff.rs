@@ -379,15 +379,18 @@ fn every_pair_of_dialect_files_is_reported_as_an_independent_reading_of_them_say
     // comparison is not only of ids.
     let mut pairs_with_changed_records = 0;
     for (i, old) in files.iter().enumerate() {
-        // A file and its conversion hold the same records.
-        let (_, facts) = diff_json(dir.path(), old, &converted[i].0);
-        for kind in ["analysis", "chunk", "artifact", "query"] {
+        // A file and its conversion hold the same records, and the same file-level keys:
+        // they do not differ (a file that names no status_filter covers its analyses'
+        // statuses, all "completed" here, which is what convert writes).
+        let (code, facts) = diff_json(dir.path(), old, &converted[i].0);
+        for kind in ["file", "analysis", "chunk", "artifact", "query"] {
             assert_eq!(
                 facts["summary"][kind],
                 json!({"added": 0, "removed": 0, "changed": 0, "moved": 0}),
                 "{old} against its conversion: {facts:#}"
             );
         }
+        assert_eq!(code, 0, "{old} against its conversion: {facts:#}");
         for (j, new) in files.iter().enumerate() {
             let (code, facts) = diff_json(dir.path(), old, new);
             let expected = expected_summary(&converted[i].1, &converted[j].1);
@@ -546,4 +549,248 @@ fn trouble_is_exit_2_as_in_diff_1() {
     // Outside a repository, --git says so.
     let output = run(None, dir.path(), &["diff", "--git", "HEAD"]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// The sample as a file of `name` with `edit` applied; returns its path.
+fn sample_edited(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let mut file: Value = serde_json::from_slice(&std::fs::read(sample_path()).unwrap()).unwrap();
+    edit(&mut file);
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_file_of_the_original_tool_without_status_filter_equals_its_conversion() {
+    let dir = workdir();
+    let bare = sample_edited(dir.path(), "no-status-filter.json", |file| {
+        let metadata = file["metadata"].as_object_mut().unwrap();
+        metadata.remove("status_filter");
+        metadata.remove("checksum");
+    });
+    ok(
+        run(
+            None,
+            dir.path(),
+            &["convert", &bare, "--output", "converted.json"],
+        ),
+        "convert",
+    );
+    let output = run(None, dir.path(), &["diff", &bare, "converted.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout_of(&output));
+    // A status_filter that does change is still a difference.
+    let all = sample_edited(dir.path(), "all.json", |file| {
+        file["metadata"]["status_filter"] = json!("all");
+    });
+    let (code, facts) = diff_json(dir.path(), &bare, &all);
+    assert_eq!(code, 1);
+    assert_eq!(
+        facts["changes"][0]["id"], "metadata.status_filter",
+        "{facts:#}"
+    );
+}
+
+#[test]
+fn a_top_level_key_named_like_a_metadata_key_does_not_hide_a_change_of_it() {
+    let dir = workdir();
+    let sample = sample_path().display().to_string();
+    // status_filter changes in `metadata`; a top-level key of the same dotted name is added.
+    let masked = sample_edited(dir.path(), "masked.json", |file| {
+        file["metadata"]["status_filter"] = json!("all");
+        file["metadata.status_filter"] = json!("completed");
+    });
+    let (code, facts) = diff_json(dir.path(), &sample, &masked);
+    assert_eq!(code, 1, "{facts:#}");
+    assert_eq!(facts["summary"]["file"]["changed"], 2, "{facts:#}");
+    // A key moved from `metadata` to the top level is a change of both.
+    let in_metadata = sample_edited(dir.path(), "in-metadata.json", |file| {
+        file["metadata"]["reviewer"] = json!("ana");
+    });
+    let at_top = sample_edited(dir.path(), "at-top.json", |file| {
+        file["metadata.reviewer"] = json!("ana");
+    });
+    let (code, facts) = diff_json(dir.path(), &in_metadata, &at_top);
+    assert_eq!(code, 1, "{facts:#}");
+}
+
+#[test]
+fn a_reader_that_stops_early_still_gets_exit_1_when_the_files_differ() {
+    use std::process::Stdio;
+    let dir = workdir();
+    let sample = sample_path().display().to_string();
+    let edited = edited_sample(dir.path()).display().to_string();
+    for (old, new, expected) in [(&sample, &edited, 1), (&sample, &sample, 0)] {
+        // `golden diff OLD NEW | head -0`: the pipe is closed before golden writes.
+        let mut child = golden_process(dir.path())
+            .args(["diff", old, new])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{old} {new}: {}",
+            stderr_of(&output)
+        );
+        assert!(stderr_of(&output).is_empty(), "{}", stderr_of(&output));
+    }
+}
+
+#[test]
+fn a_revision_is_never_read_as_an_option_of_git_and_an_empty_one_is_refused() {
+    let dir = workdir();
+    let repo = dir.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    std::fs::create_dir(repo.join("data")).unwrap();
+    let file = repo.join("data/golden_dataset_backup.json");
+    std::fs::copy(sample_path(), &file).unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "sample"]);
+    // Staged but not committed: an empty REV would read the index (`:PATH`) and find no
+    // difference.
+    std::fs::copy(edited_sample(dir.path()), &file).unwrap();
+    git(repo, &["add", "."]);
+    let output = run(None, repo, &["diff", "--git", ""]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout_of(&output));
+    assert!(
+        stderr_of(&output).starts_with("error: "),
+        "{}",
+        stderr_of(&output)
+    );
+    for spec in [
+        "-p:data/golden_dataset_backup.json",
+        "--batch-all-objects:x",
+    ] {
+        let output = run(
+            None,
+            repo,
+            &["diff", "--", spec, "data/golden_dataset_backup.json"],
+        );
+        assert_eq!(output.status.code(), Some(2));
+        let said = stderr_of(&output);
+        assert!(said.starts_with("error: reading "), "{said}");
+        assert!(!said.contains("usage: git cat-file"), "{said}");
+        assert!(!said.contains("cannot be used together"), "{said}");
+    }
+}
+
+/// The built binary as a plain process in `dir` (its pipes and its wait are the test's).
+fn golden_process(dir: &Path) -> Process {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_golden"));
+    command
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL");
+    command
+}
+
+/// The peak resident memory of `golden args` in `dir`, in kilobytes, and its exit code.
+// The child is reaped by wait4, which clippy does not see.
+#[allow(clippy::zombie_processes)]
+fn peak_rss_kb(dir: &Path, args: &[&str]) -> (i64, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let child = golden_process(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: wait4 on our own child's pid with valid pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    (
+        usage.ru_maxrss,
+        std::process::ExitStatus::from_raw(status).code(),
+    )
+}
+
+/// A file of `analyses` analyses of two chunks, each chunk of `content_bytes` of text and
+/// with an extra of `extra_bytes` bytes, written as it goes (the test's own memory stays
+/// small: a child's peak starts at its parent's); `reversed` lists the analyses and chunks in
+/// the other order.
+fn file_with_large_records(
+    path: &Path,
+    analyses: usize,
+    (content_bytes, extra_bytes): (usize, usize),
+    reversed: bool,
+) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let notes = "n".repeat(extra_bytes);
+    let text = "t".repeat(content_bytes);
+    write!(
+        out,
+        r#"{{"version": "1.0", "created_at": "2026-01-01T00:00:00Z", "metadata": {{"total_analyses": {analyses}, "total_chunks": {}, "total_artifacts": 0}}, "analyses": ["#,
+        analyses * 2
+    )
+    .unwrap();
+    let order: Vec<usize> = if reversed {
+        (0..analyses).rev().collect()
+    } else {
+        (0..analyses).collect()
+    };
+    for (n, i) in order.into_iter().enumerate() {
+        let chunks: Vec<String> = (0..2)
+            .map(|j| {
+                format!(
+                    r#"{{"id": "00000000-0000-4000-8000-{:06x}{:06x}", "content": "chunk {j} of {i} {text}", "section_title": null, "section_path": null, "content_type": "article", "chunk_index": {j}, "notes": "{notes}"}}"#,
+                    i, j
+                )
+            })
+            .collect();
+        let chunks = if reversed {
+            format!("{}, {}", chunks[1], chunks[0])
+        } else {
+            chunks.join(", ")
+        };
+        write!(
+            out,
+            r#"{}{{"id": "00000000-0000-4000-9000-{i:012x}", "url": "https://example.com/{i}", "title": "Doc {i}", "content_type": "article", "status": "completed", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "chunks": [{chunks}], "artifact": null}}"#,
+            if n == 0 { "" } else { ", " }
+        )
+        .unwrap();
+    }
+    writeln!(out, "]}}").unwrap();
+}
+
+#[test]
+fn records_that_wait_stay_within_the_budget_whatever_the_size_of_their_extras() {
+    let dir = workdir();
+    // Two 48 MB files in opposite orders: most of one file waits for the other, nearly all
+    // of it in the chunks' extras.
+    file_with_large_records(&dir.path().join("a.json"), 2000, (0, 12_000), false);
+    file_with_large_records(&dir.path().join("b.json"), 2000, (0, 12_000), true);
+    let (peak, code) = peak_rss_kb(dir.path(), &["diff", "a.json", "b.json"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        peak < 40 * 1024,
+        "golden diff of two 48 MB files in different orders peaked at {peak} KB"
+    );
+}
+
+#[test]
+fn large_records_in_the_same_order_do_not_pile_up_between_the_reading_threads() {
+    let dir = workdir();
+    // Two 60 MB files alike, chunks of 100 kB: a few hundred records are most of a file.
+    for name in ["a.json", "b.json"] {
+        file_with_large_records(&dir.path().join(name), 300, (100_000, 0), false);
+    }
+    let mut peaks = Vec::new();
+    for _ in 0..3 {
+        let (peak, code) = peak_rss_kb(dir.path(), &["diff", "a.json", "b.json"]);
+        assert_eq!(code, Some(0));
+        peaks.push(peak);
+    }
+    assert!(
+        peaks.iter().all(|&peak| peak < 40 * 1024),
+        "golden diff of two 60 MB files in the same order peaked at {peaks:?} KB"
+    );
 }

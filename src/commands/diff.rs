@@ -72,17 +72,27 @@ fn compare(args: Args, output: Output) -> Result<Exit> {
             }
         };
     let report = diff::diff(&old, &new)?;
+    // diff(1)'s 1: the files differ (not a failure; CONTRACT.md).
+    let exit = if report.same {
+        Exit::Success
+    } else {
+        Exit::Failed
+    };
+    match print(&report, &output) {
+        // A reader that stopped early (`golden diff a b | head`) still gets the answer the
+        // comparison found: two files that differ are never reported the same.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(exit),
+    }
+}
+
+fn print(report: &diff::report::Report, output: &Output) -> std::io::Result<()> {
     for line in report.lines() {
         output.line(line)?;
     }
     output.line(report.summary_line())?;
-    output.summary(&report)?;
-    // diff(1)'s 1: the files differ (not a failure; CONTRACT.md).
-    Ok(if report.same {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    output.summary(report)
 }
 
 /// A side given on the command line: a file, or `REV:PATH` read from git.

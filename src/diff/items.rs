@@ -77,12 +77,24 @@ impl Item {
         }
     }
 
-    /// Roughly the bytes the record holds, to bound what waits for its match.
+    /// Roughly the bytes the record holds, to bound what waits for its match: its texts and
+    /// its extras, whatever their size (a chunk may carry a large extra value).
     pub fn weight(&self) -> usize {
-        let extra = |extra: &Extra| extra.len() * 64;
+        let extra = |extra: &Extra| {
+            extra
+                .iter()
+                .map(|(key, value)| 64 + key.len() + value_weight(value))
+                .sum::<usize>()
+        };
+        let text = |text: &Option<String>| text.as_ref().map_or(0, String::len);
         200 + match self {
-            Item::Analysis(head) => head.url.len() + extra(&head.extra),
-            Item::Chunk { chunk, .. } => chunk.content.len() + extra(&chunk.extra),
+            Item::Analysis(head) => head.url.len() + text(&head.title) + extra(&head.extra),
+            Item::Chunk { chunk, .. } => {
+                chunk.content.len()
+                    + text(&chunk.section_title)
+                    + text(&chunk.section_path)
+                    + extra(&chunk.extra)
+            }
             Item::Artifact { artifact, .. } => artifact.summary.len() + extra(&artifact.extra),
         }
     }
@@ -107,6 +119,19 @@ impl Item {
         };
         // Plain data of strings, numbers and maps with string keys always serialises.
         json.unwrap_or(Value::Null)
+    }
+}
+
+/// Roughly the bytes a JSON value holds in memory.
+fn value_weight(value: &Value) -> usize {
+    32 + match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(value_weight).sum(),
+        Value::Object(object) => object
+            .iter()
+            .map(|(key, value)| key.len() + value_weight(value))
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -211,10 +236,11 @@ pub struct QueryChanges {
     pub expected_dropped: Vec<Uuid>,
 }
 
-/// The differences of the file-level keys of two files, each key a field.
-pub fn compare_file_keys(old: &Extra, new: &Extra) -> Vec<FieldChange> {
+/// The differences of the file-level keys of two files, each key a field named `prefix` +
+/// key.
+pub fn compare_file_keys(prefix: &str, old: &Extra, new: &Extra) -> Vec<FieldChange> {
     let mut fields = Fields::default();
-    fields.keys("", old, new);
+    fields.keys(prefix, old, new);
     fields.0
 }
 
@@ -336,6 +362,6 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        assert!(compare_file_keys(&old, &new).is_empty());
+        assert!(compare_file_keys("", &old, &new).is_empty());
     }
 }

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::backup_file::extras::FileExtras;
 use crate::backup_file::reader::{Header, ReadError};
-use crate::backup_file::record::{BackupAnalysisHead, BackupQuery, Extra};
+use crate::backup_file::record::{BackupAnalysisHead, BackupQuery};
 use crate::backup_file::records::{read_unchecked_records, Record};
 use crate::backup_file::source::BackupSource;
 use items::{compare, compare_file_keys, compare_queries, Item, Kind};
@@ -49,6 +49,11 @@ pub enum InputFile {
 /// Records sent from a reading thread at a time: large enough that the channel costs nothing,
 /// small enough that an analysis of a million chunks streams.
 const BATCH: usize = 256;
+
+/// The most bytes of records (their [`Item::weight`]) one batch holds: the channel holds a
+/// few batches per file, which must not cost more than the waiting records may when the
+/// records are large (chunks of 100 kB would make 256 of them 25 MB).
+const BATCH_BYTES: usize = 512 * 1024;
 
 /// What a reading thread sends.
 enum Message {
@@ -102,6 +107,7 @@ fn read_items(
     }?;
     send(Message::Dialect(source.dialect_label())).map_err(ReadError::Stopped)?;
     let mut batch: Vec<(u64, Item)> = Vec::with_capacity(BATCH);
+    let mut batch_bytes = 0_usize;
     let mut head: Option<(u64, BackupAnalysisHead)> = None;
     let mut seq = 0_u64;
     let header = read_unchecked_records(
@@ -110,16 +116,19 @@ fn read_items(
         |_| Ok(()),
         |record| {
             seq += 1;
-            match record {
-                Record::Analysis(analysis) => head = Some((seq, analysis)),
+            let item = match record {
+                Record::Analysis(analysis) => {
+                    head = Some((seq, analysis));
+                    None
+                }
                 Record::Chunk { analysis_id, chunk } => {
-                    batch.push((seq, Item::Chunk { analysis_id, chunk }));
+                    Some((seq, Item::Chunk { analysis_id, chunk }))
                 }
                 Record::Artifact {
                     analysis_id,
                     artifact,
                     latest,
-                } => batch.push((
+                } => Some((
                     seq,
                     Item::Artifact {
                         analysis_id,
@@ -132,11 +141,16 @@ fn read_items(
                         eyre!("internal error: an analysis's end before its start")
                     })?;
                     analysis.extra.extend(late_extra);
-                    batch.push((at, Item::Analysis(analysis)));
+                    Some((at, Item::Analysis(analysis)))
                 }
+            };
+            if let Some((at, item)) = item {
+                batch_bytes += item.weight();
+                batch.push((at, item));
             }
-            if batch.len() >= BATCH {
+            if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
                 send(Message::Records(std::mem::take(&mut batch)))?;
+                batch_bytes = 0;
             }
             Ok(())
         },
@@ -159,6 +173,8 @@ struct SideState {
     size: Sizes,
     /// Each analysis's position in the file, and its title, for the report.
     analyses: HashMap<Uuid, (u64, Option<String>)>,
+    /// The statuses of its analyses: what a file that names no `status_filter` covers.
+    statuses: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -225,6 +241,9 @@ impl Matcher {
                 let position = side.analyses.len() as u64;
                 side.analyses
                     .insert(head.id, (position, head.title.clone()));
+                if !side.statuses.contains(&head.status) {
+                    side.statuses.insert(head.status.clone());
+                }
             }
             Item::Chunk { .. } => side.size.chunks += 1,
             Item::Artifact { .. } => side.size.artifacts += 1,
@@ -310,23 +329,27 @@ impl Matcher {
         old_side.size.queries = old_queries.len() as u64;
         new_side.size.queries = new_queries.len() as u64;
         self.compare_queries(&old_queries, &new_queries);
-        self.changes.extend(
-            compare_file_keys(&file_keys(&mut old_header), &file_keys(&mut new_header))
-                .into_iter()
-                .map(|field| Change {
-                    kind: Kind::File,
-                    id: field.field.clone(),
-                    change: What::Changed,
-                    analysis_id: None,
-                    chunk_index: None,
-                    moved: None,
-                    fields: vec![field],
-                    expected_added: Vec::new(),
-                    expected_dropped: Vec::new(),
-                    record: None,
-                    order: Order::default(),
-                }),
+        let (old_keys, new_keys) = (
+            file_keys(&mut old_header, &old_side.statuses),
+            file_keys(&mut new_header, &new_side.statuses),
         );
+        let mut file_fields =
+            compare_file_keys("metadata.", &old_keys.metadata, &new_keys.metadata);
+        file_fields.extend(compare_file_keys("", &old_keys.top, &new_keys.top));
+        self.changes
+            .extend(file_fields.into_iter().map(|field| Change {
+                kind: Kind::File,
+                id: field.field.clone(),
+                change: What::Changed,
+                analysis_id: None,
+                chunk_index: None,
+                moved: None,
+                fields: vec![field],
+                expected_added: Vec::new(),
+                expected_dropped: Vec::new(),
+                record: None,
+                order: Order::default(),
+            }));
         let evaluation = evaluation(
             &old_queries,
             &new_queries,
@@ -426,24 +449,30 @@ fn queries_of(header: &Header, shown: &str) -> Result<BTreeMap<String, BackupQue
     Ok(queries)
 }
 
-/// The file-level keys compared: `status_filter`, the `metadata` keys golden does not
-/// compute (as `metadata.KEY`), and the top-level keys beyond golden's.
-fn file_keys(header: &mut Header) -> Extra {
+/// The file-level keys compared: `status_filter` and the `metadata` keys golden does not
+/// compute (shown as `metadata.KEY`), and apart from them (a top-level key may well be
+/// named `metadata.KEY` too) the top-level keys beyond golden's.
+///
+/// A file that names no `status_filter` covers the statuses of its analyses (the scope of
+/// `restore --sync`): when they all have one status, that is the file's `status_filter`, as
+/// `convert` writes it, so that a file and its conversion do not differ.
+fn file_keys(header: &mut Header, statuses: &BTreeSet<String>) -> FileExtras {
     let status_filter = header
         .metadata
         .as_ref()
         .and_then(|metadata| metadata.get("status_filter"))
-        .cloned();
-    let extras = FileExtras::take_from(header);
-    let mut keys = Extra::new();
+        .cloned()
+        .or_else(|| match statuses.iter().collect::<Vec<_>>().as_slice() {
+            [status] => Some(serde_json::Value::from(status.as_str())),
+            _ => None,
+        });
+    let mut extras = FileExtras::take_from(header);
     if let Some(status_filter) = status_filter {
-        keys.insert("metadata.status_filter".into(), status_filter);
+        extras
+            .metadata
+            .insert("status_filter".into(), status_filter);
     }
-    for (key, value) in extras.metadata {
-        keys.insert(format!("metadata.{key}"), value);
-    }
-    keys.extend(extras.top);
-    keys
+    extras
 }
 
 fn evaluation(

@@ -23,8 +23,12 @@ pub struct Waiting {
 }
 
 enum Held {
-    Here(Item, usize),
-    Shelved { offset: u64, len: usize },
+    /// Boxed: a record on the shelf costs its key and place only, not an `Item`'s size.
+    Here(Box<Item>, usize),
+    Shelved {
+        offset: u64,
+        len: usize,
+    },
 }
 
 /// The waiting records of one file.
@@ -48,7 +52,7 @@ impl WaitingRoom {
         let weight = item.weight();
         let held = if shelf.in_memory + weight <= MEMORY_BUDGET {
             shelf.in_memory += weight;
-            Held::Here(item, weight)
+            Held::Here(Box::new(item), weight)
         } else {
             shelf.put(&item)?
         };
@@ -95,7 +99,7 @@ impl Shelf {
         match held {
             Held::Here(item, weight) => {
                 self.in_memory -= weight;
-                Ok(item)
+                Ok(*item)
             }
             Held::Shelved { offset, len } => {
                 let mut bytes = vec![0; len];

@@ -24,6 +24,12 @@ pub fn is_revision_spec(arg: &str) -> bool {
 /// The spec of `path` at `revision`, relative to the working folder (git reads `REV:./PATH`
 /// from there; a plain `REV:PATH` is from the repository's top).
 pub fn spec_of(revision: &str, path: &Path) -> Result<String> {
+    // `:PATH` is git's index, not a revision: an empty REV would compare the staged file.
+    if revision.trim().is_empty() {
+        return Err(invalid_input(
+            "--git needs a revision (a branch, a tag, a commit, HEAD~1)",
+        ));
+    }
     let relative = if path.is_absolute() {
         let top = top_level()?;
         let canonical =
@@ -49,7 +55,8 @@ pub fn read_blob(spec: &str) -> Result<File> {
         .try_clone()
         .wrap_err("creating a temp file for a file read from git")?;
     let result = Command::new("git")
-        .args(["cat-file", "--filters", spec])
+        // A spec that starts with `-` is a revision's name, never an option of git's.
+        .args(["cat-file", "--filters", "--end-of-options", spec])
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::piped())

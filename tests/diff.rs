@@ -794,3 +794,134 @@ fn large_records_in_the_same_order_do_not_pile_up_between_the_reading_threads() 
         "golden diff of two 60 MB files in the same order peaked at {peaks:?} KB"
     );
 }
+
+#[test]
+fn an_id_given_twice_or_queries_that_are_not_a_list_are_trouble_not_a_difference() {
+    let dir = workdir();
+    let sample = sample_path().display().to_string();
+    let chunk_twice = sample_edited(dir.path(), "chunk-twice.json", |file| {
+        let chunk = file["analyses"][0]["chunks"][0].clone();
+        file["analyses"][1]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+    });
+    let analysis_twice = sample_edited(dir.path(), "analysis-twice.json", |file| {
+        let analysis = file["analyses"][0].clone();
+        let mut copy = analysis.clone();
+        copy["chunks"] = json!([]);
+        copy["artifact"] = Value::Null;
+        file["analyses"].as_array_mut().unwrap().push(copy);
+    });
+    let query_twice = sample_edited(dir.path(), "query-twice.json", |file| {
+        let query = file["queries"][0].clone();
+        file["queries"].as_array_mut().unwrap().push(query);
+    });
+    let queries_object = sample_edited(dir.path(), "queries-object.json", |file| {
+        file["queries"] = json!({"a": 1});
+    });
+    for (file, said) in [
+        (
+            &chunk_twice,
+            "holds chunk 9c8a0f3b-4845-4efe-ac33-8dd76a91886d twice",
+        ),
+        (
+            &analysis_twice,
+            "holds analysis 0f823d06-d8a8-4993-91e9-29445a74d33c twice",
+        ),
+        (&query_twice, "holds query q-101 twice"),
+        (&queries_object, "are not a list"),
+    ] {
+        for args in [
+            ["diff", file.as_str(), file.as_str()],
+            ["diff", sample.as_str(), file.as_str()],
+        ] {
+            let output = run(None, dir.path(), &args);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stdout_of(&output)
+            );
+            assert!(
+                stderr_of(&output).contains(said),
+                "{args:?}: {}",
+                stderr_of(&output)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_expectation_of_a_chunk_neither_file_holds_is_named() {
+    let dir = workdir();
+    let sample = sample_path().display().to_string();
+    let typo = "9c8a0f3b-4845-4efe-ac33-000000000000";
+    let edited = sample_edited(dir.path(), "typo.json", |file| {
+        file["queries"][0]["expected_chunk_ids"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(typo));
+        file["queries"].as_array_mut().unwrap().push(json!({
+            "id": "q-new", "query": "new", "expected_chunk_ids": [typo]
+        }));
+    });
+    let (code, facts) = diff_json(dir.path(), &sample, &edited);
+    assert_eq!(code, 1);
+    assert_eq!(
+        facts["evaluation"]["queries_expecting_chunks_in_neither_file"],
+        json!([{"query": "q-101", "chunk": typo}, {"query": "q-new", "chunk": typo}])
+    );
+    // A file that already had it does not name it again.
+    let (_, facts) = diff_json(dir.path(), &edited, &edited);
+    assert_eq!(
+        facts["evaluation"]["queries_expecting_chunks_in_neither_file"],
+        json!([])
+    );
+    let text = stdout_of(&run(None, dir.path(), &["diff", &sample, &edited]));
+    assert!(
+        text.contains(&format!(
+            "query q-new expects chunk {typo}, which neither file holds"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_text_shows_control_characters_escaped_and_is_the_same_on_every_run() {
+    let dir = workdir();
+    // A long rewrite of random words (a diff whose cost a time limit would cut short) and a
+    // terminal escape with a carriage return that would hide what precedes it.
+    let mut seed = 7_u64;
+    let mut word = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        format!("w{}", (seed >> 33) % 500)
+    };
+    let old_text: Vec<String> = (0..3000).map(|_| word()).collect();
+    let new_text: Vec<String> = old_text
+        .iter()
+        .enumerate()
+        .map(|(i, w)| if i % 3 == 0 { word() } else { w.clone() })
+        .collect();
+    let old = sample_edited(dir.path(), "old.json", |file| {
+        file["analyses"][0]["chunks"][0]["content"] = json!(old_text.join(" "));
+    });
+    let new = sample_edited(dir.path(), "new.json", |file| {
+        file["analyses"][0]["chunks"][0]["content"] = json!(new_text.join(" "));
+        file["analyses"][0]["chunks"][1]["content"] = json!("hidden \u{1b}[31mred\rOVER");
+    });
+    let first = stdout_of(&run(None, dir.path(), &["diff", &old, &new]));
+    for _ in 0..3 {
+        assert_eq!(
+            stdout_of(&run(None, dir.path(), &["diff", &old, &new])),
+            first
+        );
+    }
+    assert!(
+        !first.contains('\u{1b}') && !first.contains('\r'),
+        "{first}"
+    );
+    assert!(first.contains("\\u{1b}[31mred\\u{d}OVER"), "{first}");
+}

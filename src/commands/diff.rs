@@ -71,7 +71,7 @@ fn compare(args: Args, output: Output) -> Result<Exit> {
                 ))
             }
         };
-    let report = diff::diff(&old, &new)?;
+    let report = diff::diff(&old, &new, output.json)?;
     // diff(1)'s 1: the files differ (not a failure; CONTRACT.md).
     let exit = if report.same {
         Exit::Success

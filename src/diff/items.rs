@@ -43,6 +43,10 @@ impl Kind {
     }
 }
 
+/// The characters of a text kept to name an added or removed record (one more than a line
+/// shows, so that the line knows to end with `…`).
+const PREVIEW_CHARS: usize = 72;
+
 /// A record of the `analyses` list, as read from one side.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Item {
@@ -108,6 +112,17 @@ impl Item {
                 _ => None,
             },
         }
+    }
+
+    /// The start of its text, to name it in a line of the report (kept short: what is added
+    /// or removed may be most of a file).
+    pub fn preview(&self) -> Option<String> {
+        let text = match self {
+            Item::Analysis(_) => return None,
+            Item::Chunk { chunk, .. } => &chunk.content,
+            Item::Artifact { artifact, .. } => &artifact.summary,
+        };
+        Some(text.chars().take(PREVIEW_CHARS + 1).collect())
     }
 
     /// The record as the file holds it, for `--json`.

@@ -30,6 +30,7 @@ use crate::backup_file::reader::{Header, ReadError};
 use crate::backup_file::record::{BackupAnalysisHead, BackupQuery};
 use crate::backup_file::records::{read_unchecked_records, Record};
 use crate::backup_file::source::BackupSource;
+use crate::error::invalid_input;
 use items::{compare, compare_file_keys, compare_queries, Item, Kind};
 use report::{Change, Evaluation, Expectation, Moved, Order, Report, Sizes, What};
 use waiting::{Shelf, WaitingRoom};
@@ -66,12 +67,18 @@ enum Message {
     Failed(ReadError),
 }
 
-/// Compares `old` with `new`.
-pub fn diff(old: &Input, new: &Input) -> Result<Report> {
+/// Compares `old` with `new`. `whole_records` keeps every added and removed record whole in
+/// the report (for `--json`); otherwise only a preview of each, so that two files with little
+/// in common are compared in little memory too.
+pub fn diff(old: &Input, new: &Input, whole_records: bool) -> Result<Report> {
     std::thread::scope(|scope| {
         let old_rx = spawn_reader(scope, old);
         let new_rx = spawn_reader(scope, new);
-        Matcher::default().run(old, old_rx, new, new_rx)
+        let matcher = Matcher {
+            whole_records,
+            ..Matcher::default()
+        };
+        matcher.run(old, old_rx, new, new_rx)
     })
 }
 
@@ -175,6 +182,10 @@ struct SideState {
     analyses: HashMap<Uuid, (u64, Option<String>)>,
     /// The statuses of its analyses: what a file that names no `status_filter` covers.
     statuses: BTreeSet<String>,
+    /// Every record's key so far: an id given twice makes the comparison meaningless, and
+    /// the chunks the file holds tell a query's missing answer.
+    seen: HashSet<(Kind, Uuid)>,
+    shown: String,
 }
 
 #[derive(Default)]
@@ -183,6 +194,7 @@ struct Matcher {
     /// Chunks whose text changed, for the evaluation.
     texts_changed: HashSet<Uuid>,
     shelf: Shelf,
+    whole_records: bool,
 }
 
 impl Matcher {
@@ -194,6 +206,8 @@ impl Matcher {
         new_rx: Receiver<Message>,
     ) -> Result<Report> {
         let mut sides = [SideState::default(), SideState::default()];
+        sides[0].shown = old.shown.clone();
+        sides[1].shown = new.shown.clone();
         let receivers = [old_rx, new_rx];
         loop {
             // The side read less so far goes next: the two advance together.
@@ -249,6 +263,15 @@ impl Matcher {
             Item::Artifact { .. } => side.size.artifacts += 1,
         }
         let key = item.key();
+        if !side.seen.insert(key) {
+            let (kind, id) = key;
+            return Err(invalid_input(format!(
+                "{} holds {} {id} twice: ids are unique in a backup; `golden verify {}` names every problem",
+                side.shown,
+                kind.noun(1),
+                side.shown
+            )));
+        }
         let other = &mut sides[1 - from];
         match other.waiting.take(&key, &mut self.shelf)? {
             Some(waiting) => {
@@ -287,6 +310,7 @@ impl Matcher {
             fields,
             expected_added: Vec::new(),
             expected_dropped: Vec::new(),
+            preview: None,
             record: None,
             order: Order::default(),
         });
@@ -302,12 +326,13 @@ impl Matcher {
         // What waits still has no match: removed from the old file, added to the new one.
         let mut removed_chunks = HashSet::new();
         for (side, what) in [(&mut old_side, What::Removed), (&mut new_side, What::Added)] {
-            for item in side.waiting.drain(&mut self.shelf)? {
+            let (changes, whole_records) = (&mut self.changes, self.whole_records);
+            side.waiting.drain(&mut self.shelf, |item| {
                 let (kind, id) = item.key();
                 if what == What::Removed && kind == Kind::Chunk {
                     removed_chunks.insert(id);
                 }
-                self.changes.push(Change {
+                changes.push(Change {
                     kind,
                     id: id.to_string(),
                     change: what,
@@ -317,10 +342,12 @@ impl Matcher {
                     fields: Vec::new(),
                     expected_added: Vec::new(),
                     expected_dropped: Vec::new(),
-                    record: Some(item.to_json()),
+                    preview: item.preview(),
+                    record: whole_records.then(|| item.to_json()),
                     order: Order::default(),
                 });
-            }
+                Ok(())
+            })?;
         }
         let mut old_header = old_side.header.take().unwrap_or_default();
         let mut new_header = new_side.header.take().unwrap_or_default();
@@ -347,6 +374,7 @@ impl Matcher {
                 fields: vec![field],
                 expected_added: Vec::new(),
                 expected_dropped: Vec::new(),
+                preview: None,
                 record: None,
                 order: Order::default(),
             }));
@@ -355,6 +383,7 @@ impl Matcher {
             &new_queries,
             &removed_chunks,
             &self.texts_changed,
+            &new_side.seen,
         );
         let mut titles = BTreeMap::new();
         for change in &mut self.changes {
@@ -384,6 +413,7 @@ impl Matcher {
         old: &BTreeMap<String, BackupQuery>,
         new: &BTreeMap<String, BackupQuery>,
     ) {
+        // Queries are held whole anyway (a file's `queries` is read whole).
         let record = |query: &BackupQuery| serde_json::to_value(query).ok();
         for (id, query) in old {
             match new.get(id) {
@@ -416,7 +446,13 @@ impl Matcher {
 }
 
 fn query_change(id: &str, what: What, record: Option<serde_json::Value>) -> Change {
+    let preview = record
+        .as_ref()
+        .and_then(|r| r.get("query"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
     Change {
+        preview,
         kind: Kind::Query,
         id: id.to_string(),
         change: what,
@@ -433,18 +469,29 @@ fn query_change(id: &str, what: What, record: Option<serde_json::Value>) -> Chan
 
 /// The golden queries of a file, by id.
 fn queries_of(header: &Header, shown: &str) -> Result<BTreeMap<String, BackupQuery>> {
-    let Some(serde_json::Value::Array(list)) = &header.queries else {
-        return Ok(BTreeMap::new());
+    let list = match &header.queries {
+        None => return Ok(BTreeMap::new()),
+        Some(serde_json::Value::Array(list)) => list,
+        Some(_) => {
+            return Err(invalid_input(format!(
+                "the queries of {shown} are not a list; `golden verify {shown}` names every problem"
+            )))
+        }
     };
     let mut queries = BTreeMap::new();
     for (i, value) in list.iter().enumerate() {
         let query: BackupQuery = serde_json::from_value(value.clone()).map_err(|e| {
-            crate::error::invalid_input(format!(
+            invalid_input(format!(
                 "query #{} of {shown} is not a golden query ({e}); `golden verify {shown}` lists every problem",
                 i + 1
             ))
         })?;
-        queries.insert(query.id.clone(), query);
+        if let Some(twice) = queries.insert(query.id.clone(), query) {
+            return Err(invalid_input(format!(
+                "{shown} holds query {} twice: ids are unique in a backup; `golden verify {shown}` names every problem",
+                twice.id
+            )));
+        }
     }
     Ok(queries)
 }
@@ -480,10 +527,12 @@ fn evaluation(
     new: &BTreeMap<String, BackupQuery>,
     removed_chunks: &HashSet<Uuid>,
     texts_changed: &HashSet<Uuid>,
+    in_new: &HashSet<(Kind, Uuid)>,
 ) -> Evaluation {
     let mut evaluation = Evaluation::default();
     let mut expected_now = HashSet::new();
     for query in new.values() {
+        let expected_before = old.get(&query.id).map(|q| &q.expected_chunk_ids);
         for chunk in &query.expected_chunk_ids {
             expected_now.insert(*chunk);
             let expectation = Expectation {
@@ -494,6 +543,13 @@ fn evaluation(
                 evaluation
                     .queries_expecting_removed_chunks
                     .push(expectation);
+            } else if !in_new.contains(&(Kind::Chunk, *chunk)) {
+                // In neither file: named when the change brought the expectation.
+                if !expected_before.is_some_and(|before| before.contains(chunk)) {
+                    evaluation
+                        .queries_expecting_chunks_in_neither_file
+                        .push(expectation);
+                }
             } else if texts_changed.contains(chunk) {
                 evaluation
                     .queries_expecting_changed_chunks

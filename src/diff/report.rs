@@ -45,9 +45,12 @@ pub struct Change {
     pub expected_added: Vec<Uuid>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expected_dropped: Vec<Uuid>,
-    /// The whole record, when added or removed.
+    /// The whole record, when added or removed (with `--json`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<Value>,
+    /// The start of an added or removed record's text, for the report's line.
+    #[serde(skip)]
+    pub preview: Option<String>,
     /// Where the report lists it.
     #[serde(skip)]
     pub order: Order,
@@ -108,6 +111,9 @@ pub struct Evaluation {
     /// Queries of the new file that expect a chunk the new file no longer holds: they cannot
     /// be scored as before.
     pub queries_expecting_removed_chunks: Vec<Expectation>,
+    /// Queries whose new expectation names a chunk neither file holds (a typo'd id, a chunk
+    /// of another branch).
+    pub queries_expecting_chunks_in_neither_file: Vec<Expectation>,
     /// Queries that expect a chunk whose text changed: is it still the answer?
     pub queries_expecting_changed_chunks: Vec<Expectation>,
     /// Chunks still in the dataset that some query expected and none expects any more.
@@ -117,6 +123,7 @@ pub struct Evaluation {
 impl Evaluation {
     fn is_empty(&self) -> bool {
         self.queries_expecting_removed_chunks.is_empty()
+            && self.queries_expecting_chunks_in_neither_file.is_empty()
             && self.queries_expecting_changed_chunks.is_empty()
             && self.chunks_no_longer_expected.is_empty()
     }
@@ -310,6 +317,12 @@ impl Report {
                     x.query, x.chunk
                 ));
             }
+            for x in &e.queries_expecting_chunks_in_neither_file {
+                out.push(format!(
+                    "  query {} expects chunk {}, which neither file holds",
+                    x.query, x.chunk
+                ));
+            }
             for x in &e.queries_expecting_changed_chunks {
                 out.push(format!(
                     "  query {} expects chunk {}, whose text changed: is it still the answer?",
@@ -362,12 +375,7 @@ fn headline(
             }
         }
         Kind::Query => {
-            if let Some(text) = change
-                .record
-                .as_ref()
-                .and_then(|r| r.get("query"))
-                .and_then(Value::as_str)
-            {
+            if let Some(text) = &change.preview {
                 let _ = write!(line, " {}", quoted(&preview(text)));
             }
         }
@@ -388,13 +396,10 @@ fn headline(
             let _ = write!(line, ": moved from #{index}");
         }
     }
-    if change.kind == Kind::Chunk && matches!(change.change, What::Added | What::Removed) {
-        if let Some(text) = change
-            .record
-            .as_ref()
-            .and_then(|r| r.get("content"))
-            .and_then(Value::as_str)
-        {
+    if matches!(change.kind, Kind::Chunk | Kind::Artifact)
+        && matches!(change.change, What::Added | What::Removed)
+    {
+        if let Some(text) = &change.preview {
             let _ = write!(line, ": {}", quoted(&preview(text)));
         }
     }
@@ -429,7 +434,7 @@ fn shown(value: Option<&Value>) -> String {
 /// The start of a long text, on one line.
 fn preview(text: &str) -> String {
     const MOST: usize = 72;
-    let one_line = text.replace('\n', "⏎");
+    let one_line = super::words::visible(text);
     match one_line.char_indices().nth(MOST) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,

@@ -68,11 +68,19 @@ impl WaitingRoom {
         }
     }
 
-    /// Every record still waiting, in file order.
-    pub fn drain(&mut self, shelf: &mut Shelf) -> Result<Vec<Item>> {
+    /// Hands every record still waiting to `each`, in file order, one at a time (what waits
+    /// on the shelf is read back one record at a time too).
+    pub fn drain(
+        &mut self,
+        shelf: &mut Shelf,
+        mut each: impl FnMut(Item) -> Result<()>,
+    ) -> Result<()> {
         let mut waiting: Vec<Waiting> = self.records.drain().map(|(_, w)| w).collect();
         waiting.sort_by_key(|w| w.seq);
-        waiting.into_iter().map(|w| shelf.fetch(w.held)).collect()
+        for w in waiting {
+            each(shelf.fetch(w.held)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,9 @@
 //! The records two backup files are compared by, each told by its id, and what "changed"
 //! means for each kind: a field that differs (an extra key being a field of its own), a chunk
 //! or artifact that now belongs elsewhere (moved), expected chunks a query gained or lost.
-//! Values are compared as the database would store them, so `1.0` against `1` in an extra,
-//! which jsonb makes equal, is no change.
+//! Values are compared as golden would write them back after a restore (jsonb's form of a
+//! number), so `1e16` against `10000000000000000` in an extra is no change; `1.0` against `1`
+//! is one, as jsonb keeps the two apart.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

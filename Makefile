@@ -11,7 +11,7 @@ GOLDEN := target/release/golden
 DEMO_DIR := target/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate dump load verify verify-db test lint fmt schema clean bench bench-quick fuzz fresh-check
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate dump load verify verify-db diff git-setup test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ verify: build ## check data/golden_dataset_backup.json
 
 verify-db: db build ## check data/golden_dataset_backup.json against the database
 	$(GOLDEN) verify --against-db
+
+diff: build ## what changed in data/golden_dataset_backup.json since REV (default HEAD), by id
+	@$(GOLDEN) diff --git $(or $(REV),HEAD) || [ $$? -eq 1 ]
+
+git-setup: build ## register golden show and golden merge as git's diff and merge drivers of the backup
+	$(GOLDEN) git-setup
 
 test: db lint ## start the local database, then run every test against it
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

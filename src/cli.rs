@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, dump, evaluate, generate, load, merge, migrate, regenerate,
-    restore, verify,
+    self, backup, cache, convert, diff, dump, evaluate, generate, git_setup, load, merge, migrate,
+    regenerate, restore, show, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -100,8 +100,14 @@ pub enum Command {
     Verify(verify::Args),
     /// Write a backup file of any dialect golden reads in golden's own format, every field kept
     Convert(convert::Args),
+    /// What changed between two backup files (or a file and its version at a git revision), by id
+    Diff(diff::Args),
+    /// Print a backup file as stable text, one block per record (git's textconv for diffs)
+    Show(show::Args),
     /// Merge two backups with their common ancestor by id, field by field (a git merge driver)
     Merge(merge::Args),
+    /// Register show and merge as this repository's diff and merge drivers of the backup
+    GitSetup(git_setup::Args),
 }
 
 /// Runs the tool and returns the process exit code.

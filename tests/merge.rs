@@ -396,8 +396,16 @@ fn a_field_changed_differently_on_both_sides_is_a_conflict_resolved_in_an_editor
 #[test]
 fn finish_refuses_a_file_with_a_marker_left_and_names_its_line() {
     let (repo, _) = repo_with_one_field_conflict();
+    // The driver as `golden git-setup` registers it, without git's %P: git's temp file is
+    // not named, the path in git's own CONFLICT line is.
+    let driver = format!("{} merge %O %A %B", env!("CARGO_BIN_EXE_golden"));
+    repo.git(&["config", "merge.golden.driver", &driver]);
     let merge = repo.run_git(&["merge", "--no-edit", "theirs-branch"]);
     assert!(!merge.status.success());
+    let report = stderr_of(&merge);
+    assert!(!report.contains(".merge_file_"), "{report}");
+    assert!(report.contains("golden merge --finish FILE"), "{report}");
+    assert!(report.contains("the path git names in its CONFLICT line"), "{report}");
     let before = fs::read(repo.file()).unwrap();
     let text = String::from_utf8(before.clone()).unwrap();
     let line = text

@@ -77,29 +77,58 @@ pub fn read_records<R: Read>(
     skip: impl Fn(usize) -> bool,
     on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
-    read_records_keeping(source, shown, Extras::Skip, skip, on_record)
+    // The validation has the file-level keys; the passes after it need none of them.
+    records_of(source, shown, Checked::Already, skip, |_| Ok(()), on_record)
 }
 
-/// [`read_records`], keeping the file-level keys in the header or not: a pass that reads a
-/// whole file without a validation before it (a merge) needs them.
-pub fn read_records_keeping<R: Read>(
+/// Reads the records of a file nobody validated first (`diff`, `show`), with its file-level
+/// keys in the header: a record that does not read is named as such, not as a file changed
+/// since its check. `on_start` gets the top-level keys read before `analyses` (version and
+/// metadata, in a file golden wrote) before the first record.
+pub fn read_unchecked_records<R: Read>(
     source: R,
     shown: &str,
-    extras: Extras,
+    on_start: impl FnMut(&Header) -> color_eyre::Result<()>,
+    on_record: impl FnMut(Record) -> color_eyre::Result<()>,
+) -> Result<Header, ReadError> {
+    records_of(source, shown, Checked::Not, |_| false, on_start, on_record)
+}
+
+/// Whether the file was validated before this read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Already,
+    Not,
+}
+
+fn records_of<R: Read>(
+    source: R,
+    shown: &str,
+    checked: Checked,
     skip: impl Fn(usize) -> bool,
+    mut on_start: impl FnMut(&Header) -> color_eyre::Result<()>,
     mut on_record: impl FnMut(Record) -> color_eyre::Result<()>,
 ) -> Result<Header, ReadError> {
     let mut current = Current::None;
     let unreadable = |analysis: usize, e: serde_json::Error| {
-        eyre!(crate::error::InvalidInput(format!(
-            "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
-            analysis + 1
-        )))
+        eyre!(crate::error::InvalidInput(match checked {
+            Checked::Already => format!(
+                "analysis #{} of {shown} no longer reads ({e}): was the file changed after it was checked?",
+                analysis + 1
+            ),
+            Checked::Not => format!(
+                "analysis #{} of {shown} is not a backup record ({e}); `golden verify {shown}` lists every problem",
+                analysis + 1
+            ),
+        }))
     };
-    // After a validation (which has the file-level keys) a pass usually skips them.
+    let extras = match checked {
+        Checked::Already => Extras::Skip,
+        Checked::Not => Extras::Keep,
+    };
     read_pieces_keeping(source, shown, extras, |piece| {
         match piece {
-            Piece::AnalysesStart { .. } => {}
+            Piece::AnalysesStart { header } => on_start(header)?,
             Piece::NotAnObject { analysis, .. } => {
                 if !skip(analysis) {
                     return Err(eyre!(crate::error::InvalidInput(format!(

@@ -65,6 +65,12 @@ impl BackupSource {
     pub fn open(path: &Path) -> Result<BackupSource, ReadError> {
         let file = crate::paths::open_regular(path, "backup file")
             .map_err(|e| ReadError::Invalid(e.to_string()))?;
+        BackupSource::of_open_file(file, path)
+    }
+
+    /// A file already open, named `path` in messages: a temp file with no name of its own
+    /// (a git revision's blob), which nothing can leave behind, whatever ends the process.
+    pub fn of_open_file(file: File, path: &Path) -> Result<BackupSource, ReadError> {
         let metadata = file
             .metadata()
             .map_err(|e| ReadError::Invalid(format!("cannot read {}: {e}", path.display())))?;

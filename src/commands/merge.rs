@@ -86,16 +86,25 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         dest.display()
     ));
     let report = merge::merge_files(base, ours, theirs, &dest_path.target, ("ours", "theirs"))?;
-    // What the user edits: git's %P when given (OURS is a temp file of git's), else the result.
-    let file = args
-        .name
-        .clone()
-        .unwrap_or_else(|| dest.display().to_string());
+    // What the user edits: git's %P when given; OURS is then a temp file of git's, which git
+    // copies into the work tree and removes, so it is not named.
+    let named = match &args.name {
+        Some(name) => Some(name.clone()),
+        None if args.output.is_none() && is_git_temp_file(ours) => None,
+        None => Some(dest.display().to_string()),
+    };
+    let file = named.clone().unwrap_or_else(|| "FILE".to_string());
     let counts = report.counts;
     if report.conflicts.is_empty() {
         output.line(format_args!(
-            "merged cleanly: {file} ({} analyses, {} chunks, {} artifacts, {} queries)",
-            counts.analyses, counts.chunks, counts.artifacts, counts.queries
+            "merged cleanly{} ({} analyses, {} chunks, {} artifacts, {} queries)",
+            named
+                .as_ref()
+                .map_or(String::new(), |file| format!(": {file}")),
+            counts.analyses,
+            counts.chunks,
+            counts.artifacts,
+            counts.queries
         ))?;
     } else {
         for line in report.described.iter().flatten() {
@@ -106,10 +115,16 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
             "{n} conflict{}: {file} holds both sides of each between `<<<<<<< ours` and \
              `>>>>>>> theirs` ({} block{}), and `golden verify` refuses it until it is resolved:\n  \
              in each block keep the ours lines or the theirs lines (or edit them), delete the marker \
-             lines, then\n    golden merge --finish {file}\n    git add {file}",
+             lines, then\n    golden merge --finish {file}\n    git add {file}{}",
             if n == 1 { "" } else { "s" },
             report.blocks,
             if report.blocks == 1 { "" } else { "s" },
+            if named.is_none() {
+                "\n  (FILE: the path git names in its CONFLICT line; `golden merge %O %A %B --name %P` \
+                 as the driver names it here)"
+            } else {
+                ""
+            },
         );
     }
     output.summary(&MergeSummary {
@@ -151,4 +166,10 @@ fn finish(file: &Path, output: Output) -> Result<Exit> {
         counts,
     })?;
     Ok(Exit::Success)
+}
+
+/// Git hands a merge driver OURS as `.merge_file_XXXXXX` in the work tree.
+fn is_git_temp_file(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with(".merge_file_"))
 }

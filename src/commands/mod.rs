@@ -3,14 +3,17 @@
 pub mod backup;
 pub mod cache;
 pub mod convert;
+pub mod diff;
 pub mod dump;
 pub mod evaluate;
 pub mod generate;
+pub mod git_setup;
 pub mod load;
 pub mod merge;
 pub mod migrate;
 pub mod regenerate;
 pub mod restore;
+pub mod show;
 pub mod verify;
 
 use color_eyre::Result;
@@ -30,9 +33,12 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Cache(args) => cache::run(args, global, output),
         Command::Dump(args) => dump::run(args, global, output),
         Command::Convert(args) => convert::run(args, global, output),
+        Command::Diff(args) => diff::run(args, global, output),
         Command::Evaluate(args) => evaluate::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),
+        Command::Show(args) => show::run(args, global, output),
         Command::Merge(args) => merge::run(args, global, output),
+        Command::GitSetup(args) => git_setup::run(args, global, output),
     }
 }

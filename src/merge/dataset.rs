@@ -29,11 +29,11 @@ use uuid::Uuid;
 
 use crate::backup::ALL_STATUSES;
 use crate::backup_file::extras::{as_jsonb_returns, extras_as_jsonb_returns, METADATA_KEYS};
-use crate::backup_file::reader::{Extras, Header, ReadError};
+use crate::backup_file::reader::{Header, ReadError};
 use crate::backup_file::record::{
     latest_last, BackupAnalysisHead, BackupArtifact, BackupChunk, BackupQuery, Extra,
 };
-use crate::backup_file::records::{read_records_keeping, Record};
+use crate::backup_file::records::{read_unchecked_records, Record};
 use crate::backup_file::source::BackupSource;
 use crate::backup_file::timestamp;
 use crate::backup_file::writer::{BackupWriter, Prepared, Totals};
@@ -340,11 +340,10 @@ fn read_file(
     let shown = format!("{role} ({})", path.display());
     let source = BackupSource::open(path).map_err(|e| unreadable(&shown, e))?;
     let mut pending: Option<BackupAnalysisHead> = None;
-    let header = read_records_keeping(
+    let header = read_unchecked_records(
         source.pass(),
         &shown,
-        Extras::Keep,
-        |_| false,
+        |_| Ok(()),
         |record| {
             match record {
                 // An analysis's extras may come after its chunks: it is complete at its end.

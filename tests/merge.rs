@@ -405,7 +405,10 @@ fn finish_refuses_a_file_with_a_marker_left_and_names_its_line() {
     let report = stderr_of(&merge);
     assert!(!report.contains(".merge_file_"), "{report}");
     assert!(report.contains("golden merge --finish FILE"), "{report}");
-    assert!(report.contains("the path git names in its CONFLICT line"), "{report}");
+    assert!(
+        report.contains("the path git names in its CONFLICT line"),
+        "{report}"
+    );
     let before = fs::read(repo.file()).unwrap();
     let text = String::from_utf8(before.clone()).unwrap();
     let line = text

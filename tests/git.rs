@@ -586,7 +586,7 @@ fn git_setup_writes_the_attributes_and_the_repository_config_only_and_a_second_r
     );
     assert_eq!(
         repo.config("merge.golden.driver"),
-        format!("{golden} merge %O %A %B")
+        format!("{golden} merge %O %A %B --name %P")
     );
     assert!(said.contains(&format!("run {golden}")), "{said}");
     assert!(
@@ -659,7 +659,10 @@ fn git_setup_from_a_subfolder_writes_the_root_attributes_for_each_file() {
         repo.config("diff.golden.textconv"),
         "golden show --raw-if-unreadable --layout 1"
     );
-    assert_eq!(repo.config("merge.golden.driver"), "golden merge %O %A %B");
+    assert_eq!(
+        repo.config("merge.golden.driver"),
+        "golden merge %O %A %B --name %P"
+    );
     assert!(
         stdout_of(&output).contains("now run golden;"),
         "{}",

@@ -736,3 +736,63 @@ fn an_interrupted_or_killed_merge_leaves_ours_whole_or_merged() {
         }
     }
 }
+
+#[test]
+fn git_setup_registers_the_drivers_that_git_merge_and_git_diff_then_run() {
+    // A repository set up by `golden git-setup`, not by hand.
+    let repo = Repo {
+        dir: workdir(),
+        home: workdir(),
+    };
+    repo.git(&["init", "-q", "-b", "main"]);
+    let setup = golden(None, repo.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", repo.home.path())
+        .arg("git-setup")
+        .output()
+        .unwrap();
+    assert!(setup.status.success(), "{}", stderr_of(&setup));
+    fs::create_dir_all(repo.path().join("data")).unwrap();
+    fs::copy(sample_path(), repo.file()).unwrap();
+    repo.commit_all("the sample dataset, golden's drivers");
+
+    // Unrelated edits merge cleanly, through the registered driver.
+    repo.branch("one", "main");
+    repo.edit_and_commit("edit a chunk", |backup| {
+        backup["analyses"][0]["chunks"][1]["content"] = json!("Edited on branch one.");
+    });
+    repo.branch("two", "main");
+    repo.edit_and_commit("retitle", |backup| {
+        backup["analyses"][5]["title"] = json!("Retitled on branch two");
+    });
+    repo.git(&["merge", "--no-edit", "one"]);
+    let merged = repo.backup();
+    assert_eq!(
+        merged["analyses"][0]["chunks"][1]["content"],
+        "Edited on branch one."
+    );
+    assert_eq!(merged["analyses"][5]["title"], "Retitled on branch two");
+    assert!(verify(repo.path(), &repo.file()).status.success());
+    // git diff reads the records through golden show: the edit is one record's lines.
+    let diff = repo.git(&["diff", "HEAD~1", "--", BACKUP]);
+    assert!(diff.contains("+    Edited on branch one."), "{diff}");
+    assert!(!diff.contains("\"content\""), "{diff}");
+
+    // Edits of one field on both sides: the driver names the real path in what to do next.
+    repo.branch("three", "main");
+    repo.edit_and_commit("three", |backup| {
+        backup["analyses"][5]["title"] = json!("Retitled on branch three");
+    });
+    let conflict = repo.run_git(&["merge", "--no-edit", "two"]);
+    assert!(!conflict.status.success());
+    let report = stderr_of(&conflict);
+    assert!(
+        report.contains("Retitled on branch two") && report.contains("Retitled on branch three"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("golden merge --finish {BACKUP}")),
+        "{report}"
+    );
+}

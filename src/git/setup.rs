@@ -124,7 +124,7 @@ pub fn config_entries(golden: &str) -> Vec<(&'static str, String)> {
         // git expands `%` placeholders in this line: a `%` of golden's path is doubled.
         (
             "merge.golden.driver",
-            format!("{} merge %O %A %B", golden.replace('%', "%%")),
+            format!("{} merge %O %A %B --name %P", golden.replace('%', "%%")),
         ),
     ]
 }
@@ -663,6 +663,6 @@ mod tests {
             .iter()
             .find(|(key, _)| *key == "merge.golden.driver")
             .map(|(_, value)| value.as_str());
-        assert_eq!(driver, Some("'/opt/100%%/golden' merge %O %A %B"));
+        assert_eq!(driver, Some("'/opt/100%%/golden' merge %O %A %B --name %P"));
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 use common::dialects::{self, ok, run};
+use common::git::{git_ok, init_with_sample, BACKUP};
 use common::{json_of, sample_path, stderr_of, stdout_of, workdir};
 use serde_json::{json, Value};
 
@@ -424,40 +425,17 @@ fn every_pair_of_dialect_files_is_reported_as_an_independent_reading_of_them_say
     );
 }
 
-/// git with no global or system configuration, its identity given.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Process::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .args([
-            "-c",
-            "user.name=Golden Test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        stderr_of(&output)
-    );
-    stdout_of(&output)
+/// git in `repo`, isolated (its home is the repository itself).
+fn git(repo: &Path, args: &[&str]) -> String {
+    git_ok(repo, repo, args)
 }
 
 #[test]
 fn a_side_may_be_a_git_revision_and_diff_git_compares_it_with_the_working_tree() {
     let dir = workdir();
     let repo = dir.path();
-    git(repo, &["init", "-q", "-b", "main"]);
-    std::fs::create_dir(repo.join("data")).unwrap();
-    let file = repo.join("data/golden_dataset_backup.json");
-    std::fs::copy(sample_path(), &file).unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", "sample"]);
+    init_with_sample(repo, repo);
+    let file = repo.join(BACKUP);
     let edited = edited_sample(dir.path());
     std::fs::rename(&edited, &file).unwrap();
 
@@ -643,12 +621,8 @@ fn a_reader_that_stops_early_still_gets_exit_1_when_the_files_differ() {
 fn a_revision_is_never_read_as_an_option_of_git_and_an_empty_one_is_refused() {
     let dir = workdir();
     let repo = dir.path();
-    git(repo, &["init", "-q", "-b", "main"]);
-    std::fs::create_dir(repo.join("data")).unwrap();
-    let file = repo.join("data/golden_dataset_backup.json");
-    std::fs::copy(sample_path(), &file).unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", "sample"]);
+    init_with_sample(repo, repo);
+    let file = repo.join(BACKUP);
     // Staged but not committed: an empty REV would read the index (`:PATH`) and find no
     // difference.
     std::fs::copy(edited_sample(dir.path()), &file).unwrap();

@@ -9,10 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::git::{git_output, BACKUP};
 use common::{golden, sample_path, stderr_of, stdout_of, workdir};
 use serde_json::{json, Value};
-
-const BACKUP: &str = "data/golden_dataset_backup.json";
 
 /// A git repository of its own, isolated from the machine's git configuration, whose backup
 /// file merges with `golden merge`.
@@ -60,29 +59,7 @@ impl Repo {
 
     /// Runs git in the repository, without the machine's configuration.
     fn run_git(&self, args: &[&str]) -> Output {
-        let mut command = std::process::Command::new("git");
-        for (key, _) in std::env::vars() {
-            let of_git = key.starts_with("GIT_") && key != "GIT_EXEC_PATH";
-            if of_git || key.starts_with("GOLDEN_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .current_dir(self.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.home.path())
-            .env_remove("RUST_LOG")
-            .env_remove("DATABASE_URL")
-            .args([
-                "-c",
-                "user.name=Merge Test",
-                "-c",
-                "user.email=merge@test.invalid",
-            ])
-            .args(["-c", "commit.gpgsign=false"])
-            .args(args);
-        command.output().unwrap()
+        git_output(self.path(), self.home.path(), args)
     }
 
     /// Runs git and fails the test if it fails.

@@ -5,6 +5,7 @@
 
 pub mod dialects;
 pub mod embed_server;
+pub mod git;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -644,6 +644,93 @@ fn a_file_added_on_both_branches_merges_with_an_empty_base() {
     );
 }
 
+/// Found by the attack on the merge driver: one side moves a chunk out of an analysis into
+/// another one's index 50 and deletes the analysis it left; the other side adds a chunk of its
+/// own at that index and leaves the deleted analysis as it was. The deletion is clean; the
+/// place is a conflict, whose theirs resolution has no place for the moved chunk (its place
+/// on that side is in the deleted analysis). It was an internal error ("leaves chunk … without
+/// its analysis"), so git kept OURS without markers.
+#[test]
+fn a_chunk_moved_out_of_an_analysis_deleted_cleanly_to_a_place_the_other_side_took_is_a_conflict() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let sample = read_json(&base);
+    let left = sample["analyses"][2]["id"].clone();
+    let target = sample["analyses"][1]["id"].clone();
+    let moved = sample["analyses"][2]["chunks"][1]["id"].clone();
+    let added = json!("00000000-0000-0000-0000-00000000004d");
+    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let path = dir.path().join(name);
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| edit(backup));
+        path
+    };
+    let mover = side("mover.json", &|backup| {
+        let mut chunk = backup["analyses"][2]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .remove(1);
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][1]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+        delete_analysis(backup, 2);
+    });
+    let adder = side("adder.json", &|backup| {
+        let mut chunk = backup["analyses"][1]["chunks"][0].clone();
+        chunk["id"] = added.clone();
+        chunk["content"] = json!("A chunk the other side added at index 50.");
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][1]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+    });
+    for (ours, theirs) in [(&mover, &adder), (&adder, &mover)] {
+        let out = dir.path().join("out.json");
+        let _ = fs::remove_file(&out);
+        let output = golden(None, dir.path())
+            .arg("merge")
+            .args([&base, ours, theirs])
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(!report.contains("internal error"), "{report}");
+        assert!(report.contains("chunk_index 50 of analysis"), "{report}");
+        let text = fs::read_to_string(&out).unwrap();
+        for keep_ours in [true, false] {
+            let resolved = dir.path().join("resolved.json");
+            fs::write(&resolved, resolve(&text, keep_ours)).unwrap();
+            let finish = golden(None, dir.path())
+                .arg("merge")
+                .arg("--finish")
+                .arg(&resolved)
+                .output()
+                .unwrap();
+            assert!(finish.status.success(), "{}", stderr_of(&finish));
+            let merged = read_json(&resolved);
+            assert!(find_analysis(&merged, &left).is_none(), "deleted cleanly");
+            let at_50: Vec<Value> = find_analysis(&merged, &target).unwrap()["chunks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|chunk| chunk["chunk_index"] == 50)
+                .map(|chunk| chunk["id"].clone())
+                .collect();
+            let kept_mover = (ours == &mover) == keep_ours;
+            assert_eq!(
+                at_50,
+                vec![if kept_mover { &moved } else { &added }.clone()]
+            );
+        }
+    }
+}
+
 #[test]
 fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
     let dir = workdir();

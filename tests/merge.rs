@@ -731,6 +731,78 @@ fn a_chunk_moved_out_of_an_analysis_deleted_cleanly_to_a_place_the_other_side_to
     }
 }
 
+/// Found by the attack on the merge driver too: one side moves a chunk out of an analysis
+/// into a second one and deletes the first; the other side deletes the second. The second is
+/// one conflict (deleted, and a chunk moved into it); its resolution as the deleting side
+/// puts the chunk back where that side has it, in the first analysis, which the other side
+/// deleted cleanly: that was an internal error too.
+#[test]
+fn a_chunk_moved_into_an_analysis_the_other_side_deleted_out_of_one_deleted_cleanly_is_a_conflict()
+{
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let sample = read_json(&base);
+    let into = sample["analyses"][3]["id"].clone();
+    let moved = sample["analyses"][2]["chunks"][3]["id"].clone();
+    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let path = dir.path().join(name);
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| edit(backup));
+        path
+    };
+    let mover = side("mover.json", &|backup| {
+        let mut chunk = backup["analyses"][2]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .remove(3);
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][3]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+        delete_analysis(backup, 2);
+    });
+    let deleter = side("deleter.json", &|backup| delete_analysis(backup, 3));
+    for (ours, theirs) in [(&mover, &deleter), (&deleter, &mover)] {
+        let out = dir.path().join("out.json");
+        let _ = fs::remove_file(&out);
+        let output = golden(None, dir.path())
+            .arg("merge")
+            .args([&base, ours, theirs])
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(!report.contains("internal error"), "{report}");
+        assert!(
+            report.contains(&format!("moved chunk {}", moved.as_str().unwrap())),
+            "{report}"
+        );
+        let text = fs::read_to_string(&out).unwrap();
+        for keep_ours in [true, false] {
+            let resolved = dir.path().join("resolved.json");
+            fs::write(&resolved, resolve(&text, keep_ours)).unwrap();
+            let finish = golden(None, dir.path())
+                .arg("merge")
+                .arg("--finish")
+                .arg(&resolved)
+                .output()
+                .unwrap();
+            assert!(finish.status.success(), "{}", stderr_of(&finish));
+            let merged = read_json(&resolved);
+            let kept_mover = (ours == &mover) == keep_ours;
+            assert_eq!(find_analysis(&merged, &into).is_some(), kept_mover);
+            assert_eq!(
+                merged["metadata"]["total_analyses"],
+                if kept_mover { 42 } else { 41 }
+            );
+        }
+    }
+}
+
 #[test]
 fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
     let dir = workdir();

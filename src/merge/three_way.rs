@@ -632,11 +632,15 @@ fn analysis_deletions(
             _ => true,
         });
         // As the deleting side resolves it: none of the analysis; what that side has of its
-        // records elsewhere stays where that side has it.
+        // records elsewhere stays where that side has it (unless that is an analysis the other
+        // side deleted: then this resolution has no place for it).
         let deleted = merged.side_mut(deleter);
         deleted.analyses.remove(analysis);
         for chunk in y_chunks {
             match x.data.chunks.get(chunk) {
+                Some(own) if !deleted.analyses.contains_key(&own.analysis) => {
+                    deleted.chunks.remove(chunk);
+                }
                 Some(own) => {
                     if let Some(entry) = deleted.chunks.get_mut(chunk) {
                         let entry = Rc::make_mut(entry);
@@ -651,6 +655,9 @@ fn analysis_deletions(
         }
         for artifact in y_artifacts {
             match x.data.artifacts.get(artifact) {
+                Some(own) if !deleted.analyses.contains_key(&own.analysis) => {
+                    deleted.artifacts.remove(artifact);
+                }
                 Some(own) => {
                     if let Some(entry) = deleted.artifacts.get_mut(artifact) {
                         let entry = Rc::make_mut(entry);

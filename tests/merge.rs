@@ -803,6 +803,47 @@ fn a_chunk_moved_into_an_analysis_the_other_side_deleted_out_of_one_deleted_clea
     }
 }
 
+/// The commands a conflict report and `--finish` give to copy name the path as one shell word:
+/// `golden merge --finish my data/x.json` would be two arguments.
+#[test]
+fn the_commands_to_copy_quote_a_path_with_a_space() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let folder = dir.path().join("my data");
+    fs::create_dir_all(&folder).unwrap();
+    let side = |path: PathBuf, title: &str| {
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| {
+            backup["analyses"][0]["title"] = json!(title)
+        });
+        path
+    };
+    let ours = side(folder.join("x y.json"), "ours");
+    let theirs = side(dir.path().join("theirs.json"), "theirs");
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &ours, &theirs])
+        .args(["--name", "my data/x y.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let report = stderr_of(&output);
+    assert!(
+        report.contains("golden merge --finish 'my data/x y.json'\n")
+            && report.contains("git add 'my data/x y.json'"),
+        "{report}"
+    );
+    fs::write(&ours, resolve(&fs::read_to_string(&ours).unwrap(), true)).unwrap();
+    let finish = golden(None, dir.path())
+        .args(["merge", "--finish", "my data/x y.json"])
+        .output()
+        .unwrap();
+    assert!(finish.status.success(), "{}", stderr_of(&finish));
+    let said = format!("{}{}", stdout_of(&finish), stderr_of(&finish));
+    assert!(said.contains("now `git add 'my data/x y.json'`"), "{said}");
+}
+
 #[test]
 fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
     let dir = workdir();

@@ -621,6 +621,206 @@ fn a_file_added_on_both_branches_merges_with_an_empty_base() {
     );
 }
 
+/// Found by the attack on the merge driver: one side moves a chunk out of an analysis into
+/// another one's index 50 and deletes the analysis it left; the other side adds a chunk of its
+/// own at that index and leaves the deleted analysis as it was. The deletion is clean; the
+/// place is a conflict, whose theirs resolution has no place for the moved chunk (its place
+/// on that side is in the deleted analysis). It was an internal error ("leaves chunk … without
+/// its analysis"), so git kept OURS without markers.
+#[test]
+fn a_chunk_moved_out_of_an_analysis_deleted_cleanly_to_a_place_the_other_side_took_is_a_conflict() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let sample = read_json(&base);
+    let left = sample["analyses"][2]["id"].clone();
+    let target = sample["analyses"][1]["id"].clone();
+    let moved = sample["analyses"][2]["chunks"][1]["id"].clone();
+    let added = json!("00000000-0000-0000-0000-00000000004d");
+    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let path = dir.path().join(name);
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| edit(backup));
+        path
+    };
+    let mover = side("mover.json", &|backup| {
+        let mut chunk = backup["analyses"][2]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .remove(1);
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][1]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+        delete_analysis(backup, 2);
+    });
+    let adder = side("adder.json", &|backup| {
+        let mut chunk = backup["analyses"][1]["chunks"][0].clone();
+        chunk["id"] = added.clone();
+        chunk["content"] = json!("A chunk the other side added at index 50.");
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][1]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+    });
+    for (ours, theirs) in [(&mover, &adder), (&adder, &mover)] {
+        let out = dir.path().join("out.json");
+        let _ = fs::remove_file(&out);
+        let output = golden(None, dir.path())
+            .arg("merge")
+            .args([&base, ours, theirs])
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(!report.contains("internal error"), "{report}");
+        assert!(report.contains("chunk_index 50 of analysis"), "{report}");
+        let text = fs::read_to_string(&out).unwrap();
+        for keep_ours in [true, false] {
+            let resolved = dir.path().join("resolved.json");
+            fs::write(&resolved, resolve(&text, keep_ours)).unwrap();
+            let finish = golden(None, dir.path())
+                .arg("merge")
+                .arg("--finish")
+                .arg(&resolved)
+                .output()
+                .unwrap();
+            assert!(finish.status.success(), "{}", stderr_of(&finish));
+            let merged = read_json(&resolved);
+            assert!(find_analysis(&merged, &left).is_none(), "deleted cleanly");
+            let at_50: Vec<Value> = find_analysis(&merged, &target).unwrap()["chunks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|chunk| chunk["chunk_index"] == 50)
+                .map(|chunk| chunk["id"].clone())
+                .collect();
+            let kept_mover = (ours == &mover) == keep_ours;
+            assert_eq!(
+                at_50,
+                vec![if kept_mover { &moved } else { &added }.clone()]
+            );
+        }
+    }
+}
+
+/// Found by the attack on the merge driver too: one side moves a chunk out of an analysis
+/// into a second one and deletes the first; the other side deletes the second. The second is
+/// one conflict (deleted, and a chunk moved into it); its resolution as the deleting side
+/// puts the chunk back where that side has it, in the first analysis, which the other side
+/// deleted cleanly: that was an internal error too.
+#[test]
+fn a_chunk_moved_into_an_analysis_the_other_side_deleted_out_of_one_deleted_cleanly_is_a_conflict()
+{
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let sample = read_json(&base);
+    let into = sample["analyses"][3]["id"].clone();
+    let moved = sample["analyses"][2]["chunks"][3]["id"].clone();
+    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let path = dir.path().join(name);
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| edit(backup));
+        path
+    };
+    let mover = side("mover.json", &|backup| {
+        let mut chunk = backup["analyses"][2]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .remove(3);
+        chunk["chunk_index"] = json!(50);
+        backup["analyses"][3]["chunks"]
+            .as_array_mut()
+            .unwrap()
+            .push(chunk);
+        delete_analysis(backup, 2);
+    });
+    let deleter = side("deleter.json", &|backup| delete_analysis(backup, 3));
+    for (ours, theirs) in [(&mover, &deleter), (&deleter, &mover)] {
+        let out = dir.path().join("out.json");
+        let _ = fs::remove_file(&out);
+        let output = golden(None, dir.path())
+            .arg("merge")
+            .args([&base, ours, theirs])
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(!report.contains("internal error"), "{report}");
+        assert!(
+            report.contains(&format!("moved chunk {}", moved.as_str().unwrap())),
+            "{report}"
+        );
+        let text = fs::read_to_string(&out).unwrap();
+        for keep_ours in [true, false] {
+            let resolved = dir.path().join("resolved.json");
+            fs::write(&resolved, resolve(&text, keep_ours)).unwrap();
+            let finish = golden(None, dir.path())
+                .arg("merge")
+                .arg("--finish")
+                .arg(&resolved)
+                .output()
+                .unwrap();
+            assert!(finish.status.success(), "{}", stderr_of(&finish));
+            let merged = read_json(&resolved);
+            let kept_mover = (ours == &mover) == keep_ours;
+            assert_eq!(find_analysis(&merged, &into).is_some(), kept_mover);
+            assert_eq!(
+                merged["metadata"]["total_analyses"],
+                if kept_mover { 42 } else { 41 }
+            );
+        }
+    }
+}
+
+/// The commands a conflict report and `--finish` give to copy name the path as one shell word:
+/// `golden merge --finish my data/x.json` would be two arguments.
+#[test]
+fn the_commands_to_copy_quote_a_path_with_a_space() {
+    let dir = workdir();
+    let base = dir.path().join("base.json");
+    fs::copy(sample_path(), &base).unwrap();
+    let folder = dir.path().join("my data");
+    fs::create_dir_all(&folder).unwrap();
+    let side = |path: PathBuf, title: &str| {
+        fs::copy(sample_path(), &path).unwrap();
+        edit_backup(&path, |backup| {
+            backup["analyses"][0]["title"] = json!(title)
+        });
+        path
+    };
+    let ours = side(folder.join("x y.json"), "ours");
+    let theirs = side(dir.path().join("theirs.json"), "theirs");
+    let output = golden(None, dir.path())
+        .arg("merge")
+        .args([&base, &ours, &theirs])
+        .args(["--name", "my data/x y.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let report = stderr_of(&output);
+    assert!(
+        report.contains("golden merge --finish 'my data/x y.json'\n")
+            && report.contains("git add 'my data/x y.json'"),
+        "{report}"
+    );
+    fs::write(&ours, resolve(&fs::read_to_string(&ours).unwrap(), true)).unwrap();
+    let finish = golden(None, dir.path())
+        .args(["merge", "--finish", "my data/x y.json"])
+        .output()
+        .unwrap();
+    assert!(finish.status.success(), "{}", stderr_of(&finish));
+    let said = format!("{}{}", stdout_of(&finish), stderr_of(&finish));
+    assert!(said.contains("now `git add 'my data/x y.json'`"), "{said}");
+}
+
 #[test]
 fn an_input_that_is_no_backup_leaves_ours_untouched_and_exits_2() {
     let dir = workdir();

@@ -111,11 +111,16 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
             eprintln!("{}", crate::secrets::redact(line));
         }
         let n = report.conflicts.len();
+        // The commands to copy, with the path as one shell word (a path with a space).
+        let word = match &named {
+            Some(name) => crate::git::setup::shell_word(name).into_owned(),
+            None => file.clone(),
+        };
         eprintln!(
             "{n} conflict{}: {file} holds both sides of each between `<<<<<<< ours` and \
              `>>>>>>> theirs` ({} block{}), and `golden verify` refuses it until it is resolved:\n  \
              in each block keep the ours lines or the theirs lines (or edit them), delete the marker \
-             lines, then\n    golden merge --finish {file}\n    git add {file}{}",
+             lines, then\n    golden merge --finish {word}\n    git add {word}{}",
             if n == 1 { "" } else { "s" },
             report.blocks,
             if report.blocks == 1 { "" } else { "s" },
@@ -158,7 +163,7 @@ fn finish(file: &Path, output: Output) -> Result<Exit> {
         counts.chunks,
         counts.artifacts,
         counts.queries,
-        file.display()
+        crate::git::setup::shell_word(&file.display().to_string())
     ))?;
     output.summary(&FinishSummary {
         file,

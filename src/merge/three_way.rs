@@ -632,11 +632,15 @@ fn analysis_deletions(
             _ => true,
         });
         // As the deleting side resolves it: none of the analysis; what that side has of its
-        // records elsewhere stays where that side has it.
+        // records elsewhere stays where that side has it (unless that is an analysis the other
+        // side deleted: then this resolution has no place for it).
         let deleted = merged.side_mut(deleter);
         deleted.analyses.remove(analysis);
         for chunk in y_chunks {
             match x.data.chunks.get(chunk) {
+                Some(own) if !deleted.analyses.contains_key(&own.analysis) => {
+                    deleted.chunks.remove(chunk);
+                }
                 Some(own) => {
                     if let Some(entry) = deleted.chunks.get_mut(chunk) {
                         let entry = Rc::make_mut(entry);
@@ -651,6 +655,9 @@ fn analysis_deletions(
         }
         for artifact in y_artifacts {
             match x.data.artifacts.get(artifact) {
+                Some(own) if !deleted.analyses.contains_key(&own.analysis) => {
+                    deleted.artifacts.remove(artifact);
+                }
                 Some(own) => {
                     if let Some(entry) = deleted.artifacts.get_mut(artifact) {
                         let entry = Rc::make_mut(entry);
@@ -765,13 +772,15 @@ fn chunk_deletions_newly_expected(
 
 /// Two records of one result at one place (a chunk's analysis and chunk_index, an artifact's
 /// analysis and version) that neither side had together: each resolution puts back the
-/// records it has as it has them, and leaves out those it does not have, until no such
-/// clash is left. Returns the places that clashed and the records there.
+/// records it has as it has them, and leaves out those it does not have (or has in an
+/// analysis the result no longer holds, one the other side deleted), until no such clash is
+/// left. Returns the places that clashed and the records there.
 fn resolve_places<R: Clone, P: Ord + Clone>(
     result: &mut BTreeMap<Uuid, Rc<Child<R>>>,
     own: &BTreeMap<Uuid, Rc<Child<R>>>,
     place: impl Fn(&Child<R>) -> P,
     put_back: impl Fn(&mut Child<R>, &Child<R>),
+    has_analysis: impl Fn(&Uuid) -> bool,
 ) -> BTreeMap<P, BTreeSet<Uuid>> {
     let mut clashed: BTreeMap<P, BTreeSet<Uuid>> = BTreeMap::new();
     loop {
@@ -791,6 +800,12 @@ fn resolve_places<R: Clone, P: Ord + Clone>(
             clashed.entry(here.clone()).or_default().extend(&ids);
             for id in ids {
                 match own.get(&id) {
+                    // Its own place is in an analysis this result no longer holds (the other
+                    // side deleted it): this resolution has no place for it.
+                    Some(own_record) if !has_analysis(&own_record.analysis) => {
+                        result.remove(&id);
+                        changed = true;
+                    }
                     Some(own_record) => {
                         if let Some(entry) = result.get_mut(&id) {
                             if place(entry) != place(own_record) {
@@ -836,12 +851,14 @@ fn place_clashes(ours: &Dataset, theirs: &Dataset, merged: &mut Merged) {
         &ours.chunks,
         chunk_place,
         put_chunk_back,
+        |analysis| merged.ours.analyses.contains_key(analysis),
     );
     for (here, ids) in resolve_places(
         &mut merged.theirs.chunks,
         &theirs.chunks,
         chunk_place,
         put_chunk_back,
+        |analysis| merged.theirs.analyses.contains_key(analysis),
     ) {
         chunk_clashes.entry(here).or_default().extend(ids);
     }
@@ -869,12 +886,14 @@ fn place_clashes(ours: &Dataset, theirs: &Dataset, merged: &mut Merged) {
         &ours.artifacts,
         artifact_place,
         put_artifact_back,
+        |analysis| merged.ours.analyses.contains_key(analysis),
     );
     for (here, ids) in resolve_places(
         &mut merged.theirs.artifacts,
         &theirs.artifacts,
         artifact_place,
         put_artifact_back,
+        |analysis| merged.theirs.analyses.contains_key(analysis),
     ) {
         artifact_clashes.entry(here).or_default().extend(ids);
     }

@@ -588,6 +588,8 @@ fn git_setup_writes_the_attributes_and_the_repository_config_only_and_a_second_r
         repo.config("merge.golden.driver"),
         format!("{golden} merge %O %A %B --name %P")
     );
+    // Criss-cross merges keep the common ancestor as their virtual base.
+    assert_eq!(repo.config("merge.golden.recursive"), "binary");
     assert!(said.contains(&format!("run {golden}")), "{said}");
     assert!(
         said.contains(

@@ -973,3 +973,58 @@ fn git_setup_registers_the_drivers_that_git_merge_and_git_diff_then_run() {
         "{report}"
     );
 }
+
+#[test]
+fn finish_refuses_a_file_no_conflicted_merge_wrote_and_both_sides_of_a_block_kept() {
+    // A backup that no conflicted merge wrote (an OURS a stopped merge left, a hand edit):
+    // finishing it would bless it as a merge's result.
+    let dir = workdir();
+    let plain = dir.path().join("plain.json");
+    fs::copy(sample_path(), &plain).unwrap();
+    let before = fs::read(&plain).unwrap();
+    let refused = golden(None, dir.path())
+        .args(["merge", "--finish", "plain.json"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
+    assert!(
+        stderr_of(&refused).contains("is not the result of a conflicted `golden merge`"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(fs::read(&plain).unwrap(), before);
+
+    // Both sides of a block kept (an editor's "accept both"): the record holds the key
+    // twice, which a JSON reader would read as the later one, silently.
+    let (repo, _) = repo_with_one_field_conflict();
+    let merge = repo.run_git(&["merge", "--no-edit", "theirs-branch"]);
+    assert!(!merge.status.success());
+    let text = fs::read_to_string(repo.file()).unwrap();
+    let both: String = text
+        .split_inclusive('\n')
+        .filter(|line| {
+            !(line.starts_with("<<<<<<<")
+                || line.starts_with("=======")
+                || line.starts_with(">>>>>>>"))
+        })
+        .collect();
+    fs::write(repo.file(), &both).unwrap();
+    let refused = golden(None, repo.path())
+        .args(["merge", "--finish", BACKUP])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
+    assert!(
+        stderr_of(&refused).contains("has the key \"content\" twice in one record"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert_eq!(fs::read_to_string(repo.file()).unwrap(), both);
+    // Keeping one side finishes.
+    fs::write(repo.file(), resolve(&text, true)).unwrap();
+    let finished = golden(None, repo.path())
+        .args(["merge", "--finish", BACKUP])
+        .output()
+        .unwrap();
+    assert!(finished.status.success(), "{}", stderr_of(&finished));
+}

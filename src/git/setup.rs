@@ -126,6 +126,11 @@ pub fn config_entries(golden: &str) -> Vec<(&'static str, String)> {
             "merge.golden.driver",
             format!("{} merge %O %A %B --name %P", golden.replace('%', "%%")),
         ),
+        // In a criss-cross merge git first merges the merge bases with the driver; a conflict
+        // there would give golden a BASE full of markers, and the outer merge would stop. The
+        // binary driver keeps the common ancestor as the virtual base instead: the outer
+        // merge then names the real conflicts.
+        ("merge.golden.recursive", "binary".to_string()),
     ]
 }
 

@@ -16,9 +16,9 @@
 //! not a checksum, so `golden verify` refuses the file until `golden merge --finish` rewrites
 //! it with a fresh header.
 
-use std::io::{self, BufRead, Write};
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::Range;
-use std::time::{Duration, Instant};
 
 use similar::{capture_diff_deadline, capture_diff_slices_deadline, Algorithm, DiffOp, DiffTag};
 
@@ -104,10 +104,8 @@ pub fn lay_out(
         ours.split_inclusive('\n').collect(),
         theirs.split_inclusive('\n').collect(),
     );
-    // A bound on a pathological diff: past it the blocks are coarser, never wrong.
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut segments: Vec<Segment> = Vec::new();
-    for op in diff_by_records(&old, &new, deadline) {
+    for op in diff_by_records(&old, &new) {
         let (tag, old, new) = op.as_tag_tuple();
         let equal = tag == DiffTag::Equal;
         match segments.last_mut() {
@@ -147,8 +145,11 @@ pub fn lay_out(
 /// The line diff of two results, computed in two steps so that its cost follows the
 /// conflicts, not the file: first the records (the lines from one element of a top-level list,
 /// or one top-level key, to the next), equal ones matched whole; then the lines of the records
-/// that differ. Its ranges are of lines.
-fn diff_by_records(old: &[&str], new: &[&str], deadline: Instant) -> Vec<DiffOp> {
+/// that differ, pair by pair where as many records replace as many (the theirs result is
+/// laid out in ours' order, so they are the same records), else the stretch whole. No clock
+/// bounds it: the same inputs must give the same bytes, whatever the machine's load, and the
+/// pairs keep each line diff the size of a record.
+fn diff_by_records(old: &[&str], new: &[&str]) -> Vec<DiffOp> {
     let (old_records, new_records) = (records_of(old), records_of(new));
     let text = |lines: &[&str], record: &Range<usize>| -> u64 {
         use std::hash::{Hash, Hasher};
@@ -188,13 +189,11 @@ fn diff_by_records(old: &[&str], new: &[&str], deadline: Instant) -> Vec<DiffOp>
         }
     };
     let mut ops = Vec::new();
-    for op in
-        capture_diff_slices_deadline(Algorithm::Patience, &old_keys, &new_keys, Some(deadline))
-    {
+    for op in capture_diff_slices_deadline(Algorithm::Patience, &old_keys, &new_keys, None) {
         let (tag, old_range, new_range) = op.as_tag_tuple();
         let (old_lines, new_lines) = (
-            lines_of(&old_records, old_range),
-            lines_of(&new_records, new_range),
+            lines_of(&old_records, old_range.clone()),
+            lines_of(&new_records, new_range.clone()),
         );
         if tag == DiffTag::Equal {
             ops.push(DiffOp::Equal {
@@ -202,6 +201,17 @@ fn diff_by_records(old: &[&str], new: &[&str], deadline: Instant) -> Vec<DiffOp>
                 new_index: new_lines.start,
                 len: old_lines.len(),
             });
+        } else if old_range.len() == new_range.len() {
+            for (old_record, new_record) in old_range.zip(new_range) {
+                ops.extend(capture_diff_deadline(
+                    Algorithm::Patience,
+                    old,
+                    old_records[old_record].clone(),
+                    new,
+                    new_records[new_record].clone(),
+                    None,
+                ));
+            }
         } else {
             ops.extend(capture_diff_deadline(
                 Algorithm::Patience,
@@ -209,7 +219,7 @@ fn diff_by_records(old: &[&str], new: &[&str], deadline: Instant) -> Vec<DiffOp>
                 old_lines,
                 new,
                 new_lines,
-                Some(deadline),
+                None,
             ));
         }
     }
@@ -247,6 +257,42 @@ fn records_of(lines: &[&str]) -> Vec<Range<usize>> {
         records.push(start..lines.len());
     }
     records
+}
+
+/// The first key that appears twice in one object of `file`, with its line: what keeping both
+/// sides of a conflict block leaves (each side holds the record's key), which a JSON reader
+/// would silently read as the later one. The file is read as golden lays it out, one key or
+/// closing bracket a line; a file laid out otherwise is not checked.
+pub fn first_repeated_key(file: impl Read) -> io::Result<Option<(usize, String)>> {
+    // The keys seen in each object open around the current line; a list holds none.
+    let mut open: Vec<Option<HashSet<String>>> = Vec::new();
+    for (at, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        let text = line.trim();
+        if text.starts_with('}') || text.starts_with(']') {
+            open.pop();
+            continue;
+        }
+        if text.starts_with('"') {
+            let mut values = serde_json::Deserializer::from_str(text).into_iter::<String>();
+            if let Some(Ok(key)) = values.next() {
+                let after = &text[values.byte_offset()..];
+                if after.trim_start().starts_with(':') {
+                    if let Some(Some(keys)) = open.last_mut() {
+                        if !keys.insert(key.clone()) {
+                            return Ok(Some((at + 1, key)));
+                        }
+                    }
+                }
+            }
+        }
+        if text.ends_with('{') {
+            open.push(Some(HashSet::new()));
+        } else if text.ends_with('[') {
+            open.push(None);
+        }
+    }
+    Ok(None)
 }
 
 /// A run of the diff: equal lines, or lines that differ (a block).

@@ -243,9 +243,38 @@ pub fn finish(file: &Path, problems: &mut Vec<Problem>) -> Result<FinishReport> 
              `golden merge --finish {shown}` again; nothing was written"
         )));
     }
+    let opened = crate::paths::open_regular(file, "merged file")?;
+    if let Some((line, key)) =
+        markers::first_repeated_key(opened).wrap_err_with(|| format!("reading {shown}"))?
+    {
+        return Err(invalid_input(format!(
+            "{shown} has the key {} twice in one record (line {line}): both sides of a conflict \
+             block were kept; keep the lines of one side, then run `golden merge --finish {}` \
+             again; nothing was written",
+            serde_json::Value::from(key),
+            quoted_path(file)
+        )));
+    }
     let source = BackupSource::open(file).map_err(ReadError::into_report)?;
     let validation =
         validate::validate_source_with_stale_header(&source).map_err(ReadError::into_report)?;
+    let checksum = validation
+        .header
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.get("checksum"))
+        .and_then(Value::as_str);
+    if !checksum.is_some_and(|c| c.starts_with(markers::UNRESOLVED_CHECKSUM_PREFIX)) {
+        // Finishing a file that no conflicted merge wrote would bless whatever it holds (an
+        // ours left as it was by a merge that stopped, a hand edit) as a merge's result.
+        return Err(invalid_input(format!(
+            "{shown} is not the result of a conflicted `golden merge` (its checksum does not say \
+             \"{}\"): there is nothing to finish, and nothing was written; `golden verify {}` \
+             checks it",
+            markers::UNRESOLVED_CHECKSUM_PREFIX,
+            quoted_path(file)
+        )));
+    }
     if !validation.is_ok() {
         problems.extend(validation.problems.iter().cloned());
         return Err(invalid_input(format!(
@@ -268,6 +297,11 @@ pub fn finish(file: &Path, problems: &mut Vec<Problem>) -> Result<FinishReport> 
         counts,
         changed: written?.changed,
     })
+}
+
+/// `path` as one word for sh, for a command to copy.
+fn quoted_path(path: &Path) -> String {
+    crate::git::setup::shell_word(&path.display().to_string()).into_owned()
 }
 
 /// The longest value a conflict report shows whole.

@@ -15,6 +15,9 @@ use crate::output::Output;
 use crate::validate::Counts;
 use crate::{interrupt, paths};
 
+/// The most conflicts described on stderr one by one.
+const MOST_CONFLICTS_SHOWN: usize = 200;
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "As a git merge driver:\n  \
     .gitattributes:  data/golden_dataset_backup.json merge=golden\n  \
@@ -53,6 +56,8 @@ struct MergeSummary<'a> {
     conflicts: usize,
     blocks: usize,
     file: &'a Path,
+    /// Each conflict as stderr describes it, its lines joined.
+    conflict_reports: Vec<String>,
     #[serde(flatten)]
     counts: Counts,
 }
@@ -107,8 +112,18 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
             counts.queries
         ))?;
     } else {
-        for line in report.described.iter().flatten() {
-            eprintln!("{}", crate::secrets::redact(line));
+        // A merge of two rewrites can conflict on every chunk: the first ones tell what
+        // happened, `--json` lists every one.
+        for conflict in report.described.iter().take(MOST_CONFLICTS_SHOWN) {
+            for line in conflict {
+                eprintln!("{}", crate::secrets::redact(line));
+            }
+        }
+        if report.described.len() > MOST_CONFLICTS_SHOWN {
+            eprintln!(
+                "… and {} more conflicts (`--json` lists every one in `conflict_reports`)",
+                report.described.len() - MOST_CONFLICTS_SHOWN
+            );
         }
         let n = report.conflicts.len();
         // The commands to copy, with the path as one shell word (a path with a space).
@@ -137,6 +152,11 @@ pub fn run(args: Args, _global: &GlobalArgs, output: Output) -> Result<Exit> {
         conflicts: report.conflicts.len(),
         blocks: report.blocks,
         file: &dest,
+        conflict_reports: report
+            .described
+            .iter()
+            .map(|lines| crate::secrets::redact(&lines.join("\n")).into_owned())
+            .collect(),
         counts,
     })?;
     Ok(if report.conflicts.is_empty() {

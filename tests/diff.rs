@@ -487,6 +487,29 @@ fn a_side_may_be_a_git_revision_and_diff_git_compares_it_with_the_working_tree()
         "{}",
         stderr_of(&output)
     );
+    // A folder of a revision is no file, nor is the pointer of a Git LFS file git could not
+    // fetch.
+    let output = run(None, repo, &["diff", "HEAD:data", BACKUP]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("HEAD:data names a tree"),
+        "{}",
+        stderr_of(&output)
+    );
+    std::fs::write(
+        repo.join("data/pointer.json"),
+        "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12\n",
+    )
+    .unwrap();
+    git(repo, &["add", "data/pointer.json"]);
+    git(repo, &["commit", "-q", "-m", "a pointer"]);
+    let output = run(None, repo, &["diff", "HEAD:data/pointer.json", BACKUP]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("is a Git LFS pointer"),
+        "{}",
+        stderr_of(&output)
+    );
 }
 
 #[test]
@@ -898,4 +921,25 @@ fn the_text_shows_control_characters_escaped_and_is_the_same_on_every_run() {
         "{first}"
     );
     assert!(first.contains("\\u{1b}[31mred\\u{d}OVER"), "{first}");
+}
+
+#[test]
+fn removed_analyses_are_listed_where_the_old_file_had_them() {
+    let dir = workdir();
+    let sample = sample_path().display().to_string();
+    let edited = sample_edited(dir.path(), "removed-and-edited.json", |file| {
+        let analyses = file["analyses"].as_array_mut().unwrap();
+        for analysis in &mut analyses[9..13] {
+            analysis["title"] = json!("edited");
+        }
+        analyses.drain(5..9);
+    });
+    let text = stdout_of(&run(None, dir.path(), &["diff", &sample, &edited]));
+    let signs: String = text
+        .lines()
+        .filter(|line| line.starts_with("  - analysis") || line.starts_with("  ~ analysis"))
+        .map(|line| line.as_bytes()[2] as char)
+        .collect();
+    // The four removed where they were, before the four edited that followed them.
+    assert_eq!(signs, "----~~~~", "{text}");
 }

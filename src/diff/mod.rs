@@ -386,8 +386,9 @@ impl Matcher {
             &new_side.seen,
         );
         let mut titles = BTreeMap::new();
+        let places = places_of(&old_side, &new_side);
         for change in &mut self.changes {
-            change.order = order_of(change, &old_side, &new_side);
+            change.order = order_of(change, &places);
             if let Some(id) = change.analysis_id {
                 let known = new_side
                     .analyses
@@ -569,7 +570,7 @@ fn evaluation(
 /// Where a change is listed: file keys first, then analyses in the new file's order (removed
 /// ones where the old file had them), each with its own fields, its chunks by index and its
 /// artifacts, then the queries by id.
-fn order_of(change: &Change, old: &SideState, new: &SideState) -> Order {
+fn order_of(change: &Change, places: &HashMap<Uuid, (u64, u64)>) -> Order {
     let (section, kind) = match change.kind {
         Kind::File => (0, 0),
         Kind::Analysis => (1, 0),
@@ -579,13 +580,8 @@ fn order_of(change: &Change, old: &SideState, new: &SideState) -> Order {
     };
     let analysis = change
         .analysis_id
-        .and_then(|id| {
-            new.analyses
-                .get(&id)
-                .or_else(|| old.analyses.get(&id))
-                .map(|(position, _)| *position)
-        })
-        .unwrap_or(0);
+        .and_then(|id| places.get(&id).copied())
+        .unwrap_or((0, 0));
     let within = change.chunk_index.map_or(i64::MIN, i64::from);
     Order {
         section,
@@ -594,4 +590,32 @@ fn order_of(change: &Change, old: &SideState, new: &SideState) -> Order {
         within,
         id: change.id.clone(),
     }
+}
+
+/// Where each analysis is listed: at its position in the new file, and one removed from it
+/// just after the analysis the old file had before it (so `-` and `+` lines of neighbours do
+/// not interleave), removed ones in a row in their old order.
+fn places_of(old: &SideState, new: &SideState) -> HashMap<Uuid, (u64, u64)> {
+    let mut places: HashMap<Uuid, (u64, u64)> = new
+        .analyses
+        .iter()
+        .map(|(id, (position, _))| (*id, (2 * (position + 1), 0)))
+        .collect();
+    let mut in_old: Vec<(u64, Uuid)> = old
+        .analyses
+        .iter()
+        .map(|(id, (position, _))| (*position, *id))
+        .collect();
+    in_old.sort_unstable();
+    // Before every analysis of the new file until one of the old file's survives.
+    let mut after = 1;
+    for (position, id) in in_old {
+        match new.analyses.get(&id) {
+            Some((now, _)) => after = 2 * (now + 1) + 1,
+            None => {
+                places.insert(id, (after, position));
+            }
+        }
+    }
+    places
 }

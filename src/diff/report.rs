@@ -68,7 +68,9 @@ pub struct Moved {
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Order {
     pub section: u8,
-    pub analysis: u64,
+    /// The analysis's place: where the new file has it (a removed one just after the
+    /// analysis the old file had before it), then its position in the old file.
+    pub analysis: (u64, u64),
     pub kind: u8,
     pub within: i64,
     pub id: String,

@@ -81,6 +81,7 @@ pub fn read_blob(spec: &str) -> Result<File> {
             said.trim().trim_start_matches("fatal: ")
         )));
     }
+    refuse_what_is_no_file(spec, &temp)?;
     Ok(temp)
 }
 
@@ -88,4 +89,36 @@ pub fn read_blob(spec: &str) -> Result<File> {
 fn top_level() -> Result<std::path::PathBuf> {
     let top = super::Git::in_folder(".").toplevel()?;
     Ok(std::fs::canonicalize(&top).unwrap_or(top))
+}
+
+/// What git gave for `spec` that is not a backup's content, said plainly: a folder's listing
+/// (`HEAD:data`), or the pointer of a Git LFS file whose content git could not fetch.
+fn refuse_what_is_no_file(spec: &str, blob: &File) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut start = [0_u8; 64];
+    let read = blob
+        .read_at(&mut start, 0)
+        .wrap_err_with(|| format!("reading {spec} from its temp file"))?;
+    let start = &start[..read];
+    if start.starts_with(b"version https://git-lfs.github.com/spec/") {
+        return Err(invalid_input(format!(
+            "{spec} is a Git LFS pointer, not the file: install git-lfs (`git lfs install`) and \
+             fetch the file (`git lfs pull`), then run the command again"
+        )));
+    }
+    let kind = std::process::Command::new("git")
+        .args(["cat-file", "-t", "--end-of-options", spec])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    match kind.as_deref() {
+        Some("blob") | None => Ok(()),
+        Some(other) => Err(invalid_input(format!(
+            "{spec} names a {other} in git (a folder?), not a file: name the backup file \
+             (REV:data/golden_dataset_backup.json, say)"
+        ))),
+    }
 }

@@ -100,6 +100,32 @@ impl Repo {
     }
 }
 
+/// The sample with `edit` applied, as `name` in `dir`, in golden's bytes.
+fn sample_edited_as(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let path = dir.join(name);
+    fs::copy(sample_path(), &path).unwrap();
+    edit_backup(&path, edit);
+    path
+}
+
+/// Moves the chunk at `(analysis, position)` to the end of analysis `to`, at `chunk_index`.
+fn move_chunk(
+    backup: &mut Value,
+    (analysis, position): (usize, usize),
+    to: usize,
+    chunk_index: i64,
+) {
+    let mut chunk = backup["analyses"][analysis]["chunks"]
+        .as_array_mut()
+        .unwrap()
+        .remove(position);
+    chunk["chunk_index"] = json!(chunk_index);
+    backup["analyses"][to]["chunks"]
+        .as_array_mut()
+        .unwrap()
+        .push(chunk);
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
@@ -486,20 +512,14 @@ fn the_driver_gives_the_same_bytes_for_the_same_inputs_clean_or_conflicted() {
     let dir = workdir();
     let base = dir.path().join("base.json");
     fs::copy(sample_path(), &base).unwrap();
-    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
-        let path = dir.path().join(name);
-        fs::copy(sample_path(), &path).unwrap();
-        edit_backup(&path, |backup| edit(backup));
-        path
-    };
-    let ours = side("ours.json", &|backup| {
+    let ours = sample_edited_as(dir.path(), "ours.json", |backup| {
         backup["analyses"][1]["chunks"][0]["content"] = json!("ours");
         delete_analysis(backup, 30);
     });
-    let theirs_clean = side("theirs_clean.json", &|backup| {
+    let theirs_clean = sample_edited_as(dir.path(), "theirs_clean.json", |backup| {
         backup["analyses"][4]["url"] = json!("https://www.rfc-editor.org/rfc/rfc9110#section-1");
     });
-    let theirs_conflicting = side("theirs_conflicting.json", &|backup| {
+    let theirs_conflicting = sample_edited_as(dir.path(), "theirs_conflicting.json", |backup| {
         backup["analyses"][1]["chunks"][0]["content"] = json!("theirs");
         backup["analyses"][30]["title"] = json!("kept and retitled");
     });
@@ -637,25 +657,11 @@ fn a_chunk_moved_out_of_an_analysis_deleted_cleanly_to_a_place_the_other_side_to
     let target = sample["analyses"][1]["id"].clone();
     let moved = sample["analyses"][2]["chunks"][1]["id"].clone();
     let added = json!("00000000-0000-0000-0000-00000000004d");
-    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
-        let path = dir.path().join(name);
-        fs::copy(sample_path(), &path).unwrap();
-        edit_backup(&path, |backup| edit(backup));
-        path
-    };
-    let mover = side("mover.json", &|backup| {
-        let mut chunk = backup["analyses"][2]["chunks"]
-            .as_array_mut()
-            .unwrap()
-            .remove(1);
-        chunk["chunk_index"] = json!(50);
-        backup["analyses"][1]["chunks"]
-            .as_array_mut()
-            .unwrap()
-            .push(chunk);
+    let mover = sample_edited_as(dir.path(), "mover.json", |backup| {
+        move_chunk(backup, (2, 1), 1, 50);
         delete_analysis(backup, 2);
     });
-    let adder = side("adder.json", &|backup| {
+    let adder = sample_edited_as(dir.path(), "adder.json", |backup| {
         let mut chunk = backup["analyses"][1]["chunks"][0].clone();
         chunk["id"] = added.clone();
         chunk["content"] = json!("A chunk the other side added at index 50.");
@@ -722,25 +728,13 @@ fn a_chunk_moved_into_an_analysis_the_other_side_deleted_out_of_one_deleted_clea
     let sample = read_json(&base);
     let into = sample["analyses"][3]["id"].clone();
     let moved = sample["analyses"][2]["chunks"][3]["id"].clone();
-    let side = |name: &str, edit: &dyn Fn(&mut Value)| {
-        let path = dir.path().join(name);
-        fs::copy(sample_path(), &path).unwrap();
-        edit_backup(&path, |backup| edit(backup));
-        path
-    };
-    let mover = side("mover.json", &|backup| {
-        let mut chunk = backup["analyses"][2]["chunks"]
-            .as_array_mut()
-            .unwrap()
-            .remove(3);
-        chunk["chunk_index"] = json!(50);
-        backup["analyses"][3]["chunks"]
-            .as_array_mut()
-            .unwrap()
-            .push(chunk);
+    let mover = sample_edited_as(dir.path(), "mover.json", |backup| {
+        move_chunk(backup, (2, 3), 3, 50);
         delete_analysis(backup, 2);
     });
-    let deleter = side("deleter.json", &|backup| delete_analysis(backup, 3));
+    let deleter = sample_edited_as(dir.path(), "deleter.json", |backup| {
+        delete_analysis(backup, 3)
+    });
     for (ours, theirs) in [(&mover, &deleter), (&deleter, &mover)] {
         let out = dir.path().join("out.json");
         let _ = fs::remove_file(&out);

@@ -846,31 +846,25 @@ fn place_clashes(ours: &Dataset, theirs: &Dataset, merged: &mut Merged) {
         entry.analysis = own.analysis;
         entry.record.chunk_index = own.record.chunk_index;
     };
-    let mut chunk_clashes = resolve_places(
-        &mut merged.ours.chunks,
-        &ours.chunks,
+    let chunk_clashes = clashes_in_both(
+        (&mut merged.ours.chunks, &ours.chunks, |analysis| {
+            merged.ours.analyses.contains_key(analysis)
+        }),
+        (&mut merged.theirs.chunks, &theirs.chunks, |analysis| {
+            merged.theirs.analyses.contains_key(analysis)
+        }),
         chunk_place,
         put_chunk_back,
-        |analysis| merged.ours.analyses.contains_key(analysis),
     );
-    for (here, ids) in resolve_places(
-        &mut merged.theirs.chunks,
-        &theirs.chunks,
-        chunk_place,
-        put_chunk_back,
-        |analysis| merged.theirs.analyses.contains_key(analysis),
-    ) {
-        chunk_clashes.entry(here).or_default().extend(ids);
-    }
-    for (here, ids) in chunk_clashes {
+    for (here, ours_ids, theirs_ids) in chunk_clashes {
         merged.conflicts.push(Conflict {
             subject: Subject::ChunkPlace {
                 analysis: here.0,
                 chunk_index: here.1,
             },
             disagreement: Disagreement::Place {
-                ours: held_at(&ours.chunks, &ids, &here, chunk_place),
-                theirs: held_at(&theirs.chunks, &ids, &here, chunk_place),
+                ours: ours_ids,
+                theirs: theirs_ids,
             },
         });
     }
@@ -881,34 +875,60 @@ fn place_clashes(ours: &Dataset, theirs: &Dataset, merged: &mut Merged) {
         entry.analysis = own.analysis;
         entry.record.version = own.record.version;
     };
-    let mut artifact_clashes = resolve_places(
-        &mut merged.ours.artifacts,
-        &ours.artifacts,
+    let artifact_clashes = clashes_in_both(
+        (&mut merged.ours.artifacts, &ours.artifacts, |analysis| {
+            merged.ours.analyses.contains_key(analysis)
+        }),
+        (
+            &mut merged.theirs.artifacts,
+            &theirs.artifacts,
+            |analysis| merged.theirs.analyses.contains_key(analysis),
+        ),
         artifact_place,
         put_artifact_back,
-        |analysis| merged.ours.analyses.contains_key(analysis),
     );
-    for (here, ids) in resolve_places(
-        &mut merged.theirs.artifacts,
-        &theirs.artifacts,
-        artifact_place,
-        put_artifact_back,
-        |analysis| merged.theirs.analyses.contains_key(analysis),
-    ) {
-        artifact_clashes.entry(here).or_default().extend(ids);
-    }
-    for (here, ids) in artifact_clashes {
+    for (here, ours_ids, theirs_ids) in artifact_clashes {
         merged.conflicts.push(Conflict {
             subject: Subject::ArtifactVersion {
                 analysis: here.0,
                 version: here.1,
             },
             disagreement: Disagreement::Place {
-                ours: held_at(&ours.artifacts, &ids, &here, artifact_place),
-                theirs: held_at(&theirs.artifacts, &ids, &here, artifact_place),
+                ours: ours_ids,
+                theirs: theirs_ids,
             },
         });
     }
+}
+
+/// One resolution's records of a kind, its own side's records of that kind, and whether the
+/// resolution holds an analysis.
+type Resolution<'a, R, F> = (
+    &'a mut BTreeMap<Uuid, Rc<Child<R>>>,
+    &'a BTreeMap<Uuid, Rc<Child<R>>>,
+    F,
+);
+
+/// [`resolve_places`] in both resolutions: every place two records share in either, with the
+/// records of it that ours and that theirs hold there.
+fn clashes_in_both<R: Clone, P: Ord + Clone>(
+    (as_ours, ours, ours_has): Resolution<'_, R, impl Fn(&Uuid) -> bool>,
+    (as_theirs, theirs, theirs_has): Resolution<'_, R, impl Fn(&Uuid) -> bool>,
+    place: impl Fn(&Child<R>) -> P + Copy,
+    put_back: impl Fn(&mut Child<R>, &Child<R>) + Copy,
+) -> Vec<(P, Vec<Uuid>, Vec<Uuid>)> {
+    let mut clashes = resolve_places(as_ours, ours, place, put_back, ours_has);
+    for (here, ids) in resolve_places(as_theirs, theirs, place, put_back, theirs_has) {
+        clashes.entry(here).or_default().extend(ids);
+    }
+    clashes
+        .into_iter()
+        .map(|(here, ids)| {
+            let ours_ids = held_at(ours, &ids, &here, place);
+            let theirs_ids = held_at(theirs, &ids, &here, place);
+            (here, ours_ids, theirs_ids)
+        })
+        .collect()
 }
 
 /// A query's expected chunk that one resolution of a conflict keeps and the other leaves out

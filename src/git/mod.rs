@@ -72,6 +72,16 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.output_with(step, args, Stdio::piped())
+    }
+
+    /// [`Git::output`] with git's stdout sent to `stdout` (a file: a blob of any size is never
+    /// held in memory); the output's `stdout` is then empty.
+    pub fn output_with<I, S>(&self, step: &str, args: I, stdout: Stdio) -> Result<(String, Output)>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut command = Command::new("git");
         command.arg("-C").arg(&self.folder);
         let mut shown = String::from("git");
@@ -82,6 +92,8 @@ impl Git {
         }
         let output = command
             .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
             .output()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => eyre!(

@@ -6,13 +6,14 @@
 //! large backup is never held in memory.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use std::fs::File;
 
 use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
 
+use super::Git;
 use crate::error::invalid_input;
 
 /// Whether `arg` names a revision's file (`REV:PATH`) rather than a file on disk: it is not
@@ -54,26 +55,16 @@ pub fn read_blob(spec: &str) -> Result<File> {
     let out = temp
         .try_clone()
         .wrap_err("creating a temp file for a file read from git")?;
-    let result = Command::new("git")
-        // A spec that starts with `-` is a revision's name, never an option of git's.
-        .args(["cat-file", "--filters", "--end-of-options", spec])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::piped())
-        .output();
-    let output = match result {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(invalid_input(format!(
-            "reading {spec}: git is not installed (or not on PATH); install git, or give two files"
-        )))
-        }
-        Err(e) => {
-            return Err(invalid_input(format!(
-                "reading {spec}: cannot run git: {e}"
-            )))
-        }
-    };
+    let step = format!("reading {spec}");
+    let (_, output) = Git::in_folder(".")
+        .output_with(
+            &step,
+            // A spec that starts with `-` is a revision's name, never an option of git's.
+            ["cat-file", "--filters", "--end-of-options", spec],
+            Stdio::from(out),
+        )
+        // diff(1)'s trouble, whatever it was.
+        .map_err(|e| invalid_input(e.to_string()))?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         return Err(invalid_input(format!(
@@ -87,7 +78,7 @@ pub fn read_blob(spec: &str) -> Result<File> {
 
 /// The top folder of the repository the working folder is in, symlinks resolved.
 fn top_level() -> Result<std::path::PathBuf> {
-    let top = super::Git::in_folder(".").toplevel()?;
+    let top = Git::in_folder(".").toplevel()?;
     Ok(std::fs::canonicalize(&top).unwrap_or(top))
 }
 
@@ -106,14 +97,14 @@ fn refuse_what_is_no_file(spec: &str, blob: &File) -> Result<()> {
              fetch the file (`git lfs pull`), then run the command again"
         )));
     }
-    let kind = std::process::Command::new("git")
-        .args(["cat-file", "-t", "--end-of-options", spec])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    let kind = Git::in_folder(".")
+        .output(
+            &format!("reading {spec}"),
+            ["cat-file", "-t", "--end-of-options", spec],
+        )
         .ok()
-        .filter(|output| output.status.success())
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+        .filter(|(_, output)| output.status.success())
+        .map(|(_, output)| String::from_utf8_lossy(&output.stdout).trim().to_string());
     match kind.as_deref() {
         Some("blob") | None => Ok(()),
         Some(other) => Err(invalid_input(format!(

@@ -1022,3 +1022,58 @@ fn finish_refuses_a_file_no_conflicted_merge_wrote_and_both_sides_of_a_block_kep
         .unwrap();
     assert!(finished.status.success(), "{}", stderr_of(&finished));
 }
+
+#[test]
+fn the_result_goes_only_to_a_regular_file_that_is_not_another_input() {
+    let dir = workdir();
+    for name in ["base.json", "ours.json", "theirs.json"] {
+        fs::copy(sample_path(), dir.path().join(name)).unwrap();
+    }
+    let fifo = dir.path().join("fifo");
+    common::make_fifo(&fifo);
+    std::os::unix::fs::symlink("/dev/null", dir.path().join("null")).unwrap();
+    for (args, said) in [
+        (
+            vec!["merge", "base.json", "ours.json", "ours.json"],
+            "never writes an output over one of its inputs",
+        ),
+        (
+            vec![
+                "merge",
+                "base.json",
+                "ours.json",
+                "theirs.json",
+                "--output",
+                "base.json",
+            ],
+            "never writes an output over one of its inputs",
+        ),
+        (
+            vec!["merge", "base.json", "fifo", "theirs.json"],
+            "not a regular file",
+        ),
+        (
+            vec!["merge", "base.json", "null", "theirs.json"],
+            "not a regular file",
+        ),
+    ] {
+        let output = golden(None, dir.path()).args(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains(said),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+    }
+    for name in ["base.json", "ours.json", "theirs.json"] {
+        assert_eq!(
+            fs::read(dir.path().join(name)).unwrap(),
+            fs::read(sample_path()).unwrap()
+        );
+    }
+}

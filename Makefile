@@ -9,9 +9,11 @@ CARGO ?= cargo
 LOCAL_DATABASE_URL := postgres://postgres@127.0.0.1:$(or $(GOLDEN_PGPORT),54329)/golden
 GOLDEN := target/release/golden
 DEMO_DIR := target/demo
+EVAL_BASELINE ?= data/evaluation_baseline.json
+EVAL_GATE ?= --max-drop ndcg=0.02 --fail-on-flip
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate dump load verify verify-db diff git-setup test lint fmt schema clean bench bench-quick fuzz fresh-check
+.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate evaluate-baseline evaluate-gate compare dump load verify verify-db diff git-setup test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -31,14 +33,15 @@ db-status: ## say whether the local database runs
 migrate: db build ## apply pending migrations (to $DATABASE_URL, or the local database)
 	$(GOLDEN) migrate
 
-demo: db build ## start everything; restore the sample offline, back it up, verify it, evaluate retrieval
+demo: db build ## start everything; restore the sample offline, back it up, verify it, evaluate retrieval, compare two models
 	$(GOLDEN) migrate
 	$(GOLDEN) verify data/golden_dataset_backup.json
 	$(GOLDEN) restore --replace --yes --embed-provider hash data/golden_dataset_backup.json
 	@mkdir -p $(DEMO_DIR)
 	$(GOLDEN) backup --output $(DEMO_DIR)/backup.json --metadata $(DEMO_DIR)/metadata.json
 	$(GOLDEN) verify --against-db $(DEMO_DIR)/backup.json
-	$(GOLDEN) evaluate --embed-provider hash
+	$(GOLDEN) evaluate --embed-provider hash --save-run $(DEMO_DIR)/run-hash-1024.json
+	$(GOLDEN) evaluate --embed-provider hash --candidate-dims 256
 
 backup: db build ## back up the database to data/golden_dataset_backup.json
 	$(GOLDEN) backup
@@ -57,6 +60,15 @@ regenerate: db build ## re-embed the chunks the configured model has not embedde
 
 evaluate: db build ## retrieval metrics of the golden queries (provider from GOLDEN_EMBED_*; EVAL_ARGS="--k 10")
 	$(GOLDEN) evaluate $(EVAL_ARGS)
+
+evaluate-baseline: db build ## save this model's run to $(EVAL_BASELINE) (commit it beside the backup)
+	$(GOLDEN) evaluate --save-run $(EVAL_BASELINE) $(EVAL_ARGS)
+
+evaluate-gate: db build ## compare with $(EVAL_BASELINE); exit 3 past EVAL_GATE (default: nDCG drops > 0.02, or a query flips to a miss)
+	$(GOLDEN) evaluate --baseline $(EVAL_BASELINE) $(EVAL_GATE) $(EVAL_ARGS)
+
+compare: db build ## compare a candidate model with the current one (CANDIDATE="--candidate-model NAME …")
+	$(GOLDEN) evaluate $(CANDIDATE) $(EVAL_ARGS)
 
 dump: db build ## SQL snapshot with embeddings (pg_dump) to data/golden_dataset_dump.sql (git-ignored)
 	$(GOLDEN) dump

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{
-    self, backup, cache, convert, diff, dump, evaluate, generate, git_setup, load, merge, migrate,
-    regenerate, restore, show, verify,
+    self, backup, cache, convert, diff, dump, evaluate, export, generate, git_setup, load, merge,
+    migrate, regenerate, restore, show, verify,
 };
 use crate::error::{self, Exit};
 use crate::output::Output;
@@ -85,8 +85,10 @@ pub enum Command {
     Restore(restore::Args),
     /// Re-embed the chunks in the database (a new model, a new dimension, or missing vectors)
     RegenerateEmbeddings(regenerate::Args),
-    /// Measure retrieval against the golden queries (Recall@k, MRR, nDCG, …)
+    /// Measure retrieval against the golden queries (Recall@k, MRR, nDCG, …); compare a candidate model or a saved baseline
     Evaluate(evaluate::Args),
+    /// Write the golden queries as TREC qrels, or the dataset as a BEIR folder (for trec_eval, ranx, BEIR)
+    Export(export::Args),
     /// Inspect or trim the embedding cache
     Cache(cache::Args),
     /// Write an SQL snapshot of the data with its embeddings (pg_dump)
@@ -123,17 +125,14 @@ pub fn main() -> ExitCode {
     // Parsed in two steps (what `Cli::parse` does) to read --embed-url from whichever
     // subcommand has it, without knowing each command's arguments.
     let mut matches = Cli::command().get_matches();
-    let embed_url = embed_url_of(&matches);
+    let embed_urls = embed_urls_of(&matches);
     let cli = match Cli::from_arg_matches_mut(&mut matches) {
         Ok(cli) => cli,
         Err(e) => e.format(&mut Cli::command()).exit(),
     };
     // Before anything is logged or can fail: from now on no secret of this run, whether it
     // came from a flag, the environment or .env, is printed.
-    crate::secrets::register_run_secrets(
-        &crate::db::database_url(&cli.global),
-        embed_url.as_deref(),
-    );
+    crate::secrets::register_run_secrets(&crate::db::database_url(&cli.global), &embed_urls);
     init_logging(&cli.global);
     // A line of .env that does not parse may have swallowed the lines after it (an unclosed
     // quote runs to the end of the file): running on would use whatever default stands in
@@ -164,16 +163,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The `--embed-url` (or GOLDEN_EMBED_URL) of the subcommand that takes one.
-fn embed_url_of(matches: &clap::ArgMatches) -> Option<String> {
+/// The `--embed-url` (or GOLDEN_EMBED_URL) and `--candidate-url` of the subcommand that
+/// takes them: either may carry a password.
+fn embed_urls_of(matches: &clap::ArgMatches) -> Vec<String> {
+    let mut urls = Vec::new();
     let mut current = matches;
     while let Some((_, sub)) = current.subcommand() {
-        if let Ok(Some(url)) = sub.try_get_one::<String>("embed_url") {
-            return Some(url.clone());
+        for name in ["embed_url", "candidate_url"] {
+            if let Ok(Some(url)) = sub.try_get_one::<String>(name) {
+                urls.push(url.clone());
+            }
         }
         current = sub;
     }
-    None
+    urls
 }
 
 /// Reads `.env` from the working folder (or the nearest parent that has one), as diesel_cli

@@ -76,13 +76,14 @@ diesel::table! {
     use diesel::sql_types::*;
     use pgvector::sql_types::*;
 
-    embedding_cache (provider, model, dims, text_sha256) {
+    embedding_cache (provider, model, dims, input_type, text_sha256) {
         provider -> Text,
         model -> Text,
         dims -> Int4,
         text_sha256 -> Bytea,
         embedding -> Vector,
         created_at -> Timestamptz,
+        input_type -> Text,
     }
 }
 

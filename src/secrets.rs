@@ -44,7 +44,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 /// Registers every secret the run's configuration holds: the API keys of the environment
 /// (which `.env` has filled by now), the passwords of the database connection string and of
 /// PGPASSWORD, and the password of the embedding server's URL.
-pub fn register_run_secrets(database_url: &str, embed_url: Option<&str>) {
+pub fn register_run_secrets(database_url: &str, embed_urls: &[String]) {
     for variable in API_KEY_VARIABLES {
         if let Ok(key) = std::env::var(variable) {
             register(&key);
@@ -56,7 +56,7 @@ pub fn register_run_secrets(database_url: &str, embed_url: Option<&str>) {
     for secret in conninfo::secrets_of(database_url) {
         register(&secret);
     }
-    if let Some(embed_url) = embed_url {
+    for embed_url in embed_urls {
         for secret in url_password(embed_url) {
             register(&secret);
         }

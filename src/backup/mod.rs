@@ -145,6 +145,16 @@ pub fn write_selection_in(
     Ok(BackedUp { prepared, problems })
 }
 
+/// The `metadata.checksum` a backup of the whole database would carry now, from one
+/// snapshot, without keeping the file: what a saved evaluation run records, so a reader can
+/// tell which committed backup it was made against.
+pub fn dataset_checksum(conn: &mut PgConnection) -> Result<String> {
+    let folder = tempfile::tempdir().wrap_err("creating a temp folder for the checksum")?;
+    let dest = folder.path().join("checksum.json");
+    let backed_up = write_backup(conn, &dest, None, 500, &ProgressBar::hidden())?;
+    Ok(backed_up.prepared.written.checksum.clone())
+}
+
 /// A backup ready to be put in place, and what in it `verify` would reject.
 pub struct BackedUp {
     pub prepared: Prepared,

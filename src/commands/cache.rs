@@ -19,7 +19,7 @@ pub struct Args {
 pub enum Action {
     /// Entries per provider, model and dimension, how many the chunks use, and the size
     Stats,
-    /// Drop the entries no chunk uses (another model, or text that changed)
+    /// Drop the entries in no use: another model, text that changed (a golden query's vector for a model of the chunks is kept)
     Prune {
         /// Drop every entry
         #[arg(long)]
@@ -41,10 +41,16 @@ struct Group {
     used_by_chunks: i64,
 }
 
-/// The (model, dimension, text hash) triples the chunks use now.
-const USED: &str = "SELECT DISTINCT embedding_model AS model, vector_dims(embedding) AS dims, \
-                    sha256(convert_to(content, 'UTF8')) AS text_sha256 \
-                    FROM chunks WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL";
+/// The (model, dimension, input type, text hash) keys in use now: the chunks' vectors, and
+/// the golden queries' vectors for each model the chunks are embedded by (what `evaluate`
+/// asks for next).
+const USED: &str = "WITH models AS (SELECT DISTINCT embedding_model AS model, vector_dims(embedding) AS dims \
+                    FROM chunks WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL) \
+                    SELECT DISTINCT embedding_model AS model, vector_dims(embedding) AS dims, \
+                    'document'::text AS input_type, sha256(convert_to(content, 'UTF8')) AS text_sha256 \
+                    FROM chunks WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL \
+                    UNION SELECT m.model, m.dims, 'query'::text, sha256(convert_to(q.query, 'UTF8')) \
+                    FROM models m CROSS JOIN queries q";
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let mut conn = db::connect(global)?;
@@ -59,7 +65,7 @@ fn stats(conn: &mut PgConnection, output: Output) -> Result<Exit> {
         "WITH used AS ({USED}) \
          SELECT c.provider, c.model, c.dims, count(*) AS entries, \
                 count(u.model) AS used_by_chunks \
-         FROM embedding_cache c LEFT JOIN used u ON u.model = c.model AND u.dims = c.dims AND u.text_sha256 = c.text_sha256 \
+         FROM embedding_cache c LEFT JOIN used u ON u.model = c.model AND u.dims = c.dims AND u.input_type = c.input_type AND u.text_sha256 = c.text_sha256 \
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     ))
     .load(conn)
@@ -78,7 +84,7 @@ fn stats(conn: &mut PgConnection, output: Output) -> Result<Exit> {
     }
     for g in &groups {
         output.line(format_args!(
-            "{} {} ({} dimensions): {} entries, {} used by chunks",
+            "{} {} ({} dimensions): {} entries, {} in use",
             g.provider, g.model, g.dims, g.entries, g.used_by_chunks
         ))?;
     }
@@ -106,7 +112,7 @@ fn prune(conn: &mut PgConnection, all: bool, output: Output) -> Result<Exit> {
     } else {
         format!(
             "WITH used AS ({USED}) DELETE FROM embedding_cache c WHERE NOT EXISTS \
-             (SELECT 1 FROM used u WHERE u.model = c.model AND u.dims = c.dims AND u.text_sha256 = c.text_sha256)"
+             (SELECT 1 FROM used u WHERE u.model = c.model AND u.dims = c.dims AND u.input_type = c.input_type AND u.text_sha256 = c.text_sha256)"
         )
     };
     let removed = diesel::sql_query(sql)

@@ -1,6 +1,15 @@
 //! `golden evaluate`: how well retrieval finds the expected chunks of the golden queries.
-//! Recall@k, Precision@k, MRR, nDCG@k and hit rate, overall, per category and per difficulty,
-//! the worst queries with what came back instead, and thresholds that make it a CI gate.
+//! Recall@k, Precision@k, MRR, nDCG@k and hit rate at chunk and document level, overall, per
+//! category and per difficulty, the worst queries with what came back instead, and thresholds
+//! that make it a CI gate.
+//!
+//! With a candidate model (`--candidate-*`) or a saved run (`--baseline`) it also compares two
+//! runs query by query, with paired significance tests, and `--max-drop`/`--fail-on-flip` gate
+//! on the difference. The run can be saved (`--save-run`) and written for trec_eval
+//! (`--trec-run`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use color_eyre::Result;
 use serde::Serialize;
@@ -8,20 +17,40 @@ use serde::Serialize;
 use crate::cli::GlobalArgs;
 use crate::compare::embedding_column_dims;
 use crate::db;
-use crate::embed::EmbedArgs;
+use crate::embed::cache::CachedEmbedder;
+use crate::embed::{EmbedArgs, ProviderKind};
 use crate::error::{invalid_input, Exit};
+use crate::evaluate::comparison::{self, Comparison, MaxDrop, METRICS};
+use crate::evaluate::judgments::Judgments;
 use crate::evaluate::metrics::Summary;
-use crate::evaluate::{self, Evaluation, QueryResult};
+use crate::evaluate::run_file::{self, Provenance, SavedRun};
+use crate::evaluate::significance::Settings;
+use crate::evaluate::trec::{self, Level};
+use crate::evaluate::vectors::EmbeddingCost;
+use crate::evaluate::{self, Evaluation, QueryResult, Search};
 use crate::output::Output;
+use crate::paths::{self, OutputPath};
 
 /// Queries listed as the worst, before the table (which comes last, as a summary does).
 const WORST: usize = 5;
+/// Flipped queries listed in the text report (`--json` has all).
+const FLIPS_SHOWN: usize = 20;
+/// The seed of the tests when none is given: a fixed one, so reports reproduce.
+const DEFAULT_SEED: u64 = 20_260_101;
+/// `k` when neither `--k` nor a baseline says.
+const DEFAULT_K: u32 = 5;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    golden evaluate --embed-provider voyage\n  \
+    golden evaluate --embed-provider voyage --candidate-model voyage-3-large\n  \
+    golden evaluate --embed-provider voyage --save-run eval/baseline.json\n  \
+    golden evaluate --embed-provider voyage --baseline eval/baseline.json --max-drop ndcg=0.02 --fail-on-flip\n\n\
+    Exit status: 0 passed, 3 below a threshold or past a gate, 2 a usage error, 1 a failure.")]
 pub struct Args {
-    /// How many chunks each query retrieves
-    #[arg(long, short, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub k: u32,
+    /// How many chunks each query retrieves [default: 5, or the baseline's]
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub k: Option<u32>,
 
     /// Exit 3 when the mean Recall@k is below this
     #[arg(long, value_name = "R")]
@@ -31,32 +60,213 @@ pub struct Args {
     #[arg(long, value_name = "M")]
     pub min_mrr: Option<f64>,
 
-    /// Search by a sequential scan (exact) instead of the HNSW index, to see the index's recall loss
+    /// Compare every vector (in memory) instead of searching the HNSW index, to see the index's recall loss
     #[arg(long)]
     pub exact: bool,
 
+    /// List, per query, the retrieved chunks that no golden query expects (where labels may be missing)
+    #[arg(long)]
+    pub show_unjudged: bool,
+
     #[command(flatten)]
     pub embed: EmbedArgs,
+
+    #[command(flatten)]
+    pub candidate: CandidateArgs,
+
+    #[command(flatten)]
+    pub runs: RunArgs,
+
+    #[command(flatten)]
+    pub tests: TestArgs,
+}
+
+/// A second model evaluated on the same chunks and queries, without touching
+/// `chunks.embedding`. Unset options are the current model's when the provider is the same.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Candidate model (compared with the current one)")]
+pub struct CandidateArgs {
+    /// The candidate's provider [default: the current one]
+    #[arg(long, env = "GOLDEN_CANDIDATE_PROVIDER", value_enum)]
+    pub candidate_provider: Option<ProviderKind>,
+
+    /// The candidate's server URL [default: the current one for the same provider, else the provider's]
+    #[arg(
+        long,
+        env = "GOLDEN_CANDIDATE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub candidate_url: Option<String>,
+
+    /// The candidate's model name
+    #[arg(long, env = "GOLDEN_CANDIDATE_MODEL", value_name = "NAME")]
+    pub candidate_model: Option<String>,
+
+    /// The candidate's vector dimension
+    #[arg(long, env = "GOLDEN_CANDIDATE_DIMS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=16000))]
+    pub candidate_dims: Option<u32>,
+
+    /// Most inputs in one request to the candidate
+    #[arg(long, env = "GOLDEN_CANDIDATE_BATCH_SIZE", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub candidate_batch_size: Option<u32>,
+}
+
+impl CandidateArgs {
+    fn given(&self) -> bool {
+        self.candidate_provider.is_some()
+            || self.candidate_url.is_some()
+            || self.candidate_model.is_some()
+            || self.candidate_dims.is_some()
+            || self.candidate_batch_size.is_some()
+    }
+
+    /// The candidate's embedding options: its own, else the current model's where the
+    /// provider is the same, else the provider's defaults; the request settings are shared.
+    fn embed_args(&self, current: &EmbedArgs) -> EmbedArgs {
+        let provider = self.candidate_provider.or(current.embed_provider);
+        let same = provider == current.embed_provider;
+        fn inherit<T>(same: bool, mine: Option<T>, theirs: Option<T>) -> Option<T> {
+            mine.or(if same { theirs } else { None })
+        }
+        EmbedArgs {
+            embed_provider: provider,
+            embed_url: inherit(same, self.candidate_url.clone(), current.embed_url.clone()),
+            embed_model: inherit(
+                same,
+                self.candidate_model.clone(),
+                current.embed_model.clone(),
+            ),
+            embed_dims: inherit(same, self.candidate_dims, current.embed_dims),
+            embed_batch_size: inherit(same, self.candidate_batch_size, current.embed_batch_size),
+            ..current.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Saved runs and the gate")]
+pub struct RunArgs {
+    /// Write this run (every query's ranked results, scores and provenance) to FILE, to commit as a baseline
+    #[arg(long, value_name = "FILE")]
+    pub save_run: Option<PathBuf>,
+
+    /// Write the candidate's run to FILE
+    #[arg(long, value_name = "FILE")]
+    pub save_candidate_run: Option<PathBuf>,
+
+    /// Compare this run with one saved by --save-run
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["candidate_provider", "candidate_url", "candidate_model", "candidate_dims", "candidate_batch_size"])]
+    pub baseline: Option<PathBuf>,
+
+    /// Exit 3 when METRIC drops by more than DROP against the baseline or candidate's reference (repeatable; recall, precision, mrr, ndcg, hit_rate, and doc_ of each)
+    #[arg(long = "max-drop", value_name = "METRIC=DROP")]
+    pub max_drop: Vec<MaxDrop>,
+
+    /// Exit 3 when a query that found an expected chunk finds none
+    #[arg(long)]
+    pub fail_on_flip: bool,
+
+    /// Write this run as a TREC run file (query Q0 item rank score tag), for trec_eval, ranx or ir_measures
+    #[arg(long, value_name = "FILE")]
+    pub trec_run: Option<PathBuf>,
+
+    /// The items of the TREC run: chunks, or their analyses
+    #[arg(long, value_enum, default_value_t = Level::Chunk)]
+    pub trec_level: Level,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Significance tests")]
+pub struct TestArgs {
+    /// Seed of the randomization test and the bootstrap (the same seed gives the same figures)
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Random sign flips of the paired randomization test (0: no test)
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub permutations: u32,
+
+    /// Bootstrap resamples of the confidence interval (0: no interval)
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub bootstrap: u32,
+
+    /// Confidence of the interval of each difference
+    #[arg(long, value_name = "C", default_value_t = 0.95, value_parser = confidence)]
+    pub confidence: f64,
+}
+
+fn confidence(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err("the confidence is between 0 and 1, such as 0.95".into())
+    }
 }
 
 #[derive(Serialize)]
 struct Report<'a> {
     k: usize,
     exact: bool,
-    provider: String,
-    model: String,
+    search: Search,
+    provider: &'a str,
+    model: &'a str,
     dims: usize,
     queries: usize,
     scored: usize,
     overall: Summary,
-    by_category: &'a std::collections::BTreeMap<String, Summary>,
-    by_difficulty: &'a std::collections::BTreeMap<String, Summary>,
+    by_category: &'a BTreeMap<String, Summary>,
+    by_difficulty: &'a BTreeMap<String, Summary>,
+    document_level: &'a evaluate::Figures,
+    judged_at_k: f64,
     worst: Vec<&'a QueryResult>,
     /// The queries left out of the figures, and why.
     not_scored: Vec<NotScored<'a>>,
+    results: &'a [QueryResult],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate: Option<CandidateReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<BaselineReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<&'a Comparison>,
     min_recall: Option<f64>,
     min_mrr: Option<f64>,
+    max_drop: Vec<String>,
+    fail_on_flip: bool,
+    failures: &'a [String],
     passed: bool,
+}
+
+#[derive(Serialize)]
+struct CandidateReport<'a> {
+    provider: &'a str,
+    model: &'a str,
+    dims: usize,
+    overall: Summary,
+    document_level: &'a evaluate::Figures,
+    /// Chunk vectors computed by the provider and taken from the cache.
+    chunk_vectors: EmbeddingCost,
+}
+
+#[derive(Serialize)]
+struct BaselineReport<'a> {
+    file: String,
+    provider: &'a str,
+    model: &'a str,
+    dims: usize,
+    k: usize,
+    search: Search,
+    #[serde(flatten)]
+    provenance: &'a Provenance,
+    /// Whether the dataset is the one the baseline was made against (by checksum).
+    same_dataset: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -65,57 +275,226 @@ struct NotScored<'a> {
     reason: &'a str,
 }
 
+/// The files the command writes, checked before anything runs.
+struct Outputs {
+    run: Option<OutputPath>,
+    candidate_run: Option<OutputPath>,
+    trec_run: Option<OutputPath>,
+}
+
+impl Outputs {
+    fn check(args: &RunArgs) -> Result<Outputs> {
+        let check = |path: &Option<PathBuf>, what: &str| {
+            path.as_deref()
+                .map(|path| paths::output(path, what, &[]))
+                .transpose()
+        };
+        let outputs = Outputs {
+            run: check(&args.save_run, "run file")?,
+            candidate_run: check(&args.save_candidate_run, "candidate's run file")?,
+            trec_run: check(&args.trec_run, "TREC run file")?,
+        };
+        let named = [
+            (&outputs.run, "run file"),
+            (&outputs.candidate_run, "candidate's run file"),
+            (&outputs.trec_run, "TREC run file"),
+        ];
+        for (i, (a, a_what)) in named.iter().enumerate() {
+            for (b, b_what) in &named[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    paths::distinct(a, a_what, b, b_what)?;
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
+
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    let comparing = args.candidate.given() || args.runs.baseline.is_some();
+    if !comparing && (!args.runs.max_drop.is_empty() || args.runs.fail_on_flip) {
+        return Err(invalid_input(
+            "--max-drop and --fail-on-flip compare two runs: give --baseline FILE (a run saved by \
+             --save-run) or a candidate model (--candidate-model, --candidate-provider, …)",
+        ));
+    }
+    if args.runs.save_candidate_run.is_some() && !args.candidate.given() {
+        return Err(invalid_input(
+            "--save-candidate-run needs a candidate model (--candidate-model, --candidate-provider, …)",
+        ));
+    }
+    let outputs = Outputs::check(&args.runs)?;
+    // Read whole before anything is written: --save-run may name the baseline itself, to
+    // replace it once this run has been compared with it.
+    let baseline = args
+        .runs
+        .baseline
+        .as_deref()
+        .map(run_file::read)
+        .transpose()?;
+    let k = match (&baseline, args.k) {
+        (Some(saved), Some(k)) if (k as usize) > saved.run.info.k => {
+            return Err(invalid_input(format!(
+                "the baseline holds the top {} of each query, fewer than --k {k}: evaluate with --k {} \
+                 (or less), or save a new baseline",
+                saved.run.info.k, saved.run.info.k
+            )))
+        }
+        (_, Some(k)) => k as usize,
+        (Some(saved), None) => saved.run.info.k,
+        (None, None) => DEFAULT_K as usize,
+    };
+    // A comparison searches both sides alike: a candidate is searched exactly (its vectors
+    // are in no index), so the current model is too; against a baseline, as the baseline was.
+    let search = if args.exact
+        || args.candidate.given()
+        || baseline
+            .as_ref()
+            .is_some_and(|saved| saved.run.info.search == Search::Exact)
+    {
+        Search::Exact
+    } else {
+        Search::Hnsw
+    };
+    let settings = Settings {
+        seed: args.tests.seed,
+        permutations: args.tests.permutations,
+        resamples: args.tests.bootstrap,
+        confidence: args.tests.confidence,
+    };
+
     let client = args.embed.client()?;
+    let candidate_client = if args.candidate.given() {
+        Some(args.candidate.embed_args(&args.embed).client()?)
+    } else {
+        None
+    };
     let mut conn = db::connect(global)?;
     if let Some(column) = embedding_column_dims(&mut conn)? {
         if column as usize != client.info().dims {
             return Err(invalid_input(format!(
                 "chunks.embedding holds {column}-dimension vectors but the configured {} makes {}; \
-                 evaluate with the model the chunks were embedded by (pass --embed-dims {column})",
+                 evaluate with the model the chunks were embedded by (pass --embed-dims {column}); \
+                 to try another model, give it as the candidate (--candidate-dims …)",
                 client.info(),
                 client.info().dims
             )));
         }
     }
-    let evaluation = evaluate::evaluate(&mut conn, &client, args.k as usize, args.exact)?;
-    if evaluation.results.is_empty() {
+    let judgments = Judgments::read(&mut conn)?;
+    if judgments.queries.is_empty() {
         return Err(invalid_input(
             "there are no golden queries in the database: add a \"queries\" list to the backup file and restore it",
         ));
     }
-    let overall = evaluation.overall;
-    let passed = args.min_recall.is_none_or(|min| overall.recall >= min)
-        && args.min_mrr.is_none_or(|min| overall.mrr >= min);
-    let worst = worst(&evaluation);
-    print_table(&evaluation, &worst, &client.info().to_string(), output)?;
-    if !passed {
-        let mut failed = Vec::new();
-        if let Some(min) = args.min_recall.filter(|&min| overall.recall < min) {
-            failed.push(format!(
-                "Recall@{} {:.3} is below {min}",
-                evaluation.k, overall.recall
-            ));
+    let use_cache = !args.embed.embed_no_cache;
+    let embedder = CachedEmbedder {
+        client: &client,
+        use_cache,
+    };
+    let current_run = evaluate::run_of_column(&mut conn, &embedder, &judgments, k, search)?;
+    let mut current = Evaluation::of(&current_run, &judgments);
+    evaluate::describe(&mut conn, &mut current)?;
+
+    let candidate = match &candidate_client {
+        Some(candidate_client) => {
+            let embedder = CachedEmbedder {
+                client: candidate_client,
+                use_cache,
+            };
+            let (run, cost) = evaluate::run_of_candidate(&mut conn, &embedder, &judgments, k)?;
+            let mut evaluation = Evaluation::of(&run, &judgments);
+            evaluate::describe(&mut conn, &mut evaluation)?;
+            Some((evaluation, cost))
         }
-        if let Some(min) = args.min_mrr.filter(|&min| overall.mrr < min) {
-            failed.push(format!("MRR {:.3} is below {min}", overall.mrr));
-        }
-        eprintln!("evaluation below the thresholds: {}", failed.join("; "));
+        None => None,
+    };
+    let baseline_evaluation = baseline
+        .as_ref()
+        .map(|saved| Evaluation::of(&saved.run, &judgments));
+
+    let comparison = match (&candidate, &baseline_evaluation) {
+        (Some((candidate, _)), _) => Some(comparison::compare(
+            ("current", &current),
+            ("candidate", candidate),
+            &settings,
+        )),
+        (None, Some(baseline)) => Some(comparison::compare(
+            ("baseline", baseline),
+            ("current", &current),
+            &settings,
+        )),
+        (None, None) => None,
+    };
+
+    let wants_provenance =
+        outputs.run.is_some() || outputs.candidate_run.is_some() || baseline.is_some();
+    let provenance = if wants_provenance {
+        provenance_of(&mut conn)
+    } else {
+        Provenance::default()
+    };
+    if let Some(path) = &outputs.run {
+        run_file::save(path, &current, &provenance)?;
     }
-    let info = client.info();
+    if let (Some(path), Some((candidate, _))) = (&outputs.candidate_run, &candidate) {
+        run_file::save(path, candidate, &provenance)?;
+    }
+    if let Some(path) = &outputs.trec_run {
+        let tag = format!("golden-{}-{}", current.info.provider, current.info.model);
+        let text = trec::run(&current, args.runs.trec_level, &tag)?;
+        let temp = crate::atomic::write_temp_beside(&path.target, text.as_bytes())?;
+        crate::atomic::persist(temp, &path.target)?;
+    }
+
+    let overall = current.chunk_level.overall;
+    let mut failures = Vec::new();
+    if let Some(min) = args.min_recall.filter(|&min| overall.recall < min) {
+        failures.push(format!("Recall@{k} {:.3} is below {min}", overall.recall));
+    }
+    if let Some(min) = args.min_mrr.filter(|&min| overall.mrr < min) {
+        failures.push(format!("MRR {:.3} is below {min}", overall.mrr));
+    }
+    if let Some(comparison) = &comparison {
+        failures.extend(comparison::gate(
+            comparison,
+            &args.runs.max_drop,
+            args.runs.fail_on_flip,
+        ));
+    }
+    let passed = failures.is_empty();
+
+    let worst = worst(&current);
+    print_table(&current, &worst, args.show_unjudged, output)?;
+    let same_dataset = baseline.as_ref().and_then(|saved| {
+        Some(saved.provenance.dataset_checksum.as_ref()? == provenance.dataset_checksum.as_ref()?)
+    });
+    if let Some(saved) = &baseline {
+        print_baseline_notes(saved, &current, same_dataset, output)?;
+    }
+    if let Some(comparison) = &comparison {
+        print_comparison(comparison, output)?;
+    }
+    if !passed {
+        eprintln!("evaluation failed the gate: {}", failures.join("; "));
+    }
+
     output.summary(&Report {
-        k: evaluation.k,
-        exact: evaluation.exact,
-        provider: info.provider.to_string(),
-        model: info.model.clone(),
-        dims: info.dims,
-        queries: evaluation.results.len(),
-        scored: overall.queries,
+        k,
+        exact: search == Search::Exact,
+        search,
+        provider: &current.info.provider,
+        model: &current.info.model,
+        dims: current.info.dims,
+        queries: current.results.len(),
+        scored: current.scored(),
         overall,
-        by_category: &evaluation.by_category,
-        by_difficulty: &evaluation.by_difficulty,
+        by_category: &current.chunk_level.by_category,
+        by_difficulty: &current.chunk_level.by_difficulty,
+        document_level: &current.document_level,
+        judged_at_k: current.judged_at_k,
         worst,
-        not_scored: evaluation
+        not_scored: current
             .results
             .iter()
             .filter_map(|result| {
@@ -125,8 +504,38 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 })
             })
             .collect(),
+        results: &current.results,
+        candidate: candidate
+            .as_ref()
+            .map(|(evaluation, cost)| CandidateReport {
+                provider: &evaluation.info.provider,
+                model: &evaluation.info.model,
+                dims: evaluation.info.dims,
+                overall: evaluation.chunk_level.overall,
+                document_level: &evaluation.document_level,
+                chunk_vectors: *cost,
+            }),
+        baseline: baseline.as_ref().map(|saved| BaselineReport {
+            file: args
+                .runs
+                .baseline
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            provider: &saved.run.info.provider,
+            model: &saved.run.info.model,
+            dims: saved.run.info.dims,
+            k: saved.run.info.k,
+            search: saved.run.info.search,
+            provenance: &saved.provenance,
+            same_dataset,
+        }),
+        comparison: comparison.as_ref(),
         min_recall: args.min_recall,
         min_mrr: args.min_mrr,
+        max_drop: args.runs.max_drop.iter().map(|m| m.to_string()).collect(),
+        fail_on_flip: args.runs.fail_on_flip,
+        failures: &failures,
         passed,
     })?;
     Ok(if passed {
@@ -134,6 +543,33 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     } else {
         Exit::ProblemsFound
     })
+}
+
+/// Where this run comes from: the checksum a backup of the database would carry now, and the
+/// revision of the repository golden runs in. Either is left out, with a warning, when it
+/// cannot be had.
+fn provenance_of(conn: &mut diesel::PgConnection) -> Provenance {
+    let dataset_checksum = match crate::backup::dataset_checksum(conn) {
+        Ok(checksum) => Some(checksum),
+        Err(e) => {
+            log::warn!("the run file gets no dataset checksum: {e}");
+            None
+        }
+    };
+    let git_revision = crate::git::Git::in_folder(".")
+        .output(
+            "reading the git revision",
+            ["rev-parse", "--verify", "-q", "HEAD"],
+        )
+        .ok()
+        .filter(|(_, out)| out.status.success())
+        .map(|(text, _)| text.trim().to_string())
+        .filter(|revision| !revision.is_empty());
+    Provenance {
+        dataset_checksum,
+        git_revision,
+        golden_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
 }
 
 /// The scored queries that did worst: lowest recall, then lowest reciprocal rank.
@@ -159,15 +595,37 @@ fn worst(evaluation: &Evaluation) -> Vec<&QueryResult> {
         .collect()
 }
 
+fn print_results(result: &QueryResult, output: Output) -> Result<()> {
+    for (rank, got) in result.retrieved.iter().enumerate() {
+        let mark = if result.expected.contains(&got.id) {
+            "*"
+        } else if !got.judged {
+            "?"
+        } else {
+            " "
+        };
+        output.line(format_args!(
+            "    {mark}{}. {} · {} ({})",
+            rank + 1,
+            got.analysis_title.as_deref().unwrap_or("(untitled)"),
+            got.section_title.as_deref().unwrap_or("(no section)"),
+            got.id
+        ))?;
+    }
+    Ok(())
+}
+
 fn print_table(
     evaluation: &Evaluation,
     worst: &[&QueryResult],
-    model: &str,
+    show_unjudged: bool,
     output: Output,
 ) -> Result<()> {
-    let k = evaluation.k;
+    let k = evaluation.k();
     if !worst.is_empty() {
-        output.line("worst queries (what came back instead; * marks an expected chunk):")?;
+        output.line(
+            "worst queries (what came back instead; * marks an expected chunk, ? one no query expects):",
+        )?;
     }
     for result in worst {
         let scores = result.scores.unwrap_or_default();
@@ -189,19 +647,41 @@ fn print_table(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))?;
-        for (rank, got) in result.retrieved.iter().enumerate() {
-            let mark = if result.expected.contains(&got.id) {
-                "*"
-            } else {
-                " "
-            };
+        print_results(result, output)?;
+    }
+    if show_unjudged {
+        if !worst.is_empty() {
+            output.line("")?;
+        }
+        let unjudged: Vec<&QueryResult> = evaluation
+            .results
+            .iter()
+            .filter(|r| r.retrieved.iter().any(|got| !got.judged))
+            .collect();
+        output.line(format_args!(
+            "unjudged results: chunks in the top {k} that no golden query expects (judged@{k} {:.3}); \
+             label them, or they count as misses:",
+            evaluation.judged_at_k
+        ))?;
+        if unjudged.is_empty() {
+            output.line("  none")?;
+        }
+        for result in unjudged {
             output.line(format_args!(
-                "    {mark}{}. {} · {} ({})",
-                rank + 1,
-                got.analysis_title.as_deref().unwrap_or("(untitled)"),
-                got.section_title.as_deref().unwrap_or("(no section)"),
-                got.id
+                "  {} judged@{k} {:.2}: {:?}",
+                result.id, result.judged_at_k, result.query
             ))?;
+            for (rank, got) in result.retrieved.iter().enumerate() {
+                if !got.judged {
+                    output.line(format_args!(
+                        "    ?{}. {} · {} ({})",
+                        rank + 1,
+                        got.analysis_title.as_deref().unwrap_or("(untitled)"),
+                        got.section_title.as_deref().unwrap_or("(no section)"),
+                        got.id
+                    ))?;
+                }
+            }
         }
     }
     let unresolved: Vec<&QueryResult> = evaluation
@@ -210,7 +690,7 @@ fn print_table(
         .filter(|r| !r.unresolved_expected_chunks.is_empty())
         .collect();
     if !unresolved.is_empty() {
-        if !worst.is_empty() {
+        if !worst.is_empty() || show_unjudged {
             output.line("")?;
         }
         output.line("not scored (an incomplete answer would overstate recall):")?;
@@ -223,20 +703,21 @@ fn print_table(
             ))?;
         }
     }
-    let without_answer = evaluation.results.len() - evaluation.overall.queries - unresolved.len();
-    if !worst.is_empty() || !unresolved.is_empty() {
+    let without_answer = evaluation.results.len() - evaluation.scored() - unresolved.len();
+    if !worst.is_empty() || !unresolved.is_empty() || show_unjudged {
         output.line("")?;
     }
     output.line(format_args!(
-        "evaluation of {} queries ({} scored, {without_answer} without an expected answer{}) at k = {k}, {model}, {}",
+        "evaluation of {} queries ({} scored, {without_answer} without an expected answer{}) at k = {k}, {}, {}",
         evaluation.results.len(),
-        evaluation.overall.queries,
+        evaluation.scored(),
         if unresolved.is_empty() {
             String::new()
         } else {
             format!(", {} with unresolved expected chunks", unresolved.len())
         },
-        if evaluation.exact { "exact search" } else { "HNSW index" }
+        evaluation.info.model_label(),
+        evaluation.info.search
     ))?;
     output.line("")?;
     output.line(format_args!(
@@ -255,12 +736,211 @@ fn print_table(
             s.queries, s.recall, s.precision, s.mrr, s.ndcg, s.hit_rate
         )
     };
-    output.line(row("overall".into(), &evaluation.overall))?;
-    for (category, summary) in &evaluation.by_category {
+    output.line(row("overall".into(), &evaluation.chunk_level.overall))?;
+    for (category, summary) in &evaluation.chunk_level.by_category {
         output.line(row(format!("category {category}"), summary))?;
     }
-    for (difficulty, summary) in &evaluation.by_difficulty {
+    for (difficulty, summary) in &evaluation.chunk_level.by_difficulty {
         output.line(row(format!("difficulty {difficulty}"), summary))?;
+    }
+    output.line(row(
+        "documents (any chunk of it)".into(),
+        &evaluation.document_level.overall,
+    ))?;
+    Ok(())
+}
+
+fn print_baseline_notes(
+    saved: &SavedRun,
+    current: &Evaluation,
+    same_dataset: Option<bool>,
+    output: Output,
+) -> Result<()> {
+    output.line("")?;
+    output.line(format_args!(
+        "baseline: {}, top {}, {}{}{}",
+        saved.run.info.model_label(),
+        saved.run.info.k,
+        saved.run.info.search,
+        saved
+            .provenance
+            .git_revision
+            .as_deref()
+            .map(|revision| format!(
+                ", saved at revision {}",
+                &revision[..revision.len().min(12)]
+            ))
+            .unwrap_or_default(),
+        match same_dataset {
+            Some(true) => ", same dataset",
+            Some(false) => ", on another version of the dataset (its checksum differs)",
+            None => "",
+        }
+    ))?;
+    if saved.run.info.search != current.info.search {
+        output.line(format_args!(
+            "note: the baseline was made by {} and this run by {}: the difference includes the index's",
+            saved.run.info.search, current.info.search
+        ))?;
+    }
+    Ok(())
+}
+
+fn format_p(p: Option<f64>) -> String {
+    match p {
+        None => "-".into(),
+        Some(p) if p < 0.001 => "<0.001".into(),
+        Some(p) => format!("{p:.3}"),
+    }
+}
+
+fn print_comparison(comparison: &Comparison, output: Output) -> Result<()> {
+    let k = comparison.subject.k;
+    let settings = &comparison.settings;
+    output.line("")?;
+    output.line(format_args!(
+        "{} {} against {} {}, {} paired queries at k = {k}",
+        comparison.subject_name,
+        comparison.subject.model_label(),
+        comparison.reference_name,
+        comparison.reference.model_label(),
+        comparison.paired
+    ))?;
+    output.line(format_args!(
+        "Δ = {} − {}; {:.0}% bootstrap interval ({} resamples); p: paired randomization test ({} permutations); seed {}",
+        comparison.subject_name,
+        comparison.reference_name,
+        settings.confidence * 100.0,
+        settings.resamples,
+        settings.permutations,
+        settings.seed
+    ))?;
+    for (side, ids) in [
+        (comparison.reference_name, &comparison.only_in_reference),
+        (comparison.subject_name, &comparison.only_in_subject),
+    ] {
+        if !ids.is_empty() {
+            output.line(format_args!(
+                "scored in the {side} run only, left out of the comparison: {}",
+                ids.join(", ")
+            ))?;
+        }
+    }
+    output.line("")?;
+    output.line(format_args!(
+        "{:<20} {:>9} {:>9} {:>8} {:>18} {:>7} {:>5} {:>6} {:>5}",
+        "",
+        comparison.reference_name,
+        comparison.subject_name,
+        "Δ",
+        "interval",
+        "p",
+        "wins",
+        "losses",
+        "ties"
+    ))?;
+    for (metric, figures) in METRICS.iter().zip(&comparison.overall.metrics) {
+        let interval = figures
+            .test
+            .interval
+            .map(|(low, high)| format!("[{low:+.3}, {high:+.3}]"))
+            .unwrap_or_else(|| "-".into());
+        output.line(format_args!(
+            "{:<20} {:>9.3} {:>9.3} {:>+8.3} {:>18} {:>7} {:>5} {:>6} {:>5}",
+            metric.label(k),
+            figures.reference,
+            figures.subject,
+            figures.test.difference,
+            interval,
+            format_p(figures.test.p_value),
+            figures.test.wins,
+            figures.test.losses,
+            figures.test.ties
+        ))?;
+    }
+    let groups: Vec<(String, &comparison::Group)> = comparison
+        .by_category
+        .iter()
+        .map(|(name, group)| (format!("category {name}"), group))
+        .chain(
+            comparison
+                .by_difficulty
+                .iter()
+                .map(|(name, group)| (format!("difficulty {name}"), group)),
+        )
+        .collect();
+    if !groups.is_empty() {
+        output.line("")?;
+        output.line(format_args!(
+            "{:<28} {:>7} {:>22} {:>7} {:>22} {:>7}",
+            "",
+            "queries",
+            format!("recall@{k}"),
+            "p",
+            format!("nDCG@{k}"),
+            "p"
+        ))?;
+        for (name, group) in groups {
+            let cell = |metric: &str| {
+                group
+                    .metric(metric)
+                    .map(|m| {
+                        (
+                            format!(
+                                "{:.3} → {:.3} ({:+.3})",
+                                m.reference, m.subject, m.test.difference
+                            ),
+                            format_p(m.test.p_value),
+                        )
+                    })
+                    .unwrap_or_default()
+            };
+            let (recall, recall_p) = cell("recall");
+            let (ndcg, ndcg_p) = cell("ndcg");
+            output.line(format_args!(
+                "{name:<28} {:>7} {recall:>22} {recall_p:>7} {ndcg:>22} {ndcg_p:>7}",
+                group.queries
+            ))?;
+        }
+    }
+    for (what, flips) in [
+        ("from hit to miss", &comparison.hit_to_miss),
+        ("from miss to hit", &comparison.miss_to_hit),
+    ] {
+        output.line("")?;
+        if flips.is_empty() {
+            output.line(format_args!("no query flipped {what}"))?;
+            continue;
+        }
+        output.line(format_args!(
+            "{} flipped {what} (an expected chunk in the top {k} for the {}, none for the {}):",
+            crate::output::counted(flips.len() as u64, "query", "queries"),
+            if what.starts_with("from hit") {
+                comparison.reference_name
+            } else {
+                comparison.subject_name
+            },
+            if what.starts_with("from hit") {
+                comparison.subject_name
+            } else {
+                comparison.reference_name
+            },
+        ))?;
+        for flip in flips.iter().take(FLIPS_SHOWN) {
+            output.line(format_args!(
+                "  {} ({}, {}): {:?}",
+                flip.id,
+                flip.category.as_deref().unwrap_or("-"),
+                flip.difficulty.as_deref().unwrap_or("-"),
+                flip.query
+            ))?;
+        }
+        if flips.len() > FLIPS_SHOWN {
+            output.line(format_args!(
+                "  … and {} more (--json lists every one)",
+                flips.len() - FLIPS_SHOWN
+            ))?;
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod diff;
 pub mod dump;
 pub mod evaluate;
+pub mod export;
 pub mod generate;
 pub mod git_setup;
 pub mod load;
@@ -35,6 +36,7 @@ pub fn run(command: Command, global: &GlobalArgs, output: Output) -> Result<Exit
         Command::Convert(args) => convert::run(args, global, output),
         Command::Diff(args) => diff::run(args, global, output),
         Command::Evaluate(args) => evaluate::run(args, global, output),
+        Command::Export(args) => export::run(args, global, output),
         Command::Generate(args) => generate::run(args, global, output),
         Command::Load(args) => load::run(args, global, output),
         Command::Show(args) => show::run(args, global, output),

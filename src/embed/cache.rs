@@ -1,5 +1,5 @@
 //! The embedding cache in the database: before a provider is asked, vectors are looked up by
-//! (provider, model, dimension, SHA-256 of the exact text); what the provider computes is
+//! (provider, model, dimension, input type, SHA-256 of the exact text); what the provider computes is
 //! stored (and committed at once, so even a run that fails later leaves it for the next).
 //! A repeated local reset of unchanged content thus makes no request; changed text or
 //! another model misses. Identical texts in one call are embedded once.
@@ -59,7 +59,7 @@ impl CachedEmbedder<'_> {
             .iter()
             .map(|text| Sha256::digest(text.as_bytes()).into())
             .collect();
-        let mut found = self.lookup(conn, &hashes)?;
+        let mut found = self.lookup(conn, &hashes, kind)?;
 
         // Each distinct missing text once.
         let mut queued = std::collections::HashSet::new();
@@ -76,7 +76,7 @@ impl CachedEmbedder<'_> {
             .into_iter()
             .map(Vector::from)
             .collect();
-        self.store(conn, &missing, &computed)?;
+        self.store(conn, &missing, &computed, kind)?;
         let computed_count = computed.len() as u64;
         for ((hash, _), vector) in missing.into_iter().zip(computed) {
             found.insert(hash, vector);
@@ -112,7 +112,12 @@ impl CachedEmbedder<'_> {
 
     /// What [`CachedEmbedder::embed`] of `texts` would compute and reuse, without computing
     /// anything (the dry-run plan): `(computed, reused)`.
-    pub fn plan(&self, conn: &mut PgConnection, texts: &[&str]) -> Result<(u64, u64)> {
+    pub fn plan(
+        &self,
+        conn: &mut PgConnection,
+        texts: &[&str],
+        kind: InputKind,
+    ) -> Result<(u64, u64)> {
         if !self.use_cache {
             return Ok((texts.len() as u64, 0));
         }
@@ -120,7 +125,7 @@ impl CachedEmbedder<'_> {
             .iter()
             .map(|text| Sha256::digest(text.as_bytes()).into())
             .collect();
-        let found = self.lookup(conn, &hashes)?;
+        let found = self.lookup(conn, &hashes, kind)?;
         let mut queued = std::collections::HashSet::new();
         let computed = hashes
             .iter()
@@ -138,6 +143,7 @@ impl CachedEmbedder<'_> {
         &self,
         conn: &mut PgConnection,
         hashes: &[TextHash],
+        kind: InputKind,
     ) -> Result<HashMap<TextHash, Vector>> {
         let info = self.client.info();
         let mut found = HashMap::new();
@@ -147,6 +153,7 @@ impl CachedEmbedder<'_> {
                 .filter(embedding_cache::provider.eq(info.provider.to_string()))
                 .filter(embedding_cache::model.eq(&info.model))
                 .filter(embedding_cache::dims.eq(info.dims as i32))
+                .filter(embedding_cache::input_type.eq(kind.cache_key()))
                 .filter(embedding_cache::text_sha256.eq_any(keys))
                 .select((embedding_cache::text_sha256, embedding_cache::embedding))
                 .load(conn)
@@ -165,6 +172,7 @@ impl CachedEmbedder<'_> {
         conn: &mut PgConnection,
         keys: &[(TextHash, &str)],
         vectors: &[Vector],
+        kind: InputKind,
     ) -> Result<()> {
         let info = self.client.info();
         let provider = info.provider.to_string();
@@ -175,6 +183,7 @@ impl CachedEmbedder<'_> {
                 provider: &provider,
                 model: &info.model,
                 dims: info.dims as i32,
+                input_type: kind.cache_key(),
                 text_sha256: hash.as_slice(),
                 embedding: vector,
             })

@@ -29,6 +29,16 @@ pub enum InputKind {
     Query,
 }
 
+impl InputKind {
+    /// The `embedding_cache.input_type` of a vector made for this kind of input.
+    pub fn cache_key(self) -> &'static str {
+        match self {
+            InputKind::Document => "document",
+            InputKind::Query => "query",
+        }
+    }
+}
+
 /// Which provider, model and dimension a vector comes from: the identity of an embedding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {

@@ -1,6 +1,10 @@
 //! Retrieval metrics of one query and their means: Recall@k, Precision@k, reciprocal rank,
-//! nDCG@k (binary relevance) and hit rate. Pure functions, so they are tested on cases worked
-//! out by hand.
+//! nDCG@k (binary relevance) and hit rate, at chunk level and at document level. Pure
+//! functions, so they are tested on cases worked out by hand.
+//!
+//! Document level scores the distinct analyses of the top-k chunks, each at the rank of its
+//! best chunk, against the analyses of the expected chunks: a team that re-chunks a document
+//! keeps comparable figures, since chunk ids do not survive that.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -39,6 +43,13 @@ pub fn score(retrieved: &[Uuid], expected: &[Uuid], k: usize) -> Option<Scores> 
         ndcg: dcg / ideal,
         hit: if found > 0 { 1.0 } else { 0.0 },
     })
+}
+
+/// The distinct analyses of a ranking of `(chunk, analysis)`, best first: each at the rank of
+/// its best chunk.
+pub fn documents_of(ranked: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut seen = std::collections::HashSet::new();
+    ranked.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
 /// 1 / log2(position + 1) for the zero-based `rank`.
@@ -126,5 +137,17 @@ mod tests {
             (summary.queries, summary.recall, summary.hit_rate),
             (2, 0.5, 0.5)
         );
+    }
+
+    #[test]
+    fn documents_rank_at_their_best_chunk() {
+        let [x, y, z] = ids(3)[..] else {
+            unreachable!()
+        };
+        // Chunks of x, x, y, x, z: the documents x, y, z at ranks 1, 2, 3.
+        assert_eq!(documents_of([x, x, y, x, z]), vec![x, y, z]);
+        // Expected document y, found at rank 2 of the distinct documents.
+        let s = score(&documents_of([x, x, y]), &[y], 3).unwrap();
+        assert_eq!((s.recall, s.reciprocal_rank, s.hit), (1.0, 0.5, 1.0));
     }
 }

@@ -1,5 +1,5 @@
 //! `embedding_cache`: vectors already computed, by provider, model, dimension and the
-//! SHA-256 of the exact text.
+//! SHA-256 of the exact text, and whether it was embedded as a document or as a query.
 
 use diesel::prelude::*;
 use pgvector::Vector;
@@ -12,6 +12,8 @@ pub struct NewCacheEntry<'a> {
     pub provider: &'a str,
     pub model: &'a str,
     pub dims: i32,
+    /// `document` or `query` ([`crate::embed::InputKind::cache_key`]).
+    pub input_type: &'a str,
     pub text_sha256: &'a [u8],
     pub embedding: &'a Vector,
 }

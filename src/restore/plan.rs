@@ -15,6 +15,7 @@ use crate::backup_file::record::BackupQuery;
 use crate::backup_file::records::Record;
 use crate::db::QueryContext;
 use crate::embed::cache::CachedEmbedder;
+use crate::embed::InputKind;
 use crate::schema::queries;
 use crate::validate::Counts;
 
@@ -131,7 +132,7 @@ fn count(
     plan.embeddings_needed += to_embed.len() as u64;
     if let Some(embedder) = embedder {
         let texts: Vec<&str> = to_embed.iter().map(|(_, text)| *text).collect();
-        let (computed, reused) = embedder.plan(conn, &texts)?;
+        let (computed, reused) = embedder.plan(conn, &texts, InputKind::Document)?;
         for (total, add) in [
             (&mut plan.embeddings_to_compute, computed),
             (&mut plan.embeddings_reused, reused),

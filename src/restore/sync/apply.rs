@@ -383,7 +383,7 @@ impl Writer<'_> {
         if texts.is_empty() {
             return Ok(());
         }
-        let (computed, reused) = self.embedder.plan(conn, &texts)?;
+        let (computed, reused) = self.embedder.plan(conn, &texts, InputKind::Document)?;
         self.written.embeddings_computed += computed;
         self.written.embeddings_reused += reused;
         self.written.embedding_requests += self.embedder.requests_for(computed);

@@ -4,8 +4,9 @@
 //! - Fisher's randomization test (the sign-flip permutation test of ranx and of IR practice):
 //!   under "no difference" each query's difference is as likely negative as positive, so the
 //!   signs are flipped at random and the p-value is the share of flips whose mean difference is
-//!   at least as far from 0 as the observed one, (count + 1) / (permutations + 1). With few
-//!   queries every sign pattern is enumerated instead and the p-value is exact.
+//!   at least as far from 0 as the observed one, (count + 1) / (permutations + 1). Queries
+//!   scored the same by both sides add nothing whatever their sign; when few queries differ,
+//!   every sign pattern of those is enumerated instead and the p-value is exact.
 //! - A percentile bootstrap confidence interval of the mean difference: queries resampled with
 //!   replacement.
 //!
@@ -18,8 +19,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// Signs are enumerated rather than drawn when there are at most 2^this patterns (and no more
-/// than the permutations asked for).
+/// Signs are enumerated rather than drawn when at most this many queries differ (and 2^that
+/// is no more than the permutations asked for).
 const MAX_ENUMERATED_QUERIES: usize = 20;
 
 /// How the tests run.
@@ -96,6 +97,47 @@ fn generator(settings: &Settings, stream: &str, purpose: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(seed)
 }
 
+/// The queries whose differences are not all zero, each as its row of differences (one per
+/// metric), and for every query the index of its row. A query where both sides scored the same
+/// on every metric adds nothing to a sum whatever its sign, so only these rows are touched.
+struct Rows {
+    metrics: usize,
+    /// `metrics` values per row, row after row.
+    values: Vec<f64>,
+    row_of: Vec<Option<usize>>,
+}
+
+impl Rows {
+    fn new(differences: &[Vec<f64>], n: usize) -> Rows {
+        let metrics = differences.len();
+        let mut values = Vec::new();
+        let mut row_of = Vec::with_capacity(n);
+        let mut rows = 0;
+        for query in 0..n {
+            if differences.iter().all(|d| d[query] == 0.0) {
+                row_of.push(None);
+            } else {
+                values.extend(differences.iter().map(|d| d[query]));
+                row_of.push(Some(rows));
+                rows += 1;
+            }
+        }
+        Rows {
+            metrics,
+            values,
+            row_of,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.values.len() / self.metrics.max(1)
+    }
+
+    fn row(&self, row: usize) -> &[f64] {
+        &self.values[row * self.metrics..(row + 1) * self.metrics]
+    }
+}
+
 /// Two-sided p-values of the randomization test, one per metric.
 fn randomization(
     differences: &[Vec<f64>],
@@ -107,26 +149,22 @@ fn randomization(
     if settings.permutations == 0 {
         return None;
     }
-    if n == 0 {
-        return Some(vec![1.0; differences.len()]);
-    }
+    let rows = Rows::new(differences, n);
+    let metrics = differences.len();
     // Sums rather than means (the same test), compared with a margin for the rounding of sums
     // taken in another order.
     let targets: Vec<f64> = observed
         .iter()
         .map(|mean| (mean * n as f64).abs() - 1e-9)
         .collect();
-    let mut at_least = vec![0u64; differences.len()];
-    let mut count = |signs: &mut dyn FnMut(usize) -> bool| {
-        let mut sums = vec![0.0f64; differences.len()];
-        for query in 0..n {
-            let positive = signs(query);
-            for (sum, values) in sums.iter_mut().zip(differences) {
-                if positive {
-                    *sum += values[query];
-                } else {
-                    *sum -= values[query];
-                }
+    let mut at_least = vec![0u64; metrics];
+    let mut sums = vec![0.0f64; metrics];
+    let mut count = |sign_of: &dyn Fn(usize) -> f64, at_least: &mut [u64]| {
+        sums.iter_mut().for_each(|sum| *sum = 0.0);
+        for row in 0..rows.len() {
+            let sign = sign_of(row);
+            for (sum, value) in sums.iter_mut().zip(rows.row(row)) {
+                *sum += sign * value;
             }
         }
         for ((hits, sum), target) in at_least.iter_mut().zip(&sums).zip(&targets) {
@@ -135,10 +173,14 @@ fn randomization(
             }
         }
     };
-    if n <= MAX_ENUMERATED_QUERIES && (1u64 << n) <= u64::from(settings.permutations) {
-        let patterns = 1u64 << n;
+    let varying = rows.len();
+    if varying <= MAX_ENUMERATED_QUERIES && (1u64 << varying) <= u64::from(settings.permutations) {
+        let patterns = 1u64 << varying;
         for pattern in 0..patterns {
-            count(&mut |query| pattern >> query & 1 == 1);
+            count(
+                &|row| if pattern >> row & 1 == 1 { 1.0 } else { -1.0 },
+                &mut at_least,
+            );
         }
         return Some(
             at_least
@@ -148,12 +190,21 @@ fn randomization(
         );
     }
     let mut rng = generator(settings, stream, "randomization");
-    let mut bits = vec![0u64; n.div_ceil(64)];
+    let mut bits = vec![0u64; varying.div_ceil(64)];
     for _ in 0..settings.permutations {
         for word in bits.iter_mut() {
             *word = rng.next_u64();
         }
-        count(&mut |query| bits[query / 64] >> (query % 64) & 1 == 1);
+        count(
+            &|row| {
+                if bits[row / 64] >> (row % 64) & 1 == 1 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            },
+            &mut at_least,
+        );
     }
     let total = f64::from(settings.permutations) + 1.0;
     Some(
@@ -177,6 +228,7 @@ fn bootstrap(
     if n == 0 {
         return Some(vec![(0.0, 0.0); differences.len()]);
     }
+    let rows = Rows::new(differences, n);
     let mut rng = generator(settings, stream, "bootstrap");
     let mut means: Vec<Vec<f64>> =
         vec![Vec::with_capacity(settings.resamples as usize); differences.len()];
@@ -184,9 +236,10 @@ fn bootstrap(
     for _ in 0..settings.resamples {
         sums.iter_mut().for_each(|sum| *sum = 0.0);
         for _ in 0..n {
-            let query = rng.random_range(0..n);
-            for (sum, values) in sums.iter_mut().zip(differences) {
-                *sum += values[query];
+            if let Some(row) = rows.row_of[rng.random_range(0..n)] {
+                for (sum, value) in sums.iter_mut().zip(rows.row(row)) {
+                    *sum += value;
+                }
             }
         }
         for (metric_means, sum) in means.iter_mut().zip(&sums) {

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 
 use color_eyre::eyre::eyre;
 use color_eyre::Result;
-use diesel::pg::PgConnection;
+use diesel::pg::{PgConnection, PgRowByRowLoadingMode};
 use diesel::prelude::*;
 use ndarray::{Array2, ArrayView2, Axis};
 use pgvector::Vector;
@@ -58,13 +58,16 @@ pub struct EmbeddingCost {
 impl ChunkVectors {
     /// The vectors in `chunks.embedding`.
     pub fn of_column(conn: &mut PgConnection) -> Result<ChunkVectors> {
-        let rows: Vec<(Uuid, Uuid, Option<Vector>)> = chunks::table
+        // Row by row from the server: only the matrix being built is held, not every vector
+        // twice.
+        let rows = chunks::table
             .select((chunks::id, chunks::analysis_id, chunks::embedding))
             .order(chunks::id)
-            .load(conn)
+            .load_iter::<(Uuid, Uuid, Option<Vector>), PgRowByRowLoadingMode>(conn)
             .step("reading the chunks' vectors")?;
         let mut builder = Builder::default();
-        for (chunk, analysis, vector) in rows {
+        for row in rows {
+            let (chunk, analysis, vector) = row.step("reading the chunks' vectors")?;
             match vector {
                 Some(vector) => builder.push(chunk, analysis, vector.as_slice())?,
                 None => builder.left_out += 1,

@@ -548,7 +548,7 @@ def bench_evaluate(big, runs, rows, notes):
     subprocess.run(compare, env=env, check=True, stdout=subprocess.DEVNULL)  # fills the candidate's cache
     fill_time = time.monotonic() - started
     b_runs, q_runs, x_runs, h_runs = [], [], [], []
-    for _ in range(runs):
+    for _ in range(max(runs, 5)):
         b_runs.append(measure(compare, env))
         q_runs.append(measure(compare + ["--permutations", "0"], env))
         x_runs.append(measure([GOLDEN, "evaluate", "--json", "--embed-provider", "hash", "--exact"], env))

@@ -355,6 +355,15 @@ fn gates_and_run_files_refuse_what_makes_no_sense() {
     let (code, stderr) = code_of(&["--save-run", same, "--trec-run", same]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(!Path::new(same).exists());
+    // No output over the baseline, an input.
+    let (code, stderr) = code_of(&[
+        "--baseline",
+        not_a_run.to_str().unwrap(),
+        "--save-run",
+        not_a_run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("input"), "{stderr}");
     // A baseline and a candidate at once.
     assert_eq!(
         code_of(&[
@@ -728,4 +737,295 @@ fn unjudged_results_are_the_retrieved_chunks_no_query_expects() {
         .find(|got| got["judged"] == false)
         .unwrap();
     assert!(stdout.contains(unjudged["id"].as_str().unwrap()));
+}
+
+#[test]
+fn a_smaller_k_cuts_the_baseline_to_it() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    let baseline = dir.path().join("baseline.json");
+    let baseline = baseline.to_str().unwrap();
+    evaluate(&db, dir.path(), &["--k", "10", "--save-run", baseline]);
+    for k in ["1", "5", "10"] {
+        let (code, report) = evaluate(
+            &db,
+            dir.path(),
+            &[
+                "--baseline",
+                baseline,
+                "--k",
+                k,
+                "--max-drop",
+                "recall=0",
+                "--fail-on-flip",
+            ],
+        );
+        assert_eq!(code, 0, "k {k}: {}", report["failures"]);
+        for metric in METRICS {
+            assert_eq!(
+                overall(&report, metric)["difference"],
+                0.0,
+                "k {k} {metric}"
+            );
+        }
+        let (_, plain) = evaluate(&db, dir.path(), &["--k", k]);
+        assert_eq!(
+            overall(&report, "recall")["reference"],
+            plain["overall"]["recall"],
+            "k {k}"
+        );
+    }
+}
+
+#[test]
+fn nothing_is_written_when_a_file_cannot_be() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let baseline = path("baseline.json");
+    evaluate(&db, dir.path(), &["--save-run", &baseline]);
+    let before = fs::read(&baseline).unwrap();
+    let code_of = |args: &[&str]| {
+        let output = run(&db, dir.path(), args);
+        (output.status.code(), stderr_of(&output))
+    };
+    // No output over the baseline, whichever it is.
+    for flag in ["--trec-run", "--save-run"] {
+        let (code, stderr) = code_of(&[
+            "evaluate",
+            "--embed-provider",
+            "hash",
+            "--baseline",
+            &baseline,
+            flag,
+            &baseline,
+        ]);
+        assert_eq!(code, Some(2), "{flag}: {stderr}");
+    }
+    assert_eq!(fs::read(&baseline).unwrap(), before);
+
+    // A query id a TREC file cannot carry stops the run before any file is written.
+    db.execute("INSERT INTO queries (id, query, expected_chunk_ids) SELECT 'has space', 'x', ARRAY[id] FROM chunks LIMIT 1");
+    let (code, stderr) = code_of(&[
+        "evaluate",
+        "--embed-provider",
+        "hash",
+        "--save-run",
+        &path("r.json"),
+        "--trec-run",
+        &path("t.run"),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("has space"), "{stderr}");
+    let (code, _) = code_of(&[
+        "export",
+        "--qrels",
+        &path("q.qrels"),
+        "--beir",
+        &path("beir"),
+    ]);
+    assert_eq!(code, Some(2));
+    db.execute("DELETE FROM queries WHERE id = 'has space'");
+    db.execute("INSERT INTO queries (id, query, expected_chunk_ids) SELECT '\"quoted', 'x', ARRAY[id] FROM chunks LIMIT 1");
+    let (code, stderr) = code_of(&[
+        "export",
+        "--qrels",
+        &path("q.qrels"),
+        "--beir",
+        &path("beir"),
+    ]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a quote would swallow BEIR's later lines: {stderr}"
+    );
+    db.execute("DELETE FROM queries WHERE id = '\"quoted'");
+    // The qrels inside the BEIR folder, or a BEIR folder that is a file.
+    let beir = path("beir");
+    let (code, stderr) = code_of(&[
+        "export",
+        "--qrels",
+        &format!("{beir}/corpus.jsonl"),
+        "--beir",
+        &beir,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    fs::write(path("a-file"), "").unwrap();
+    let (code, _) = code_of(&[
+        "export",
+        "--qrels",
+        &path("q.qrels"),
+        "--beir",
+        &path("a-file"),
+    ]);
+    assert_eq!(code, Some(2));
+    let leftovers: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "baseline.json" && name != "a-file")
+        .collect();
+    assert!(leftovers.is_empty(), "written anyway: {leftovers:?}");
+}
+
+#[test]
+fn baselines_that_make_no_sense_are_refused() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    let baseline = dir.path().join("baseline.json");
+    evaluate(&db, dir.path(), &["--save-run", baseline.to_str().unwrap()]);
+    let file: Value = serde_json::from_slice(&fs::read(&baseline).unwrap()).unwrap();
+    let edited = dir.path().join("edited.json");
+    let try_edit = |edit: &dyn Fn(&mut Value)| {
+        let mut copy = file.clone();
+        edit(&mut copy);
+        fs::write(&edited, serde_json::to_vec(&copy).unwrap()).unwrap();
+        let output = run(
+            &db,
+            dir.path(),
+            &[
+                "evaluate",
+                "--embed-provider",
+                "hash",
+                "--baseline",
+                edited.to_str().unwrap(),
+            ],
+        );
+        (output.status.code(), stderr_of(&output))
+    };
+    for k in [0, 5000] {
+        let (code, stderr) = try_edit(&|f| f["k"] = k.into());
+        assert_eq!(code, Some(2), "k {k}: {stderr}");
+    }
+    let (code, stderr) = try_edit(&|f| {
+        let first = f["queries"][0]["results"][0].clone();
+        f["queries"][0]["results"][1] = first;
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("twice"), "{stderr}");
+    assert_eq!(try_edit(&|f| f["golden_run"] = 0.into()).0, Some(2));
+    let (code, stderr) = try_edit(&|f| {
+        f["golden_run"] = 2.into();
+        f["queries"] = serde_json::json!([{"id": "q", "hits": []}]);
+    });
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("upgrade golden"), "{stderr}");
+
+    // A baseline no query pairs with: the gate cannot pass on nothing.
+    let (code, _) = try_edit(&|f| f["queries"] = serde_json::json!([]));
+    assert_eq!(code, Some(0), "without a gate it is a report");
+    let mut copy = file.clone();
+    copy["queries"] = serde_json::json!([]);
+    fs::write(&edited, serde_json::to_vec(&copy).unwrap()).unwrap();
+    let (code, report) = evaluate(
+        &db,
+        dir.path(),
+        &[
+            "--baseline",
+            edited.to_str().unwrap(),
+            "--max-drop",
+            "recall=0.5",
+        ],
+    );
+    assert_eq!(code, 3);
+    assert!(report["failures"][0]
+        .as_str()
+        .unwrap()
+        .contains("nothing to compare"));
+
+    // A threshold that is not a number would never fail.
+    let nan = run(
+        &db,
+        dir.path(),
+        &[
+            "evaluate",
+            "--embed-provider",
+            "hash",
+            "--min-recall",
+            "nan",
+        ],
+    );
+    assert_eq!(nan.status.code(), Some(2));
+}
+
+#[test]
+fn an_expected_chunk_listed_twice_is_one_answer() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    let (_, before) = evaluate(&db, dir.path(), &["--exact"]);
+    db.execute("UPDATE queries SET expected_chunk_ids = expected_chunk_ids || expected_chunk_ids");
+    let (_, after) = evaluate(&db, dir.path(), &["--exact"]);
+    assert_eq!(after["overall"], before["overall"]);
+}
+
+#[test]
+fn chunks_without_vectors_are_named_not_fatal() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    db.execute("UPDATE chunks SET embedding = NULL");
+    let output = run(
+        &db,
+        dir.path(),
+        &["evaluate", "--json", "--embed-provider", "hash", "--exact"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("188 chunks"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(json_of(&output)["overall"]["recall"], 0.0);
+}
+
+#[test]
+fn ctrl_c_during_a_comparison_writes_no_file() {
+    let db = TestDb::with_sample();
+    let dir = workdir();
+    let server = EmbedServer::start(Protocol::OpenAi);
+    server.delay(std::time::Duration::from_millis(400));
+    // A plain std Command, which can be spawned and signalled.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_golden"))
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env_remove("OPENAI_API_KEY")
+        .args([
+            "evaluate",
+            "--embed-provider",
+            "hash",
+            "--candidate-provider",
+            "openai",
+            "--candidate-url",
+            &server.url,
+            "--candidate-batch-size",
+            "4",
+            "--candidate-dims",
+            "64",
+            "--save-run",
+            "run.json",
+            "--save-candidate-run",
+            "candidate.json",
+            "--trec-run",
+            "run.trec",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the candidate's chunks are being embedded.
+    let started = std::time::Instant::now();
+    while server.request_count() == 0 && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(server.request_count() > 0, "the candidate was never asked");
+    let sent = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "files left by an interrupted comparison: {left:?}"
+    );
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
 use serde::Serialize;
 
@@ -53,11 +54,11 @@ pub struct Args {
     pub k: Option<u32>,
 
     /// Exit 3 when the mean Recall@k is below this
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = finite)]
     pub min_recall: Option<f64>,
 
     /// Exit 3 when the MRR is below this
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", value_parser = finite)]
     pub min_mrr: Option<f64>,
 
     /// Compare every vector (in memory) instead of searching the HNSW index, to see the index's recall loss
@@ -200,6 +201,14 @@ pub struct TestArgs {
     pub confidence: f64,
 }
 
+/// A threshold: a number (NaN would pass every comparison, so the gate would never close).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(format!("{text:?} is not a number")),
+    }
+}
+
 fn confidence(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .parse()
@@ -284,9 +293,12 @@ struct Outputs {
 
 impl Outputs {
     fn check(args: &RunArgs) -> Result<Outputs> {
+        // The baseline is an input: no output goes over it (save the new baseline beside it,
+        // or run again with --save-run alone once the comparison is accepted).
+        let inputs: Vec<&std::path::Path> = args.baseline.as_deref().into_iter().collect();
         let check = |path: &Option<PathBuf>, what: &str| {
             path.as_deref()
-                .map(|path| paths::output(path, what, &[]))
+                .map(|path| paths::output(path, what, &inputs))
                 .transpose()
         };
         let outputs = Outputs {
@@ -311,6 +323,7 @@ impl Outputs {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    crate::interrupt::install();
     let comparing = args.candidate.given() || args.runs.baseline.is_some();
     if !comparing && (!args.runs.max_drop.is_empty() || args.runs.fail_on_flip) {
         return Err(invalid_input(
@@ -324,8 +337,6 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         ));
     }
     let outputs = Outputs::check(&args.runs)?;
-    // Read whole before anything is written: --save-run may name the baseline itself, to
-    // replace it once this run has been compared with it.
     let baseline = args
         .runs
         .baseline
@@ -393,9 +404,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         use_cache,
     };
     let current_run = evaluate::run_of_column(&mut conn, &embedder, &judgments, k, search)?;
+    let current_run_unsearchable = current_run.unsearchable;
     let mut current = Evaluation::of(&current_run, &judgments);
     evaluate::describe(&mut conn, &mut current)?;
 
+    let mut candidate_unsearchable = 0;
     let candidate = match &candidate_client {
         Some(candidate_client) => {
             let embedder = CachedEmbedder {
@@ -403,15 +416,31 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 use_cache,
             };
             let (run, cost) = evaluate::run_of_candidate(&mut conn, &embedder, &judgments, k)?;
+            candidate_unsearchable = run.unsearchable;
             let mut evaluation = Evaluation::of(&run, &judgments);
             evaluate::describe(&mut conn, &mut evaluation)?;
             Some((evaluation, cost))
         }
         None => None,
     };
+    // Scored at this run's k: a baseline of a deeper top is cut to it.
     let baseline_evaluation = baseline
         .as_ref()
-        .map(|saved| Evaluation::of(&saved.run, &judgments));
+        .map(|saved| Evaluation::of(&saved.run.clone().cut_to(k), &judgments));
+    let dropped_since_baseline: Vec<&str> = baseline
+        .as_ref()
+        .map(|saved| {
+            let current: std::collections::HashSet<&str> =
+                judgments.queries.iter().map(|q| q.id.as_str()).collect();
+            saved
+                .run
+                .rankings
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !current.contains(id))
+                .collect()
+        })
+        .unwrap_or_default();
 
     let comparison = match (&candidate, &baseline_evaluation) {
         (Some((candidate, _)), _) => Some(comparison::compare(
@@ -427,6 +456,8 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         (None, None) => None,
     };
 
+    // A Ctrl-C during the searches writes no file: what was asked for did not finish.
+    crate::interrupt::check()?;
     let wants_provenance =
         outputs.run.is_some() || outputs.candidate_run.is_some() || baseline.is_some();
     let provenance = if wants_provenance {
@@ -434,17 +465,38 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     } else {
         Provenance::default()
     };
+    crate::interrupt::check()?;
+    // Every file's text first (a refused query id stops here), then every file written beside
+    // its place, then all renamed into place: an error leaves no output half written.
+    let mut texts: Vec<(&OutputPath, &str, String)> = Vec::new();
     if let Some(path) = &outputs.run {
-        run_file::save(path, &current, &provenance)?;
+        texts.push((path, "run file", run_file::render(&current, &provenance)?));
     }
     if let (Some(path), Some((candidate, _))) = (&outputs.candidate_run, &candidate) {
-        run_file::save(path, candidate, &provenance)?;
+        texts.push((
+            path,
+            "candidate's run file",
+            run_file::render(candidate, &provenance)?,
+        ));
     }
     if let Some(path) = &outputs.trec_run {
         let tag = format!("golden-{}-{}", current.info.provider, current.info.model);
-        let text = trec::run(&current, args.runs.trec_level, &tag)?;
-        let temp = crate::atomic::write_temp_beside(&path.target, text.as_bytes())?;
-        crate::atomic::persist(temp, &path.target)?;
+        texts.push((
+            path,
+            "TREC run file",
+            trec::run(&current, args.runs.trec_level, &tag)?,
+        ));
+    }
+    let mut written = Vec::new();
+    for (path, what, text) in texts {
+        let temp = crate::atomic::write_temp_beside(&path.target, text.as_bytes())
+            .wrap_err_with(|| format!("writing the {what} {}", path.shown.display()))?;
+        written.push((path, what, temp));
+    }
+    crate::interrupt::check()?;
+    for (path, what, temp) in written {
+        crate::atomic::persist(temp, &path.target)
+            .wrap_err_with(|| format!("putting the {what} {} in place", path.shown.display()))?;
     }
 
     let overall = current.chunk_level.overall;
@@ -456,6 +508,12 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         failures.push(format!("MRR {:.3} is below {min}", overall.mrr));
     }
     if let Some(comparison) = &comparison {
+        if comparison.paired == 0 && (!args.runs.max_drop.is_empty() || args.runs.fail_on_flip) {
+            failures.push(format!(
+                "no query is scored in both the {} and the {} run: there is nothing to compare",
+                comparison.reference_name, comparison.subject_name
+            ));
+        }
         failures.extend(comparison::gate(
             comparison,
             &args.runs.max_drop,
@@ -469,14 +527,41 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let same_dataset = baseline.as_ref().and_then(|saved| {
         Some(saved.provenance.dataset_checksum.as_ref()? == provenance.dataset_checksum.as_ref()?)
     });
+    for (run, name) in [
+        (&current_run_unsearchable, "current model"),
+        (&candidate_unsearchable, "candidate"),
+    ] {
+        if *run > 0 {
+            eprintln!(
+                "warning: {} of the {name} have no vector or a vector of length 0, and no search finds them",
+                crate::output::counted(*run as u64, "chunk", "chunks")
+            );
+        }
+    }
     if let Some(saved) = &baseline {
         print_baseline_notes(saved, &current, same_dataset, output)?;
+        if !dropped_since_baseline.is_empty() {
+            output.line(format_args!(
+                "in the baseline but no longer golden queries, left out: {}",
+                dropped_since_baseline
+                    .iter()
+                    .map(|id| shown(id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
+        }
+    }
+    if comparison.as_ref().is_some_and(|c| c.paired == 0) {
+        eprintln!("warning: no query is scored on both sides of the comparison");
     }
     if let Some(comparison) = &comparison {
         print_comparison(comparison, output)?;
     }
     if !passed {
-        eprintln!("evaluation failed the gate: {}", failures.join("; "));
+        eprintln!(
+            "evaluation failed the gate: {}",
+            shown(&failures.join("; "))
+        );
     }
 
     output.summary(&Report {
@@ -631,7 +716,7 @@ fn print_table(
         let scores = result.scores.unwrap_or_default();
         output.line(format_args!(
             "  {} ({}, {}) recall {:.2}, MRR {:.2}: {:?}",
-            result.id,
+            shown(&result.id),
             result.category.as_deref().unwrap_or("-"),
             result.difficulty.as_deref().unwrap_or("-"),
             scores.recall,
@@ -669,7 +754,9 @@ fn print_table(
         for result in unjudged {
             output.line(format_args!(
                 "  {} judged@{k} {:.2}: {:?}",
-                result.id, result.judged_at_k, result.query
+                shown(&result.id),
+                result.judged_at_k,
+                result.query
             ))?;
             for (rank, got) in result.retrieved.iter().enumerate() {
                 if !got.judged {
@@ -697,7 +784,7 @@ fn print_table(
         for result in &unresolved {
             output.line(format_args!(
                 "  {} {:?}: {}",
-                result.id,
+                shown(&result.id),
                 result.query,
                 result.not_scored.as_deref().unwrap_or("not scored")
             ))?;
@@ -786,6 +873,21 @@ fn print_baseline_notes(
     Ok(())
 }
 
+/// A query id as a terminal should show it: control characters escaped, so an id cannot
+/// colour the report or fake a line of it.
+fn shown(id: &str) -> String {
+    id.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn format_p(p: Option<f64>) -> String {
     match p {
         None => "-".into(),
@@ -822,7 +924,10 @@ fn print_comparison(comparison: &Comparison, output: Output) -> Result<()> {
         if !ids.is_empty() {
             output.line(format_args!(
                 "scored in the {side} run only, left out of the comparison: {}",
-                ids.join(", ")
+                ids.iter()
+                    .map(|id| shown(id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))?;
         }
     }
@@ -929,7 +1034,7 @@ fn print_comparison(comparison: &Comparison, output: Output) -> Result<()> {
         for flip in flips.iter().take(FLIPS_SHOWN) {
             output.line(format_args!(
                 "  {} ({}, {}): {:?}",
-                flip.id,
+                shown(&flip.id),
                 flip.category.as_deref().unwrap_or("-"),
                 flip.difficulty.as_deref().unwrap_or("-"),
                 flip.query

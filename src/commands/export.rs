@@ -5,15 +5,18 @@
 
 use std::path::PathBuf;
 
+use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
 use serde::Serialize;
 
+use crate::atomic;
 use crate::cli::GlobalArgs;
 use crate::db;
 use crate::error::{invalid_input, Exit};
 use crate::evaluate::beir::{self, Exported};
 use crate::evaluate::judgments::Judgments;
 use crate::evaluate::trec::{self, Level};
+use crate::interrupt;
 use crate::output::Output;
 use crate::paths;
 
@@ -46,27 +49,46 @@ struct Summary {
 }
 
 pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
+    interrupt::install();
     if args.qrels.is_none() && args.beir.is_none() {
         return Err(invalid_input(
             "nothing to export: give --qrels FILE, --beir DIR, or both",
         ));
     }
+    // Every path checked before anything is written, the qrels apart from the BEIR files.
     let qrels_path = args
         .qrels
         .as_deref()
         .map(|path| paths::output(path, "qrels file", &[]))
         .transpose()?;
+    let folder = args.beir.as_deref().map(beir::Folder::check).transpose()?;
+    if let (Some(qrels), Some(folder)) = (&qrels_path, &folder) {
+        for (file, what) in folder.files() {
+            paths::distinct(qrels, "qrels file", file, what)?;
+        }
+    }
     let mut conn = db::connect(global)?;
     let judgments = Judgments::read(&mut conn)?;
+    let qrels_text = qrels_path
+        .as_ref()
+        .map(|_| trec::qrels(&judgments, args.trec_level))
+        .transpose()?;
+    if folder.is_some() {
+        // Refused ids stop the export before the first file is written.
+        beir::qrels(&judgments)?;
+    }
     let mut summary = Summary {
         qrels: None,
         beir: None,
     };
-    if let Some(path) = &qrels_path {
-        let text = trec::qrels(&judgments, args.trec_level)?;
+    if let (Some(path), Some(text)) = (&qrels_path, &qrels_text) {
         let lines = text.lines().count() as u64;
-        let temp = crate::atomic::write_temp_beside(&path.target, text.as_bytes())?;
-        crate::atomic::persist(temp, &path.target)?;
+        let temp = atomic::write_temp_beside(&path.target, text.as_bytes())
+            .wrap_err_with(|| format!("writing the qrels file {}", path.shown.display()))?;
+        interrupt::check()?;
+        atomic::persist(temp, &path.target).wrap_err_with(|| {
+            format!("putting the qrels file {} in place", path.shown.display())
+        })?;
         output.line(format_args!(
             "wrote {} judgments of {} scored queries to {}",
             lines,
@@ -75,11 +97,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
         ))?;
         summary.qrels = Some(lines);
     }
-    if let Some(folder) = &args.beir {
+    if let (Some(folder), Some(shown)) = (&folder, &args.beir) {
         let exported = beir::export(&mut conn, &judgments, folder)?;
         output.line(format_args!(
             "wrote a BEIR folder to {}: {} chunks, {} queries, {} judgments",
-            folder.display(),
+            shown.display(),
             exported.corpus,
             exported.queries,
             exported.qrels

@@ -25,7 +25,7 @@ use super::judgments::Judgments;
 use crate::atomic;
 use crate::db::QueryContext;
 use crate::interrupt;
-use crate::paths;
+use crate::paths::{self, OutputPath};
 use crate::schema::{analyses, chunks};
 
 /// Chunks read per query, keyset by id, so memory holds one page of texts.
@@ -39,12 +39,60 @@ pub struct Exported {
     pub qrels: u64,
 }
 
-/// Writes the BEIR folder `folder` (created if missing).
-pub fn export(conn: &mut PgConnection, judgments: &Judgments, folder: &Path) -> Result<Exported> {
-    let corpus_path = paths::output(&folder.join("corpus.jsonl"), "BEIR corpus", &[])?;
-    let queries_path = paths::output(&folder.join("queries.jsonl"), "BEIR queries", &[])?;
-    let qrels_path = paths::output(&folder.join("qrels").join("test.tsv"), "BEIR qrels", &[])?;
-    let mut exported = Exported::default();
+/// The three files of a BEIR folder, checked before anything is written.
+pub struct Folder {
+    pub corpus: OutputPath,
+    pub queries: OutputPath,
+    pub qrels: OutputPath,
+}
+
+impl Folder {
+    pub fn check(folder: &Path) -> Result<Folder> {
+        Ok(Folder {
+            corpus: paths::output(&folder.join("corpus.jsonl"), "BEIR corpus", &[])?,
+            queries: paths::output(&folder.join("queries.jsonl"), "BEIR queries", &[])?,
+            qrels: paths::output(&folder.join("qrels").join("test.tsv"), "BEIR qrels", &[])?,
+        })
+    }
+
+    pub fn files(&self) -> [(&OutputPath, &'static str); 3] {
+        [
+            (&self.corpus, "BEIR corpus"),
+            (&self.queries, "BEIR queries"),
+            (&self.qrels, "BEIR qrels"),
+        ]
+    }
+}
+
+/// The qrels of a BEIR folder: a header, then `query-id`, `corpus-id`, `score` a line.
+pub fn qrels(judgments: &Judgments) -> Result<String> {
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for query in judgments.scored() {
+        // BEIR reads the file with Python's csv module: a tab or a line break would shift the
+        // columns, and a quote would open a quoted field that swallows the lines after it.
+        if query.id.contains(['\t', '\n', '\r', '"']) || query.id.chars().any(char::is_control) {
+            return Err(crate::error::invalid_input(format!(
+                "the query id {:?} holds a tab, a line break, a quote or a control character, which a \
+                 BEIR qrels file cannot carry; rename the query in the backup file",
+                query.id
+            )));
+        }
+        for chunk in &query.expected {
+            qrels.push_str(&format!("{}\t{chunk}\t1\n", query.id));
+        }
+    }
+    Ok(qrels)
+}
+
+/// Writes the BEIR folder checked as `folder` (created if missing).
+pub fn export(conn: &mut PgConnection, judgments: &Judgments, folder: &Folder) -> Result<Exported> {
+    let (corpus_path, queries_path, qrels_path) = (&folder.corpus, &folder.queries, &folder.qrels);
+    // Every refusal before the first write.
+    let qrels_text = qrels(judgments)?;
+    let mut exported = Exported {
+        qrels: judgments.scored().map(|q| q.expected.len() as u64).sum(),
+        ..Exported::default()
+    };
 
     let titles: HashMap<Uuid, Option<String>> = analyses::table
         .select((analyses::id, analyses::title))
@@ -115,28 +163,14 @@ pub fn export(conn: &mut PgConnection, judgments: &Judgments, folder: &Path) -> 
         queries.push('\n');
         exported.queries += 1;
     }
-    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
-    for query in judgments.scored() {
-        for chunk in &query.expected {
-            // A tab or a line break in an id would shift the columns.
-            if query.id.contains(['\t', '\n', '\r']) {
-                return Err(crate::error::invalid_input(format!(
-                    "the query id {:?} holds a tab or a line break, which a BEIR qrels file cannot carry",
-                    query.id
-                )));
-            }
-            qrels.push_str(&format!("{}\t{chunk}\t1\n", query.id));
-            exported.qrels += 1;
-        }
-    }
     let queries_temp = atomic::write_temp_beside(&queries_path.target, queries.as_bytes())
         .wrap_err_with(|| format!("writing {}", queries_path.shown.display()))?;
-    let qrels_temp = atomic::write_temp_beside(&qrels_path.target, qrels.as_bytes())
+    let qrels_temp = atomic::write_temp_beside(&qrels_path.target, qrels_text.as_bytes())
         .wrap_err_with(|| format!("writing {}", qrels_path.shown.display()))?;
     for (temp, path) in [
-        (corpus, &corpus_path),
-        (queries_temp, &queries_path),
-        (qrels_temp, &qrels_path),
+        (corpus, corpus_path),
+        (queries_temp, queries_path),
+        (qrels_temp, qrels_path),
     ] {
         atomic::persist(temp, &path.target)
             .wrap_err_with(|| format!("putting {} in place", path.shown.display()))?;

@@ -62,7 +62,14 @@ impl Judgments {
         let queries = golden
             .into_iter()
             .map(|query| {
-                let expected: Vec<Uuid> = query.expected_chunk_ids.into_iter().flatten().collect();
+                // A chunk listed twice is one answer: counted twice it would halve recall.
+                let mut listed = HashSet::new();
+                let expected: Vec<Uuid> = query
+                    .expected_chunk_ids
+                    .into_iter()
+                    .flatten()
+                    .filter(|chunk| listed.insert(*chunk))
+                    .collect();
                 let unresolved: Vec<String> = query
                     .unresolved_expected_chunks
                     .into_iter()

@@ -19,6 +19,7 @@ pub mod vectors;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use color_eyre::eyre::WrapErr;
 use color_eyre::Result;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -87,6 +88,19 @@ impl RunInfo {
 pub struct Run {
     pub info: RunInfo,
     pub rankings: BTreeMap<String, Vec<Ranked>>,
+    /// Chunks an exact search could not rank: no vector, or a vector of length 0.
+    pub unsearchable: usize,
+}
+
+impl Run {
+    /// The same run cut to its top `k` (no more than it holds).
+    pub fn cut_to(mut self, k: usize) -> Run {
+        self.info.k = self.info.k.min(k);
+        for ranked in self.rankings.values_mut() {
+            ranked.truncate(self.info.k);
+        }
+        self
+    }
 }
 
 /// A chunk as shown next to a query's results.
@@ -285,14 +299,27 @@ pub fn run_of_column(
     search: Search,
 ) -> Result<Run> {
     let vectors = embed_queries(conn, embedder, judgments)?;
-    let rankings = match search {
-        Search::Hnsw => vectors
-            .into_iter()
-            .map(|vector| by_index(conn, Vector::from(vector), k))
-            .collect::<Result<Vec<_>>>()?,
-        Search::Exact => ChunkVectors::of_column(conn)?.search(&vectors, k)?,
+    let (rankings, unsearchable) = match search {
+        Search::Hnsw => (
+            vectors
+                .into_iter()
+                .map(|vector| by_index(conn, Vector::from(vector), k))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        ),
+        Search::Exact => {
+            let chunk_vectors = ChunkVectors::of_column(conn)?;
+            (chunk_vectors.search(&vectors, k)?, chunk_vectors.left_out)
+        }
     };
-    Ok(run_from(embedder, judgments, k, search, rankings))
+    Ok(run_from(
+        embedder,
+        judgments,
+        k,
+        search,
+        rankings,
+        unsearchable,
+    ))
 }
 
 /// The run of a candidate model: its vectors of every chunk's text (through the cache),
@@ -303,11 +330,21 @@ pub fn run_of_candidate(
     judgments: &Judgments,
     k: usize,
 ) -> Result<(Run, EmbeddingCost)> {
-    let (chunk_vectors, cost) = ChunkVectors::embedded(conn, embedder)?;
-    let vectors = embed_queries(conn, embedder, judgments)?;
+    let candidate = embedder.client.info().to_string();
+    let (chunk_vectors, cost) = ChunkVectors::embedded(conn, embedder)
+        .wrap_err_with(|| format!("embedding the chunks with the candidate {candidate}"))?;
+    let vectors = embed_queries(conn, embedder, judgments)
+        .wrap_err_with(|| format!("embedding the queries with the candidate {candidate}"))?;
     let rankings = chunk_vectors.search(&vectors, k)?;
     Ok((
-        run_from(embedder, judgments, k, Search::Exact, rankings),
+        run_from(
+            embedder,
+            judgments,
+            k,
+            Search::Exact,
+            rankings,
+            chunk_vectors.left_out,
+        ),
         cost,
     ))
 }
@@ -318,6 +355,7 @@ fn run_from(
     k: usize,
     search: Search,
     rankings: Vec<Vec<Ranked>>,
+    unsearchable: usize,
 ) -> Run {
     let info = embedder.client.info();
     Run {
@@ -334,6 +372,7 @@ fn run_from(
             .map(|q| q.id.clone())
             .zip(rankings)
             .collect(),
+        unsearchable,
     }
 }
 

@@ -23,6 +23,8 @@ use crate::paths::{self, OutputPath};
 
 /// The format of the file; a reader refuses a newer one.
 pub const FORMAT: u32 = 1;
+/// The largest k `evaluate` takes (`--k`), and so the largest a run file may hold.
+pub const MAX_K: usize = 1_000;
 
 /// Where a run came from, beside what made it ([`RunInfo`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,7 +158,6 @@ struct FileQuery {
 
 #[derive(Deserialize)]
 struct File {
-    golden_run: u32,
     #[serde(flatten)]
     provenance: Provenance,
     provider: String,
@@ -174,15 +175,33 @@ pub fn read(path: &Path) -> Result<SavedRun> {
     paths::open_regular(path, "run file")?
         .read_to_string(&mut text)
         .map_err(|e| invalid_input(format!("cannot read the run file {shown}: {e}")))?;
-    let file: File = serde_json::from_str(&text).map_err(|e| {
+    let not_a_run = |e: serde_json::Error| {
         invalid_input(format!(
             "{shown} is not a run file written by `golden evaluate --save-run`: {e}"
         ))
-    })?;
-    if file.golden_run > FORMAT {
+    };
+    // The format first: a newer file may have changed fields, and should say so.
+    #[derive(Deserialize)]
+    struct Format {
+        golden_run: u32,
+    }
+    let format: Format = serde_json::from_str(&text).map_err(not_a_run)?;
+    if format.golden_run == 0 || format.golden_run > FORMAT {
         return Err(invalid_input(format!(
-            "{shown} is a run file of format {} and this golden reads format {FORMAT}: upgrade golden",
-            file.golden_run
+            "{shown} is a run file of format {} and this golden reads format {FORMAT}{}",
+            format.golden_run,
+            if format.golden_run > FORMAT {
+                ": upgrade golden"
+            } else {
+                ""
+            }
+        )));
+    }
+    let file: File = serde_json::from_str(&text).map_err(not_a_run)?;
+    if !(1..=MAX_K).contains(&file.k) {
+        return Err(invalid_input(format!(
+            "{shown}: the run's k is {}, outside 1..={MAX_K}",
+            file.k
         )));
     }
     let mut rankings = std::collections::BTreeMap::new();
@@ -193,6 +212,13 @@ pub fn read(path: &Path) -> Result<SavedRun> {
                 query.id,
                 query.results.len(),
                 file.k
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = query.results.iter().find(|r| !seen.insert(r.chunk)) {
+            return Err(invalid_input(format!(
+                "{shown}: query {:?} lists chunk {} twice in its results",
+                query.id, twice.chunk
             )));
         }
         let id = query.id.clone();
@@ -212,6 +238,7 @@ pub fn read(path: &Path) -> Result<SavedRun> {
                 search: file.search,
             },
             rankings,
+            unsearchable: 0,
         },
         provenance: file.provenance,
     })

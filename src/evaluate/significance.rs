@@ -159,10 +159,12 @@ fn randomization(
         .collect();
     let mut at_least = vec![0u64; metrics];
     let mut sums = vec![0.0f64; metrics];
-    let mut count = |sign_of: &dyn Fn(usize) -> f64, at_least: &mut [u64]| {
+    let varying = rows.len();
+    let mut signs = vec![0.0f64; varying];
+    // One sign pattern: the signed sums of every metric, and which reach the observed ones.
+    let mut count = |signs: &[f64], at_least: &mut [u64]| {
         sums.iter_mut().for_each(|sum| *sum = 0.0);
-        for row in 0..rows.len() {
-            let sign = sign_of(row);
+        for (row, sign) in signs.iter().enumerate() {
             for (sum, value) in sums.iter_mut().zip(rows.row(row)) {
                 *sum += sign * value;
             }
@@ -173,14 +175,14 @@ fn randomization(
             }
         }
     };
-    let varying = rows.len();
+    let sign_of = |bit: u64| if bit & 1 == 1 { 1.0 } else { -1.0 };
     if varying <= MAX_ENUMERATED_QUERIES && (1u64 << varying) <= u64::from(settings.permutations) {
         let patterns = 1u64 << varying;
         for pattern in 0..patterns {
-            count(
-                &|row| if pattern >> row & 1 == 1 { 1.0 } else { -1.0 },
-                &mut at_least,
-            );
+            for (row, sign) in signs.iter_mut().enumerate() {
+                *sign = sign_of(pattern >> row);
+            }
+            count(&signs, &mut at_least);
         }
         return Some(
             at_least
@@ -190,21 +192,14 @@ fn randomization(
         );
     }
     let mut rng = generator(settings, stream, "randomization");
-    let mut bits = vec![0u64; varying.div_ceil(64)];
     for _ in 0..settings.permutations {
-        for word in bits.iter_mut() {
-            *word = rng.next_u64();
+        for block in signs.chunks_mut(64) {
+            let bits = rng.next_u64();
+            for (i, sign) in block.iter_mut().enumerate() {
+                *sign = sign_of(bits >> i);
+            }
         }
-        count(
-            &|row| {
-                if bits[row / 64] >> (row % 64) & 1 == 1 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            },
-            &mut at_least,
-        );
+        count(&signs, &mut at_least);
     }
     let total = f64::from(settings.permutations) + 1.0;
     Some(

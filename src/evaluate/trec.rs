@@ -31,11 +31,13 @@ pub enum Level {
 }
 
 /// TREC fields are separated by white space: an id holding some cannot be written.
-fn checked_id(id: &str) -> Result<&str> {
-    if id.is_empty() || id.chars().any(char::is_whitespace) {
+pub fn checked_id(id: &str) -> Result<&str> {
+    // Tools split TREC lines on white space as their language sees it (Python's split() also
+    // at \x1c-\x1f), so every control character is refused with it.
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid_input(format!(
-            "the query id {id:?} is empty or holds white space, which TREC files cannot carry; \
-             rename the query in the backup file"
+            "the query id {id:?} is empty or holds white space or a control character, which TREC \
+             files cannot carry; rename the query in the backup file"
         )));
     }
     Ok(id)

@@ -112,6 +112,9 @@ impl ChunkVectors {
     /// The `k` chunks nearest each query by cosine distance, best first; equal distances in
     /// chunk id order.
     pub fn search(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<Ranked>>> {
+        if self.is_empty() {
+            return Ok(vec![Vec::new(); queries.len()]);
+        }
         let dims = self.matrix.ncols();
         if let Some(other) = queries.iter().find(|query| query.len() != dims) {
             return Err(eyre!(
@@ -119,12 +122,10 @@ impl ChunkVectors {
                 other.len()
             ));
         }
-        if self.is_empty() {
-            return Ok(vec![Vec::new(); queries.len()]);
-        }
         let blocks: Vec<Vec<Vec<Ranked>>> = queries
             .par_chunks(QUERIES_PER_BLOCK)
             .map(|block| {
+                interrupt::check()?;
                 let mut flat = Vec::with_capacity(block.len() * dims);
                 for query in block {
                     flat.extend(unit(query));

@@ -484,9 +484,25 @@ pub fn build_indexes(conn: &mut PgConnection, definitions: &[String]) -> Result<
     .execute(conn)
     .step("raising maintenance_work_mem for the index build")?;
     for definition in definitions {
-        diesel::sql_query(definition.as_str())
-            .execute(conn)
-            .step("building the vector index")?;
+        // In a savepoint (diesel nests the transaction), so that one failure can be retried.
+        let built = conn.transaction(|conn| diesel::sql_query(definition.as_str()).execute(conn));
+        match built {
+            Ok(_) => {}
+            // Rarely (twice in a day of test runs here), pgvector's parallel build of rows
+            // written in the same transaction fails to read a vector stored out of line. The
+            // leader alone reads them: build it again without parallel workers.
+            Err(e) if e.to_string().contains("missing chunk number") => {
+                log::warn!(
+                    "the parallel build of the vector index failed ({e}); building it again without parallel workers"
+                );
+                conn.transaction(|conn| {
+                    diesel::sql_query("SET LOCAL max_parallel_maintenance_workers = 0").execute(conn)?;
+                    diesel::sql_query(definition.as_str()).execute(conn)
+                })
+                .step("building the vector index without parallel workers")?;
+            }
+            Err(e) => return Err(e).step("building the vector index"),
+        }
     }
     Ok(())
 }

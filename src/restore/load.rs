@@ -496,7 +496,8 @@ pub fn build_indexes(conn: &mut PgConnection, definitions: &[String]) -> Result<
                     "the parallel build of the vector index failed ({e}); building it again without parallel workers"
                 );
                 conn.transaction(|conn| {
-                    diesel::sql_query("SET LOCAL max_parallel_maintenance_workers = 0").execute(conn)?;
+                    diesel::sql_query("SET LOCAL max_parallel_maintenance_workers = 0")
+                        .execute(conn)?;
                     diesel::sql_query(definition.as_str()).execute(conn)
                 })
                 .step("building the vector index without parallel workers")?;

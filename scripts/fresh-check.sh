@@ -14,7 +14,7 @@
 # The root is made by debootstrap from the Debian mirror this machine's apt uses
 # (scripts/debian-mirror.sh), with what any machine with a working Rust also has: a C compiler
 # and linker, make, git, ca-certificates. From this machine it gets: its apt configuration
-# (apt.conf.d) and local CA certificates, /etc/resolv.conf, its cargo configuration (not the
+# (apt.conf.d) and local CA certificates, /etc/resolv.conf, its cargo and pip configuration (not the
 # registry cache: the root's cargo home starts empty) and its rustup toolchain, bind-mounted
 # read-only. No package starts a service in it (policy-rc.d). It shares this machine's
 # network, so its server listens on FRESH_PGPORT (54339), not on 54329 where this machine's own
@@ -249,7 +249,7 @@ fi
 while IFS= read -r name; do
     case "$name" in *TOKEN* | *CREDENTIAL* | *SECRET* | *PASSWORD*) continue ;; esac
     CHROOT_ENV+=("$name=${!name}")
-done < <(compgen -e | grep -E '^(CARGO_(REGISTRIES|REGISTRY|SOURCE|HTTP|NET)_[A-Z0-9_]+|https?_proxy|no_proxy|all_proxy|HTTPS?_PROXY|NO_PROXY|ALL_PROXY)$' || true)
+done < <(compgen -e | grep -E '^(CARGO_(REGISTRIES|REGISTRY|SOURCE|HTTP|NET)_[A-Z0-9_]+|PIP_(INDEX_URL|EXTRA_INDEX_URL|TRUSTED_HOST|CERT|DEFAULT_TIMEOUT)|https?_proxy|no_proxy|all_proxy|HTTPS?_PROXY|NO_PROXY|ALL_PROXY)$' || true)
 
 # Runs a command line as root in the root, without the lock's descriptor (a server started
 # there would hold the lock after this script ends).
@@ -302,6 +302,14 @@ chmod 755 "$CHROOT/usr/sbin/policy-rc.d"
 mkdir -p "$CHROOT/root/.cargo"
 for conf in config.toml config; do
     if [ -f "$CARGO_DIR/$conf" ]; then cp -L "$CARGO_DIR/$conf" "$CHROOT/root/.cargo/$conf"; fi
+done
+# pip's configuration too (`make model` fetches the local model from the package index).
+for conf in /etc/pip.conf "$HOME/.config/pip/pip.conf" "$HOME/.pip/pip.conf"; do
+    if [ -f "$conf" ]; then
+        target="$CHROOT${conf/#$HOME//root}"
+        mkdir -p "$(dirname "$target")"
+        cp -L "$conf" "$target"
+    fi
 done
 
 mount_system

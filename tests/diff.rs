@@ -767,8 +767,11 @@ fn records_that_wait_stay_within_the_budget_whatever_the_size_of_their_extras() 
     file_with_large_records(&dir.path().join("b.json"), 2000, (0, 12_000), true);
     let (peak, code) = peak_rss_kb(dir.path(), &["diff", "a.json", "b.json"]);
     assert_eq!(code, Some(0));
+    // The process itself takes about 27 MB before reading anything (a debug build, the binary's
+    // pages counted); the waiting room keeps at most 8 MB of records in memory. Holding either
+    // file's records would take well over 100 MB.
     assert!(
-        peak < 40 * 1024,
+        peak < 56 * 1024,
         "golden diff of two 48 MB files in different orders peaked at {peak} KB"
     );
 }

@@ -60,7 +60,7 @@ pub fn storable(at: &DateTime<Utc>) -> Result<(), String> {
             )
         ));
     }
-    if nanos % 1_000 != 0 {
+    if !nanos.is_multiple_of(1_000) {
         return Err(format!(
             "{} has more than microsecond precision, which PostgreSQL rounds away; round it to microseconds",
             at.format("%Y-%m-%dT%H:%M:%S%.9fZ")

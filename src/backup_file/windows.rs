@@ -52,7 +52,7 @@ impl Window {
             Record::Analysis(_) | Record::Artifact { .. } => {}
         }
         self.records.push(record);
-        let at_step = ended && self.ends % shape.analyses_per_step.max(1) == 0;
+        let at_step = ended && self.ends.is_multiple_of(shape.analyses_per_step.max(1));
         (at_step && (self.chunks >= shape.target_chunks || self.ends >= shape.most_analyses))
             || self.chunks >= shape.most_chunks
     }

@@ -56,6 +56,11 @@ pub struct Args {
     #[arg(long, short)]
     pub yes: bool,
 
+    /// With --replace: move chunks.embedding to the provider's vector size (the table is emptied
+    /// anyway), in the same transaction; the vector index is built at the new size
+    #[arg(long, requires = "replace")]
+    pub resize_column: bool,
+
     /// Validate and print what would be done; write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -170,9 +175,11 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     }
     let client = args.embed.client()?;
     let mut conn = db::connect(global)?;
-    check_dimensions(&mut conn, &client)?;
     restore::encoding::check(&mut conn, &validation.non_ascii)?;
     db::lock_dataset(&mut conn)?;
+    if !args.resize_column {
+        check_dimensions(&mut conn, &client)?;
+    }
 
     let progress = Progress::new("restore", expected.analyses, "analyses", output);
     let mut summary = Summary {
@@ -237,7 +244,10 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
                 input,
                 expected,
                 file_level,
-                &safety_path,
+                restore::Replacement {
+                    safety_path: &safety_path,
+                    resize_column: args.resize_column,
+                },
                 embedding,
                 &progress,
             )?;
@@ -315,15 +325,24 @@ fn safety_backup_path(args: &Args, input: &Path) -> Result<PathBuf> {
     Ok(checked.target)
 }
 
-/// The provider must make vectors of the column's size; say how to get there if not.
+/// The provider must make vectors of the column's size; say how to get there if not. A column
+/// with no row yet (a new database) simply takes the provider's size: there is nothing to lose.
 fn check_dimensions(conn: &mut diesel::PgConnection, client: &EmbeddingClient) -> Result<()> {
     let info = client.info();
     match embedding_column_dims(conn)? {
+        Some(column) if column as usize != info.dims && load::resize_empty_column(conn, info.dims)? => {
+            log::warn!(
+                "chunks.embedding held no vector yet: moved it from {column} to {} dimensions for {info}",
+                info.dims
+            );
+            Ok(())
+        }
         Some(column) if column as usize != info.dims => Err(invalid_input(format!(
             "chunks.embedding holds vectors of {column} dimensions but the configured {info} makes {}: \
              pass --embed-dims {column} if the model can produce that size, or move the column to {} \
-             dimensions first with `golden regenerate-embeddings --embed-dims {}` and the same provider \
-             options; nothing was written",
+             dimensions: with --replace --resize-column (the dataset is replaced anyway), or first with \
+             `golden regenerate-embeddings --embed-dims {}` and the same provider options; nothing was \
+             written",
             info.dims, info.dims, info.dims
         ))),
         _ => Ok(()),

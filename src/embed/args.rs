@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use color_eyre::Result;
 
+use super::local::{self, LocalProvider};
 use super::{client::EmbeddingClient, ModelInfo, Provider};
 use super::{
     hash::HashProvider, ollama::OllamaProvider, openai::OpenAiProvider, voyage::VoyageProvider,
@@ -29,6 +30,8 @@ pub enum ProviderKind {
     Ollama,
     /// Built in, offline, deterministic: feature hashing of words and word pairs
     Hash,
+    /// Built in, offline: all-MiniLM-L6-v2 run in this process (384 dimensions; `make model` fetches it)
+    Local,
 }
 
 impl fmt::Display for ProviderKind {
@@ -38,6 +41,7 @@ impl fmt::Display for ProviderKind {
             ProviderKind::Openai => "openai",
             ProviderKind::Ollama => "ollama",
             ProviderKind::Hash => "hash",
+            ProviderKind::Local => "local",
         })
     }
 }
@@ -48,7 +52,7 @@ impl ProviderKind {
             ProviderKind::Voyage => "https://api.voyageai.com",
             ProviderKind::Openai => "https://api.openai.com",
             ProviderKind::Ollama => "http://127.0.0.1:11434",
-            ProviderKind::Hash => "",
+            ProviderKind::Hash | ProviderKind::Local => "",
         }
     }
 
@@ -58,6 +62,7 @@ impl ProviderKind {
             ProviderKind::Openai => "text-embedding-3-small",
             ProviderKind::Ollama => "mxbai-embed-large",
             ProviderKind::Hash => super::hash::MODEL,
+            ProviderKind::Local => super::local::MODEL,
         }
     }
 
@@ -67,6 +72,25 @@ impl ProviderKind {
             ProviderKind::Voyage | ProviderKind::Openai => 128,
             ProviderKind::Ollama => 32,
             ProviderKind::Hash => 256,
+            // Split again into micro-batches of similar length inside the provider.
+            ProviderKind::Local => 32,
+        }
+    }
+
+    /// The vector size when none is configured.
+    fn default_dims(self) -> usize {
+        match self {
+            ProviderKind::Local => super::local::DIMS,
+            _ => DEFAULT_DIMS,
+        }
+    }
+
+    /// Requests in flight at once when the user does not say: the machine's cores for the
+    /// model that runs here, a few for a server.
+    fn default_concurrency(self) -> usize {
+        match self {
+            ProviderKind::Local => std::thread::available_parallelism().map_or(1, usize::from),
+            _ => 4,
         }
     }
 
@@ -75,7 +99,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Voyage => 1000,
             ProviderKind::Openai => 2048,
-            ProviderKind::Ollama | ProviderKind::Hash => 100_000,
+            ProviderKind::Ollama | ProviderKind::Hash | ProviderKind::Local => 100_000,
         }
     }
 
@@ -84,7 +108,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Voyage => Some("VOYAGE_API_KEY"),
             ProviderKind::Openai => Some("OPENAI_API_KEY"),
-            ProviderKind::Ollama | ProviderKind::Hash => None,
+            ProviderKind::Ollama | ProviderKind::Hash | ProviderKind::Local => None,
         }
     }
 }
@@ -106,11 +130,11 @@ pub struct EmbedArgs {
     )]
     pub embed_url: Option<String>,
 
-    /// Model name [default: voyage-3.5, text-embedding-3-small, mxbai-embed-large, golden-hash-v1]
+    /// Model name [default: voyage-3.5, text-embedding-3-small, mxbai-embed-large, golden-hash-v1, all-MiniLM-L6-v2]
     #[arg(long, env = "GOLDEN_EMBED_MODEL", value_name = "NAME")]
     pub embed_model: Option<String>,
 
-    /// Vector dimension [default: 1024]
+    /// Vector dimension [default: 1024; 384 for local]
     #[arg(long, env = "GOLDEN_EMBED_DIMS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=16000))]
     pub embed_dims: Option<u32>,
@@ -120,10 +144,10 @@ pub struct EmbedArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub embed_batch_size: Option<u32>,
 
-    /// Most requests in flight at once
-    #[arg(long, env = "GOLDEN_EMBED_CONCURRENCY", value_name = "N", default_value_t = 4,
+    /// Most requests in flight at once [default: 4; the number of cores for local]
+    #[arg(long, env = "GOLDEN_EMBED_CONCURRENCY", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub embed_concurrency: u32,
+    pub embed_concurrency: Option<u32>,
 
     /// Retries of one request (429, 5xx, timeouts, dropped connections) before the command fails
     #[arg(long, env = "GOLDEN_EMBED_MAX_RETRIES", value_name = "N", default_value_t = 5,
@@ -142,6 +166,10 @@ pub struct EmbedArgs {
     /// Allow sending an API key over plain http:// to a host other than this machine
     #[arg(long, env = "GOLDEN_EMBED_ALLOW_HTTP")]
     pub embed_allow_http: bool,
+
+    /// The local model's folder [default: models/all-MiniLM-L6-v2 in the working folder, a parent of it, or the project golden was built in]
+    #[arg(long, env = "GOLDEN_EMBED_MODEL_DIR", value_name = "DIR")]
+    pub embed_model_dir: Option<std::path::PathBuf>,
 }
 
 /// Everything a provider needs, with defaults applied. Never printed with its key.
@@ -158,6 +186,8 @@ pub struct EmbedConfig {
     pub max_retries: u32,
     pub timeout: Duration,
     pub api_key: Option<String>,
+    /// The local model's folder, when given.
+    pub model_dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for EmbedConfig {
@@ -201,11 +231,36 @@ impl EmbedArgs {
             .embed_url
             .clone()
             .unwrap_or_else(|| kind.default_url().to_string());
-        let base_url = if kind == ProviderKind::Hash {
+        let base_url = if matches!(kind, ProviderKind::Hash | ProviderKind::Local) {
             base_url
         } else {
             check_base_url(&base_url, api_key.is_some(), self.embed_allow_http)?
         };
+        if kind == ProviderKind::Local {
+            if let Some(model) = self
+                .embed_model
+                .as_deref()
+                .filter(|m| *m != super::local::MODEL)
+            {
+                return Err(invalid_input(format!(
+                    "the local provider runs {} only, not {model:?}: leave --embed-model out, or use \
+                     ollama or an OpenAI-compatible server for another model",
+                    super::local::MODEL
+                )));
+            }
+            if let Some(dims) = self
+                .embed_dims
+                .filter(|d| *d as usize != super::local::DIMS)
+            {
+                return Err(invalid_input(format!(
+                    "{} makes vectors of {} dimensions, not {dims}: leave --embed-dims out (a column of \
+                     another size moves with `golden restore --replace --resize-column` or \
+                     `golden regenerate-embeddings`)",
+                    super::local::MODEL,
+                    super::local::DIMS
+                )));
+            }
+        }
         Ok(Some(EmbedConfig {
             kind,
             base_url,
@@ -213,13 +268,16 @@ impl EmbedArgs {
                 .embed_model
                 .clone()
                 .unwrap_or_else(|| kind.default_model().to_string()),
-            dims: self.embed_dims.map_or(DEFAULT_DIMS, |n| n as usize),
+            dims: self.embed_dims.map_or(kind.default_dims(), |n| n as usize),
             dims_explicit: self.embed_dims.is_some(),
             batch_size,
-            concurrency: self.embed_concurrency as usize,
+            concurrency: self
+                .embed_concurrency
+                .map_or(kind.default_concurrency(), |n| n as usize),
             max_retries: self.embed_max_retries,
             timeout: Duration::from_secs(self.embed_timeout),
             api_key,
+            model_dir: self.embed_model_dir.clone(),
         }))
     }
 
@@ -229,7 +287,8 @@ impl EmbedArgs {
             invalid_input(
                 "no embedding provider is configured: pass --embed-provider or set GOLDEN_EMBED_PROVIDER \
                  to voyage (needs VOYAGE_API_KEY), openai (any OpenAI-compatible server, OPENAI_API_KEY), \
-                 ollama, or hash (built in, offline); nothing was written",
+                 ollama, local (all-MiniLM-L6-v2 built in, offline; `make model` fetches it) or hash (built \
+                 in, offline, lexical); nothing was written",
             )
         })
     }
@@ -253,6 +312,16 @@ pub fn build_provider(config: &EmbedConfig) -> Result<Box<dyn Provider>> {
         ProviderKind::Voyage => Box::new(VoyageProvider::new(info, config)),
         ProviderKind::Openai => Box::new(OpenAiProvider::new(info, config)),
         ProviderKind::Ollama => Box::new(OllamaProvider::new(info, config)),
+        ProviderKind::Local => {
+            let dir = local::find_dir(config.model_dir.as_deref())?;
+            Box::new(LocalProvider::load(
+                &dir,
+                ModelInfo {
+                    model: local::model_id(),
+                    ..info
+                },
+            )?)
+        }
     })
 }
 

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod client;
 pub mod hash;
 mod http;
+pub mod local;
 pub mod ollama;
 pub mod openai;
 pub mod voyage;

@@ -460,6 +460,28 @@ pub fn clear_for_replace(conn: &mut PgConnection) -> Result<Vec<String>> {
     drop_vector_indexes(conn)
 }
 
+/// Moves `chunks.embedding` to `dims` dimensions if the table holds no row, checked under a
+/// lock so no writer adds one in between; returns whether it did.
+pub fn resize_empty_column(conn: &mut PgConnection, dims: usize) -> Result<bool> {
+    db::in_transaction(conn, |conn| {
+        diesel::sql_query("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
+            .execute(conn)
+            .step("locking chunks to move its vector column")?;
+        let any: bool = diesel::select(diesel::dsl::exists(chunks::table.select(chunks::id)))
+            .get_result(conn)
+            .step("checking whether chunks is empty")?;
+        if any {
+            return Ok(false);
+        }
+        diesel::sql_query(format!(
+            "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dims}) USING NULL"
+        ))
+        .execute(conn)
+        .step("changing the dimension of the empty chunks.embedding")?;
+        Ok(true)
+    })
+}
+
 /// Drops the vector indexes on `chunks` (inside the caller's transaction) before a bulk
 /// write, and returns the statements that build them again.
 pub fn drop_vector_indexes(conn: &mut PgConnection) -> Result<Vec<String>> {

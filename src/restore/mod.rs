@@ -262,15 +262,26 @@ fn bulk_append(
 /// Replaces the whole dataset with the file's, in one transaction: lock, safety backup of
 /// the rows about to go, clear, bulk load, index build, checks. Any failure (an interruption
 /// included) rolls it all back.
+/// Where a replace writes its safety backup, and whether it moves the vector column to the
+/// provider's size.
+pub struct Replacement<'a> {
+    pub safety_path: &'a Path,
+    pub resize_column: bool,
+}
+
 pub fn replace(
     conn: &mut PgConnection,
     input: Input,
     expected: Counts,
     file_level: FileLevel,
-    safety_path: &Path,
+    how: Replacement,
     embedding: Embedding,
     progress: &Progress,
 ) -> Result<Replaced> {
+    let Replacement {
+        safety_path,
+        resize_column,
+    } = how;
     let dims = embedding.embedder.client.info().dims;
     let rolled_back = "the replace was rolled back: the database holds what it held before";
     interrupt::set_outcome(rolled_back);
@@ -304,6 +315,15 @@ pub fn replace(
                 None
             };
         let index_definitions = load::clear_for_replace(conn)?;
+        if resize_column {
+            // On the emptied table the new size costs nothing; the index is built at it below.
+            progress.step("moving chunks.embedding to the provider's vector size");
+            diesel::sql_query(format!(
+                "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dims}) USING NULL"
+            ))
+            .execute(conn)
+            .step("changing the dimension of chunks.embedding")?;
+        }
         // The tables were emptied in this transaction: every row is to insert.
         let nothing = Existing::none();
         let mut loaded = load_file(conn, input, How::Copy(&nothing), embedding, progress)?;

@@ -885,7 +885,7 @@ fn flat_chunk(doc: &Doc, index: usize, section: &Section) -> Py {
         "content_type": doc.content_type,
         "language": doc.language,
         "model": "text-embedding-3-small",
-        "model_version": (index % 2 == 0).then_some("2024-01-25"),
+        "model_version": index.is_multiple_of(2).then_some("2024-01-25"),
         "created_at": &doc.updated_at,
     }
 }

@@ -115,23 +115,7 @@ fn a_worse_candidate_is_reported_worse_with_its_flipped_queries() {
 
     // The flips, checked against the per-query hits of two plain evaluations.
     let current_hits = hits(&evaluate(&db, dir.path(), &["--exact"]).1);
-    let regenerate = run(
-        &db,
-        dir.path(),
-        &[
-            "regenerate-embeddings",
-            "--embed-provider",
-            "hash",
-            "--embed-dims",
-            "32",
-        ],
-    );
-    assert_eq!(
-        regenerate.status.code(),
-        Some(0),
-        "{}",
-        stderr_of(&regenerate)
-    );
+    hash_into_32_buckets(&db, dir.path());
     let candidate_hits = hits(&evaluate(&db, dir.path(), &["--exact", "--embed-dims", "32"]).1);
     let expected_flips: Vec<String> = current_hits
         .iter()
@@ -166,6 +150,27 @@ fn a_worse_candidate_is_reported_worse_with_its_flipped_queries() {
     for id in &expected_flips {
         assert!(stdout.contains(id.as_str()), "{id} in {stdout}");
     }
+}
+
+/// Re-embeds the chunks with `hash` into 32 buckets: words collide, retrieval is worse.
+fn hash_into_32_buckets(db: &TestDb, dir: &Path) {
+    let regenerate = run(
+        db,
+        dir,
+        &[
+            "regenerate-embeddings",
+            "--embed-provider",
+            "hash",
+            "--embed-dims",
+            "32",
+        ],
+    );
+    assert_eq!(
+        regenerate.status.code(),
+        Some(0),
+        "{}",
+        stderr_of(&regenerate)
+    );
 }
 
 /// Whether each scored query found an expected chunk, by id (in the report's order).
@@ -239,23 +244,7 @@ fn the_baseline_gate_exits_3_on_a_drop_and_0_otherwise() {
     assert_eq!(same["overall"], saved["overall"]);
 
     // A model change that loses: the chunks re-embedded into 32 buckets.
-    let regenerate = run(
-        &db,
-        dir.path(),
-        &[
-            "regenerate-embeddings",
-            "--embed-provider",
-            "hash",
-            "--embed-dims",
-            "32",
-        ],
-    );
-    assert_eq!(
-        regenerate.status.code(),
-        Some(0),
-        "{}",
-        stderr_of(&regenerate)
-    );
+    hash_into_32_buckets(&db, dir.path());
     let worse = ["--embed-dims", "32", "--baseline", baseline_arg];
     let (code, dropped) = evaluate(
         &db,

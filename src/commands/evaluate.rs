@@ -680,6 +680,17 @@ fn worst(evaluation: &Evaluation) -> Vec<&QueryResult> {
         .collect()
 }
 
+/// One retrieved chunk under a query: its mark, rank, analysis, section and id.
+fn retrieved_line(mark: &str, rank: usize, got: &evaluate::Retrieved) -> String {
+    format!(
+        "    {mark}{}. {} · {} ({})",
+        rank + 1,
+        got.analysis_title.as_deref().unwrap_or("(untitled)"),
+        got.section_title.as_deref().unwrap_or("(no section)"),
+        got.id
+    )
+}
+
 fn print_results(result: &QueryResult, output: Output) -> Result<()> {
     for (rank, got) in result.retrieved.iter().enumerate() {
         let mark = if result.expected.contains(&got.id) {
@@ -689,13 +700,7 @@ fn print_results(result: &QueryResult, output: Output) -> Result<()> {
         } else {
             " "
         };
-        output.line(format_args!(
-            "    {mark}{}. {} · {} ({})",
-            rank + 1,
-            got.analysis_title.as_deref().unwrap_or("(untitled)"),
-            got.section_title.as_deref().unwrap_or("(no section)"),
-            got.id
-        ))?;
+        output.line(retrieved_line(mark, rank, got))?;
     }
     Ok(())
 }
@@ -760,13 +765,7 @@ fn print_table(
             ))?;
             for (rank, got) in result.retrieved.iter().enumerate() {
                 if !got.judged {
-                    output.line(format_args!(
-                        "    ?{}. {} · {} ({})",
-                        rank + 1,
-                        got.analysis_title.as_deref().unwrap_or("(untitled)"),
-                        got.section_title.as_deref().unwrap_or("(no section)"),
-                        got.id
-                    ))?;
+                    output.line(retrieved_line("?", rank, got))?;
                 }
             }
         }

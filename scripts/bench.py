@@ -174,7 +174,12 @@ def mark(ok):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
+    parser.add_argument("--only", metavar="PARTS", help="only these rows, comma-separated: evaluate (needs the "
+                        "bench_10000 database of a full run), local; printed, and written to "
+                        "target/bench/BENCHMARKS-only.md")
     args = parser.parse_args()
+    if args.only:
+        return only(args.only.split(","))
     quick = args.quick
     began = time.monotonic()
     measured = commit()  # Before the run: the tree may change while it goes on.
@@ -621,7 +626,7 @@ def bench_local(runs, rows, notes):
         out = subprocess.run([GOLDEN, "restore", "-q", "--json", "--embed-provider", "local", sample], env=env,
                              check=True, capture_output=True, text=True).stdout
         first_times.append(time.monotonic() - started)
-        psql(name, "TRUNCATE chunks, artifacts, artifact_versions, analyses, queries")
+        psql(name, "TRUNCATE chunks, artifacts, artifact_versions, analyses, queries, pending_embeddings")
         started = time.monotonic()
         again = subprocess.run([GOLDEN, "restore", "-q", "--json", "--embed-provider", "local", sample], env=env,
                                check=True, capture_output=True, text=True).stdout
@@ -638,6 +643,28 @@ def bench_local(runs, rows, notes):
                  "its buffers (`src/embed/local.rs` has the figures that chose those settings). The rows "
                  "include each command's start, the model's load and SHA-256 check (about 0.5 s) and the "
                  "database writes.")
+
+
+def only(parts):
+    """Some rows alone, for re-measuring them without a full run."""
+    began = time.monotonic()
+    measured = commit()
+    rows, notes = [], []
+    for part in parts:
+        if part == "evaluate":
+            bench_evaluate(10000, 3, rows, notes)
+        elif part == "local":
+            bench_local(3, rows, notes)
+        else:
+            raise SystemExit(f"bench: unknown part {part!r} (evaluate, local)")
+    table = ["| benchmark | golden | reference | target | verdict |", "|---|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    text = (f"Produced by `python3 scripts/bench.py --only {','.join(parts)}` on {time.strftime('%Y-%m-%d')} at "
+            f"commit {measured}, in {(time.monotonic() - began) / 60:.1f} min.\n\n" + "\n".join(table) + "\n\n"
+            + "\n".join(notes) + "\n")
+    print(text)
+    with open(os.path.join(WORK, "BENCHMARKS-only.md"), "w") as f:
+        f.write(text)
 
 
 def write_flat(golden_file, path):

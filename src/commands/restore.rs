@@ -58,7 +58,7 @@ pub struct Args {
 
     /// With --replace: move chunks.embedding to the provider's vector size (the table is emptied
     /// anyway), in the same transaction; the vector index is built at the new size
-    #[arg(long, requires = "replace")]
+    #[arg(long, requires = "replace", conflicts_with = "sync")]
     pub resize_column: bool,
 
     /// Validate and print what would be done; write nothing
@@ -177,7 +177,7 @@ pub fn run(args: Args, global: &GlobalArgs, output: Output) -> Result<Exit> {
     let mut conn = db::connect(global)?;
     restore::encoding::check(&mut conn, &validation.non_ascii)?;
     db::lock_dataset(&mut conn)?;
-    if !args.resize_column {
+    if !(args.resize_column && args.replace) {
         check_dimensions(&mut conn, &client)?;
     }
 

@@ -87,6 +87,20 @@ fn checked_files(dir: &Path) -> Result<Vec<u8>> {
     for line in PINNED.lines().filter(|line| !line.trim().is_empty()) {
         let (hash, name) = line.split_once("  ").unwrap_or((line, ""));
         let path = dir.join(name.trim());
+        // A FIFO would block the read for ever and a device never end: only regular files of a
+        // plausible size (the weights are 91 MB) are read.
+        let metadata = std::fs::metadata(&path).map_err(|e| {
+            invalid_input(format!(
+                "the local model's {} cannot be read from {shown} ({e}): run `make model` to fetch it",
+                name.trim()
+            ))
+        })?;
+        if !metadata.is_file() || metadata.len() > 256 << 20 {
+            return Err(invalid_input(format!(
+                "{} in {shown} is not a regular file of the model's size: run `make model` to fetch it again",
+                name.trim()
+            )));
+        }
         let bytes = std::fs::read(&path).map_err(|e| {
             invalid_input(format!(
                 "the local model's {} cannot be read from {shown} ({e}): run `make model` to fetch it",
